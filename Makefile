@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+# Both create .venv with Python 3.10 and the pinned dependencies once, then reuse it.
+SHELL := /bin/bash
+PY310 := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.13/bin/python3.10) \
+                     $(shell command -v python3.10) python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell md5sum requirements.lock | cut -c1-12)
+DATA_ROOT ?= data
+ROWS ?= 20000
+export PYTHONPATH := $(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL := 1
+
+.PHONY: venv data demo test bench schema clean
+
+venv: $(STAMP)
+$(STAMP): requirements.lock
+	@$(PY310) -c 'import sys; assert sys.version_info[:2] == (3, 10), \
+	  "Python 3.10 is required (pyenv 3.10.13, see .python-version); got " + sys.version'
+	test -x $(PY) || $(PY310) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==24.2
+	$(PY) -m pip install -q -r requirements.lock
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Two monthly spans, so the latest one is also checked for drift against its predecessor.
+$(DATA_ROOT)/span-2/ads.csv: | $(STAMP)
+	$(PY) -m datagen.generate --root $(DATA_ROOT) --rows $(ROWS) --spans 1 2
+
+data: $(DATA_ROOT)/span-2/ads.csv
+
+demo: venv data
+	$(PY) local_runner.py --data-root $(DATA_ROOT) --output-root outputs
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) -m benchmarks.pipeline_bench
+
+schema: venv
+	$(PY) -m schema.generate
+
+clean:
+	rm -rf outputs bench_out

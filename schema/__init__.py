@@ -1,0 +1,1 @@
+"""Curated schema, generated from models/features.py."""

@@ -1,0 +1,76 @@
+"""Shared tiny fixtures: a handful of raw ad rows with real PNG creatives."""
+import io
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # before any TensorFlow import
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from models import features
+
+
+def png_bytes(color, size=64, badge=False) -> bytes:
+  image = Image.new('RGB', (size, size), color)
+  if badge:
+    image.paste((255, 120, 0), (size - 24, size - 14, size - 4, size - 4))
+  buffer = io.BytesIO()
+  image.save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def raw_row(i: int, rng: np.random.Generator) -> dict:
+  """One raw impression as the pipeline's tf.Examples hold it (values as Python scalars)."""
+  return {
+      'impression_id': f'imp-{i}', 'ad_id': f'ad_{i % 7:05d}', 'campaign_id': 'cmp_0001',
+      'advertiser': f'adv_{i % 5:03d}',
+      'category': features.CATEGORIES[i % len(features.CATEGORIES)],
+      'creative_format': features.CREATIVE_FORMATS[i % len(features.CREATIVE_FORMATS)],
+      'placement': features.PLACEMENTS[i % len(features.PLACEMENTS)],
+      'device': features.DEVICES[i % len(features.DEVICES)],
+      'country': features.COUNTRIES[i % len(features.COUNTRIES)],
+      'hour': int(i % 24), 'day_of_week': int(i % 7),
+      'bid_price': float(rng.uniform(0.1, 10)), 'headline_length': int(rng.integers(5, 90)),
+      'image': png_bytes((int(rng.integers(0, 255)), 80, 160), badge=bool(i % 2)),
+      'clicked': int(i % 4 == 0),
+  }
+
+
+@pytest.fixture(scope='session')
+def raw_rows():
+  rng = np.random.default_rng(0)
+  return [raw_row(i, rng) for i in range(64)]
+
+
+def to_example(row: dict):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  feature = {}
+  for name, value in row.items():
+    if isinstance(value, bytes):
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+    elif isinstance(value, str):
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    elif isinstance(value, float):
+      feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+    else:
+      feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+@pytest.fixture(scope='session')
+def transformed(raw_rows, tmp_path_factory):
+  """Runs preprocessing_fn with tft_beam on the tiny rows; returns (transform dir, data)."""
+  import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import dataset_metadata  # pylint: disable=g-import-not-at-top
+  from models import preprocessing  # pylint: disable=g-import-not-at-top
+  from schema import generate  # pylint: disable=g-import-not-at-top
+
+  out = tmp_path_factory.mktemp('transform')
+  metadata = dataset_metadata.DatasetMetadata(generate.build_schema())
+  rows = [{k: [v] for k, v in row.items()} for row in raw_rows]  # dense fields are [1]
+  with tft_beam.Context(temp_dir=str(out / 'tmp'), force_tf_compat_v1=False):
+    (data, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+        preprocessing.preprocessing_fn, output_record_batches=False)
+    _ = transform_fn | tft_beam.WriteTransformFn(str(out / 'transform_fn'))
+  return str(out / 'transform_fn'), data
