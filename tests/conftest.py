@@ -63,6 +63,7 @@ def transformed(raw_rows, tmp_path_factory):
   """Runs preprocessing_fn with tft_beam on the tiny rows; returns (transform dir, data)."""
   import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
   from tensorflow_transform.tf_metadata import dataset_metadata  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=g-import-not-at-top
   from models import preprocessing  # pylint: disable=g-import-not-at-top
   from schema import generate  # pylint: disable=g-import-not-at-top
 
@@ -72,5 +73,7 @@ def transformed(raw_rows, tmp_path_factory):
   with tft_beam.Context(temp_dir=str(out / 'tmp'), force_tf_compat_v1=False):
     (data, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
         preprocessing.preprocessing_fn, output_record_batches=False)
-    _ = transform_fn | tft_beam.WriteTransformFn(str(out / 'transform_fn'))
-  return str(out / 'transform_fn'), data
+    # The layout of Transform's transform_graph artifact (what TFTransformOutput reads).
+    _ = transform_fn | tft_beam.WriteTransformFn(str(out / 'graph'))
+  metadata_io.write_metadata(metadata, str(out / 'graph' / 'metadata'))
+  return str(out / 'graph'), data

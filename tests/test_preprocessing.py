@@ -32,7 +32,7 @@ def test_numeric_fields_are_scaled_and_bucketized(transformed):
   assert buckets <= set(range(preprocessing.NUMERIC_BUCKETS + 1)) and len(buckets) > 3
 
 
-def test_vocabularies_have_oov_buckets(transformed):
+def test_vocabularies_have_oov_buckets(transformed, raw_rows):
   transform_dir, data = transformed
   output = tft.TFTransformOutput(transform_dir)
   size = output.vocabulary_size_by_name('device')
@@ -40,9 +40,8 @@ def test_vocabularies_have_oov_buckets(transformed):
   ids = {int(row[features.transformed_name('device')]) for row in data}
   assert ids == set(range(size))
   # An unseen advertiser maps into an OOV bucket instead of failing.
-  layer_out = output.transform_raw_features(
-      {'advertiser': np.array([['adv_never_seen']]), 'clicked': np.array([[0]])},
-      drop_unused_features=True)
+  row = dict(raw_rows[0], advertiser='adv_never_seen')
+  layer_out = output.transform_raw_features({k: np.array([[v]]) for k, v in row.items()})
   advertiser = int(layer_out[features.transformed_name('advertiser')].numpy()[0])
   vocab = output.vocabulary_size_by_name('advertiser')
   assert vocab <= advertiser < vocab + preprocessing.OOV_BUCKETS

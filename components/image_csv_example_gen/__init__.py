@@ -1,0 +1,1 @@
+"""ExampleGen for ads.csv spans whose rows name creative images."""

@@ -1,0 +1,303 @@
+"""Executor of ImageCsvExampleGen: ads.csv rows plus creative images -> tf.Examples.
+
+Each span folder holds `ads.csv` (header row, columns = features.csv_columns()) and
+`images/`; the `image_path` column is relative to the CSV's folder. Every read goes
+through Beam's FileSystems, so `input_base` may be a local path or `gs://...`.
+
+Field types, required-ness and defaults come from models/features.py. A row is
+rejected, never crashing the run, when it has the wrong number of columns, an empty
+required field, an unparseable number, or an image that is missing or does not decode.
+An empty optional field takes its default. The example gets the image bytes under
+features.IMAGE_KEY; the image_path column itself is dropped.
+
+Besides the Split-* folders, the executor writes under the output Examples URI:
+  rejected_rows/rejected-<input>-SSSSS-of-NNNNN.csv  CSV with the header
+      source_file,ad_id,reason,line  (`line` is the raw CSV line as read)
+  rejected_rows/accepted-<input>.txt                the number of accepted rows
+where <input> is the split pattern made file-name safe. `Do` then sets the integer
+custom properties `rows_accepted` and `rows_rejected` on the Examples artifact and
+fails the run if the rejected share exceeds `max_rejected_fraction`.
+
+Rows are read line by line, so quoted fields must not contain newlines.
+"""
+import csv
+import io
+import math
+import re
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from absl import logging
+import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image
+import tensorflow as tf
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
+
+from models import features
+
+MAX_REJECTED_FRACTION_KEY = 'max_rejected_fraction'
+DEFAULT_MAX_REJECTED_FRACTION = 0.05
+ROWS_ACCEPTED_PROPERTY = 'rows_accepted'
+ROWS_REJECTED_PROPERTY = 'rows_rejected'
+REJECTED_ROWS_DIR = 'rejected_rows'
+REJECTED_COLUMNS = ('source_file', 'ad_id', 'reason', 'line')
+
+# Private exec property through which Do tells the PTransform where to write reports;
+# the base class hands the PTransform nothing but exec_properties and the pattern.
+_REJECTED_ROWS_DIR_KEY = '_rejected_rows_dir'
+_METRICS_NAMESPACE = 'ImageCsvExampleGen'
+_REJECTED_TAG = 'rejected'
+# Many impressions show the same ad, so each worker keeps recent creatives in memory.
+_IMAGE_CACHE_SIZE = 2048
+_FIRST_REJECTED_SHOWN = 5
+
+
+def _rejected_rows_dir(examples_uri: str) -> str:
+  return FileSystems.join(examples_uri, REJECTED_ROWS_DIR)
+
+
+def _read_text(path: str) -> str:
+  with FileSystems.open(path) as f:
+    return f.read().decode('utf-8')
+
+
+def _matched_paths(pattern: str) -> List[str]:
+  return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def read_rejected_rows(examples_uri: str) -> List[Dict[str, str]]:
+  """Returns the rows ImageCsvExampleGen rejected, as dicts keyed by REJECTED_COLUMNS."""
+  pattern = FileSystems.join(_rejected_rows_dir(examples_uri), 'rejected-*.csv')
+  rows = []
+  for path in _matched_paths(pattern):
+    rows.extend(csv.DictReader(io.StringIO(_read_text(path), newline='')))
+  return rows
+
+
+def _read_accepted_count(examples_uri: str) -> int:
+  pattern = FileSystems.join(_rejected_rows_dir(examples_uri), 'accepted-*.txt')
+  return sum(int(_read_text(path)) for path in _matched_paths(pattern))
+
+
+def _read_header(path: str) -> List[str]:
+  with FileSystems.open(path) as f:
+    # utf-8-sig: spreadsheet exports often start with a byte order mark.
+    return next(csv.reader([f.readline().decode('utf-8-sig')]), [])
+
+
+def _check_headers(csv_paths: Sequence[str]) -> List[str]:
+  """Returns the column names shared by all files; raises ValueError on a bad header."""
+  header = _read_header(csv_paths[0])
+  missing = [c for c in features.csv_columns() if c not in header]
+  if missing:
+    raise ValueError(f'{csv_paths[0]}: header lacks required columns {missing}; '
+                     f'expected {list(features.csv_columns())}, got {header}.')
+  for path in csv_paths[1:]:
+    if _read_header(path) != header:
+      raise ValueError(f'{path}: header differs from that of {csv_paths[0]}.')
+  return header
+
+
+def _parse_value(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]]:
+  """Returns (value, None), or (None, reason) when the cell is unusable."""
+  if not cell:
+    if feature.required:
+      return None, f'{feature.name}: required value is empty'
+    return feature.default, None
+  if feature.dtype == 'int':
+    try:
+      return int(cell), None
+    except ValueError:
+      return None, f'{feature.name}: {cell!r} is not an integer'
+  if feature.dtype == 'float':
+    try:
+      value = float(cell)
+    except ValueError:
+      return None, f'{feature.name}: {cell!r} is not a number'
+    if not math.isfinite(value):
+      return None, f'{feature.name}: {cell!r} is not a finite number'
+    return value, None
+  return cell, None
+
+
+def _to_feature(dtype: str, value: Any) -> tf.train.Feature:
+  if dtype == 'int':
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+  if dtype == 'float':
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+  if isinstance(value, str):
+    value = value.encode('utf-8')
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _format_csv_row(values: Sequence[str]) -> str:
+  buffer = io.StringIO()
+  csv.writer(buffer, lineterminator='').writerow(values)
+  return buffer.getvalue()
+
+
+class _ParseRow(beam.DoFn):
+  """(csv file, line) -> tf.Example, or a rejected row on the tagged output."""
+
+  def __init__(self, header: Sequence[str]):
+    self._num_columns = len(header)
+    self._image_feature = next(f for f in features.FEATURES if f.role == features.IMAGE)
+    self._image_index = header.index(features.IMAGE_PATH_COLUMN)
+    self._ad_id_index = header.index('ad_id')
+    self._fields = [(f, header.index(f.name))
+                    for f in features.FEATURES if f.role != features.IMAGE]
+    self._rows_read = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, 'rows_read')
+    self._rows_rejected = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, 'rows_rejected')
+
+  def setup(self):
+    self._image_cache = {}
+
+  def _load_image(self, path: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """Returns (bytes, None), or (None, reason) when the image is unusable."""
+    try:
+      with FileSystems.open(path) as f:
+        data = f.read()
+    except (OSError, BeamIOError) as e:
+      if not FileSystems.exists(path):
+        return None, f'image missing: {path}'
+      return None, f'image unreadable: {path}: {e}'
+    try:
+      Image.open(io.BytesIO(data)).verify()
+    except Image.UnidentifiedImageError:
+      # PIL's own message names the in-memory buffer, which tells a reader nothing.
+      return None, f'image unreadable: {path}: not a known image format'
+    except Exception as e:  # pylint: disable=broad-except
+      # PIL raises many exception types on bad input; any of them rejects the row.
+      return None, f'image unreadable: {path}: {e}'
+    return data, None
+
+  def _image(self, path: str) -> Tuple[Optional[bytes], Optional[str]]:
+    if path not in self._image_cache:
+      if len(self._image_cache) >= _IMAGE_CACHE_SIZE:
+        del self._image_cache[next(iter(self._image_cache))]  # oldest first
+      self._image_cache[path] = self._load_image(path)
+    return self._image_cache[path]
+
+  def _reject(self, csv_path: str, cells: List[str], reason: str, line: str):
+    self._rows_rejected.inc()
+    ad_id = cells[self._ad_id_index] if len(cells) > self._ad_id_index else ''
+    return beam.pvalue.TaggedOutput(
+        _REJECTED_TAG, _format_csv_row([csv_path, ad_id, reason, line]))
+
+  def process(self, element: Tuple[str, str]) -> Iterator[Any]:
+    csv_path, line = element
+    cells = next(csv.reader([line]), [])
+    if not cells:  # blank line
+      return
+    self._rows_read.inc()
+    if len(cells) != self._num_columns:
+      yield self._reject(csv_path, cells, f'expected {self._num_columns} columns, '
+                         f'got {len(cells)}', line)
+      return
+
+    feature_map = {}
+    errors = []
+    for feature, index in self._fields:
+      value, error = _parse_value(feature, cells[index])
+      if error:
+        errors.append(error)
+      else:
+        feature_map[feature.name] = _to_feature(feature.dtype, value)
+    image_cell = cells[self._image_index]
+    if not image_cell:
+      errors.append(f'{features.IMAGE_PATH_COLUMN}: required value is empty')
+    if errors:
+      yield self._reject(csv_path, cells, '; '.join(errors), line)
+      return
+
+    image_path = FileSystems.join(FileSystems.split(csv_path)[0], image_cell)
+    image, error = self._image(image_path)
+    if error:
+      yield self._reject(csv_path, cells, error, line)
+      return
+    feature_map[self._image_feature.name] = _to_feature(self._image_feature.dtype, image)
+    yield tf.train.Example(features=tf.train.Features(feature=feature_map))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                       split_pattern: str) -> beam.pvalue.PCollection:
+  """Reads the CSV files matching split_pattern; writes rejected rows and counts."""
+  pattern = FileSystems.join(
+      exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+  csv_paths = _matched_paths(pattern)
+  if not csv_paths:
+    raise ValueError(f'Split pattern {pattern} does not match any files.')
+  header = _check_headers(csv_paths)
+  logging.info('Reading %d CSV file(s) for %s.', len(csv_paths), pattern)
+
+  parsed = (
+      pipeline
+      | 'ReadLines' >> beam.io.textio.ReadFromTextWithFilename(
+          pattern, skip_header_lines=1)
+      | 'ParseRows' >> beam.ParDo(_ParseRow(header)).with_outputs(
+          _REJECTED_TAG, main='examples'))
+
+  # One report per input pattern, so several input splits do not overwrite each other.
+  report_dir = exec_properties[_REJECTED_ROWS_DIR_KEY]
+  input_name = re.sub(r'[^0-9A-Za-z]+', '_', split_pattern).strip('_')
+  _ = (parsed[_REJECTED_TAG]
+       | 'WriteRejected' >> beam.io.WriteToText(
+           FileSystems.join(report_dir, f'rejected-{input_name}'),
+           file_name_suffix='.csv', num_shards=1, header=','.join(REJECTED_COLUMNS)))
+  _ = (parsed.examples
+       | 'CountAccepted' >> beam.combiners.Count.Globally()
+       | 'WriteAcceptedCount' >> beam.io.WriteToText(
+           FileSystems.join(report_dir, f'accepted-{input_name}'),
+           file_name_suffix='.txt', shard_name_template=''))
+  return parsed.examples
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+  """Turns ads.csv rows and their creative images into tf.Examples."""
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    return _ImageCsvToExample
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    """Generates the examples, records row counts and enforces the rejection limit.
+
+    Raises:
+      ValueError: more than `max_rejected_fraction` of the rows were rejected, or
+        the input has no or a malformed header.
+    """
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
+    exec_properties = dict(exec_properties)
+    exec_properties[_REJECTED_ROWS_DIR_KEY] = _rejected_rows_dir(examples.uri)
+    super().Do(input_dict, output_dict, exec_properties)
+
+    accepted = _read_accepted_count(examples.uri)
+    rejected_rows = read_rejected_rows(examples.uri)
+    rejected = len(rejected_rows)
+    examples.set_int_custom_property(ROWS_ACCEPTED_PROPERTY, accepted)
+    examples.set_int_custom_property(ROWS_REJECTED_PROPERTY, rejected)
+
+    total = accepted + rejected
+    fraction = rejected / total if total else 0.0
+    first = rejected_rows[:_FIRST_REJECTED_SHOWN]
+    logging.info('ImageCsvExampleGen read %d rows: %d accepted, %d rejected (%.1f%%). '
+                 'First rejected ad ids: %s.', total, accepted, rejected, 100 * fraction,
+                 ', '.join(r['ad_id'] for r in first) or 'none')
+    max_fraction = exec_properties.get(MAX_REJECTED_FRACTION_KEY)
+    if max_fraction is None:
+      max_fraction = DEFAULT_MAX_REJECTED_FRACTION
+    if fraction > max_fraction:
+      details = '; '.join(f"ad {r['ad_id'] or '?'}: {r['reason']}" for r in first)
+      raise ValueError(
+          f'ImageCsvExampleGen rejected {rejected} of {total} rows ({fraction:.1%}), '
+          f'more than max_rejected_fraction={max_fraction:g}. First rejected: '
+          f'{details}. Full list: {_rejected_rows_dir(examples.uri)}/rejected-*.csv')

@@ -1,0 +1,169 @@
+"""Tests of ImageCsvExampleGen on tiny spans built in tmp_path."""
+import csv
+import glob
+import io
+import os
+
+from ml_metadata import metadata_store
+from PIL import Image
+import pytest
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from components.image_csv_example_gen import component
+from components.image_csv_example_gen import executor
+from models import features
+
+
+def _png(color) -> bytes:
+  buffer = io.BytesIO()
+  Image.new('RGB', (8, 8), color).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def _row(i: int, ad_id: str, **overrides) -> dict:
+  row = {
+      'impression_id': f'imp-{i}', 'ad_id': ad_id, 'campaign_id': 'cmp_1',
+      'advertiser': 'adv_001', 'category': features.CATEGORIES[i % 3],
+      'creative_format': features.CREATIVE_FORMATS[0], 'placement': features.PLACEMENTS[0],
+      'device': features.DEVICES[i % 2], 'country': 'US', 'hour': str(i), 'day_of_week': '2',
+      'bid_price': f'{1 + i / 4:.2f}', 'headline_length': '30',
+      features.IMAGE_PATH_COLUMN: f'images/{ad_id}.png', 'clicked': str(i % 2),
+  }
+  row.update(overrides)
+  return row
+
+
+def _write_span(input_base, span: int, rows, images: dict, columns=None):
+  span_dir = input_base / f'span-{span}'
+  (span_dir / 'images').mkdir(parents=True)
+  for ad_id, data in images.items():
+    (span_dir / 'images' / f'{ad_id}.png').write_bytes(data)
+  columns = columns or features.csv_columns()
+  with open(span_dir / 'ads.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for row in rows:
+      writer.writerow(row if isinstance(row, list) else [row[c] for c in columns])
+
+
+GOOD_IMAGES = {f'ad_{n}': _png((60 * n, 100, 200)) for n in range(3)}
+
+
+def _good_rows(count: int):
+  return [_row(i, f'ad_{i % 3}') for i in range(count)]
+
+
+@pytest.fixture
+def mixed_span(tmp_path):
+  """12 rows over 4 ads: 9 valid, a missing image, a corrupt image, a bad number."""
+  rows = _good_rows(9)
+  rows[0]['hour'] = ''  # optional -> default
+  rows += [
+      _row(9, 'ad_missing'),
+      _row(10, 'ad_corrupt'),
+      _row(11, 'ad_1', bid_price='abc'),
+  ]
+  images = dict(GOOD_IMAGES, ad_corrupt=b'definitely not a png')
+  _write_span(tmp_path / 'data', 1, rows, images)
+  return tmp_path / 'data'
+
+
+def _run_executor(input_base, output_dir, **extra_exec_properties):
+  examples = standard_artifacts.Examples()
+  examples.uri = str(output_dir)
+  exec_properties = {
+      standard_component_specs.INPUT_BASE_KEY: str(input_base),
+      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+          example_gen_pb2.Input(splits=[
+              example_gen_pb2.Input.Split(name='single_split', pattern='span-1/ads.csv')])),
+      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+          example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+              example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=2),
+              example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)]))),
+      standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+      **extra_exec_properties,
+  }
+  executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                         exec_properties)
+  return examples
+
+
+def _read_examples(uri: str):
+  files = glob.glob(os.path.join(uri, 'Split-*', '*.gz'))
+  return [tf.train.Example.FromString(record.numpy())
+          for record in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+
+
+def test_executor_accepts_valid_rows_and_reports_rejected(mixed_span, tmp_path):
+  examples = _run_executor(mixed_span, tmp_path / 'out',
+                           **{executor.MAX_REJECTED_FRACTION_KEY: 0.5})
+
+  accepted = _read_examples(examples.uri)
+  assert len(accepted) == 9
+  assert examples.get_int_custom_property('rows_accepted') == 9
+  assert examples.get_int_custom_property('rows_rejected') == 3
+  by_impression = {e.features.feature['impression_id'].bytes_list.value[0]: e.features.feature
+                   for e in accepted}
+  first = by_impression[b'imp-0']
+  assert first['ad_id'].bytes_list.value == [b'ad_0']
+  assert first['hour'].int64_list.value == [features.BY_NAME['hour'].default]
+  assert first['bid_price'].float_list.value == pytest.approx([1.0])
+  assert first['clicked'].int64_list.value == [0]
+  assert features.IMAGE_PATH_COLUMN not in first
+  for feature in by_impression.values():
+    ad_id = feature['ad_id'].bytes_list.value[0].decode()
+    assert feature[features.IMAGE_KEY].bytes_list.value == [GOOD_IMAGES[ad_id]]
+    assert set(feature) == {f.name for f in features.FEATURES}
+
+  rejected = {row['ad_id']: row for row in executor.read_rejected_rows(examples.uri)}
+  assert set(rejected) == {'ad_missing', 'ad_corrupt', 'ad_1'}
+  assert rejected['ad_missing']['reason'].startswith('image missing: ')
+  assert rejected['ad_missing']['reason'].endswith('ad_missing.png')
+  assert rejected['ad_corrupt']['reason'].endswith('ad_corrupt.png: not a known image format')
+  assert rejected['ad_1']['reason'] == "bid_price: 'abc' is not a number"
+  assert rejected['ad_1']['source_file'].endswith(os.path.join('span-1', 'ads.csv'))
+  assert rejected['ad_1']['line'].startswith('imp-11,ad_1,')
+
+
+def test_executor_fails_above_max_rejected_fraction(tmp_path):
+  rows = _good_rows(8) + [_row(8, 'ad_0', clicked=''), ['imp-9', 'ad_2', 'too few']]
+  _write_span(tmp_path / 'data', 1, rows, GOOD_IMAGES)
+
+  with pytest.raises(ValueError, match=r'rejected 2 of 10 rows \(20.0%\)') as error:
+    _run_executor(tmp_path / 'data', tmp_path / 'out')
+  message = str(error.value)
+  assert 'max_rejected_fraction=0.05' in message
+  assert 'clicked: required value is empty' in message
+  assert 'expected 15 columns, got 3' in message
+  assert 'rejected_rows' in message
+
+
+def test_executor_rejects_header_without_required_columns(tmp_path):
+  columns = [c for c in features.csv_columns() if c != features.LABEL_KEY]
+  _write_span(tmp_path / 'data', 1, _good_rows(2), GOOD_IMAGES, columns=columns)
+
+  with pytest.raises(ValueError, match=r"lacks required columns \['clicked'\]"):
+    _run_executor(tmp_path / 'data', tmp_path / 'out')
+
+
+def test_component_picks_latest_span(tmp_path):
+  input_base = tmp_path / 'data'
+  _write_span(input_base, 1, _good_rows(3), GOOD_IMAGES)
+  _write_span(input_base, 2, _good_rows(5), GOOD_IMAGES)
+  metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      str(tmp_path / 'metadata.sqlite'))
+  example_gen = component.ImageCsvExampleGen(input_base=str(input_base))
+
+  tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+      pipeline_name='example_gen_test', pipeline_root=str(tmp_path / 'root'),
+      components=[example_gen], metadata_connection_config=metadata_config))
+
+  [artifact] = metadata_store.MetadataStore(metadata_config).get_artifacts_by_type('Examples')
+  assert artifact.custom_properties['span'].int_value == 2
+  assert artifact.custom_properties['rows_accepted'].int_value == 5
+  assert artifact.custom_properties['rows_rejected'].int_value == 0
