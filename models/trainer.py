@@ -27,7 +27,7 @@ _DTYPES = {'string': tf.string, 'bytes': tf.string, 'int': tf.int64, 'float': tf
 def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size):
   """Raw examples -> (transformed features, label), transformed once and cached."""
   dataset = data_accessor.tf_dataset_factory(
-      file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size),
+      file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1),
       tf_transform_output.raw_metadata.schema)
   transform_layer = tf_transform_output.transform_features_layer()
 

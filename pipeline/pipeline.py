@@ -24,15 +24,23 @@ def _range_config(span: Optional[int]):
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   gate = config.gate
-  auc = tfma.MetricConfig(class_name='AUC', threshold=tfma.MetricThreshold(
+
+  def overall(threshold):
+    # Gate on the overall slice only; per-slice metrics are reported, not gated (small slices
+    # are too noisy to block a release on).
+    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                         threshold=threshold)]
+
+  auc = tfma.MetricConfig(class_name='AUC', per_slice_thresholds=overall(tfma.MetricThreshold(
       value_threshold=tfma.GenericValueThreshold(lower_bound={'value': gate.auc_floor}),
       change_threshold=tfma.GenericChangeThreshold(
           direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-          absolute={'value': -gate.auc_tolerance})))
-  logloss = tfma.MetricConfig(class_name='BinaryCrossentropy', threshold=tfma.MetricThreshold(
-      change_threshold=tfma.GenericChangeThreshold(
-          direction=tfma.MetricDirection.LOWER_IS_BETTER,
-          absolute={'value': gate.logloss_tolerance})))
+          absolute={'value': -gate.auc_tolerance}))))
+  logloss = tfma.MetricConfig(class_name='BinaryCrossentropy',
+                              per_slice_thresholds=overall(tfma.MetricThreshold(
+                                  change_threshold=tfma.GenericChangeThreshold(
+                                      direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                                      absolute={'value': gate.logloss_tolerance}))))
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(signature_name=trainer.EXAMPLES_SIGNATURE,
                                   label_key=features.LABEL_KEY)],

@@ -112,14 +112,29 @@ def evaluation_metrics(evaluation_uri: str) -> Dict[tuple, float]:
   return result
 
 
+def _threshold_words(failure) -> str:
+  threshold = failure.metric_threshold
+  if failure.metric_key.is_diff:
+    bound = threshold.change_threshold.absolute.value
+    direction = ('at least' if threshold.change_threshold.direction ==
+                 tfma.MetricDirection.HIGHER_IS_BETTER else 'at most')
+    return f'change vs the baseline must be {direction} {bound:+.4f}'
+  bounds = threshold.value_threshold
+  if bounds.HasField('lower_bound'):
+    return f'must be at least {bounds.lower_bound.value:.4f}'
+  return f'must be at most {bounds.upper_bound.value:.4f}'
+
+
 def blessing_reasons(evaluation_uri: str) -> List[str]:
   """Each failed threshold in words; empty when the model passed."""
   validation = tfma.load_validation_result(evaluation_uri)
   reasons = []
   for per_slice in validation.metric_validations_per_slice:
     for failure in per_slice.failures:
-      reasons.append(f'{failure.metric_key.name} = {failure.metric_value.double_value.value:.4f} '
-                     f'failed {failure.message or "its threshold"}')
+      what = 'change in ' if failure.metric_key.is_diff else ''
+      reasons.append(f'{what}{failure.metric_key.name} is '
+                     f'{failure.metric_value.double_value.value:+.4f}: '
+                     f'{_threshold_words(failure)}')
   return reasons
 
 
@@ -187,7 +202,8 @@ def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseExcep
   blessing = artifacts.latest('ModelBlessing')
   if blessing is not None:
     blessed = bool(_prop(blessing, 'blessed', 0))
-    lines.append(f"Decision: {'BLESSED' if blessed else 'NOT blessed'}.")
+    lines.append(f"Decision: {'BLESSED' if blessed else 'NOT blessed'}"
+                 f"{': every threshold passed.' if blessed else ', because:'}")
     for reason in blessing_reasons(evaluation.uri):
       lines.append(f'  {reason}')
   pushed = artifacts.latest('PushedModel')
