@@ -28,6 +28,7 @@ OVERALL = ''
 @dataclasses.dataclass
 class RunArtifacts:
   by_type: Dict[str, List[metadata_store_pb2.Artifact]]
+  seconds: Dict[str, float] = dataclasses.field(default_factory=dict)  # per component
 
   def latest(self, type_name: str, uri_part: str = '') -> Optional[metadata_store_pb2.Artifact]:
     found = [a for a in self.by_type.get(type_name, []) if uri_part in a.uri]
@@ -48,7 +49,10 @@ def run_artifacts(connection_config) -> RunArtifacts:
   by_type = {}
   for artifact in store.get_artifacts_by_id(ids):
     by_type.setdefault(type_names[artifact.type_id], []).append(artifact)
-  return RunArtifacts(by_type)
+  seconds = {e.type.rsplit('.', 1)[-1]: (e.last_update_time_since_epoch -
+                                         e.create_time_since_epoch) / 1000
+             for e in executions}
+  return RunArtifacts(by_type, seconds)
 
 
 def _prop(artifact, name, default=None):
@@ -170,6 +174,10 @@ def _fmt(metrics: Optional[Dict[str, float]]) -> str:
 def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseException] = None,
               eval_split: str = 'eval') -> str:
   lines = ['', '=' * 72, 'Run summary', '=' * 72]
+  if artifacts.seconds:
+    slowest = sorted(artifacts.seconds.items(), key=lambda kv: -kv[1])[:4]
+    lines.append(f'Time: {sum(artifacts.seconds.values()):.0f} s in components (' +
+                 ', '.join(f'{name} {s:.0f} s' for name, s in slowest) + ').')
   examples = artifacts.latest('Examples')
   if examples is None:
     lines.append('No examples were produced.')
