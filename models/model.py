@@ -18,7 +18,7 @@ class HParams:
   embedding_dim: int = 8
   cross_layers: int = 2
   deep_units: tuple = (64, 32)
-  learning_rate: float = 0.003
+  learning_rate: float = 0.001
   batch_size: int = 128
   epochs: int = 8
   early_stopping_patience: int = 2
