@@ -51,6 +51,7 @@ MIN_ADS = 60
 MAX_ADS = 3000  # also the size of the seed-only ad universe
 ROWS_PER_AD = 50
 NEW_AD_SHARE = 0.1
+NEW_AD_POPULARITY = 0.5  # scale of a new ad's popularity draw (established ads: 0-1)
 N_ADVERTISERS = 40
 # New ads of span N get ids from N * ID_BLOCK on, above the universe's 1..MAX_ADS.
 ID_BLOCK = 10000
@@ -281,6 +282,9 @@ def simulate(rows: int, seed: int = 7, span: int = 1, drift: bool = False) -> Si
   image_rng = _rng(seed, _SPAN_IMAGES, span)
   new = _make_ads(rng, image_rng, n_new, first_new, first_new, *advertisers,
                   campaign_width=5)
+  # New creatives ramp up: they start in the less popular half, so a normal month's mix
+  # stays close to the last one (the drift check must not fire on ordinary churn).
+  new = dataclasses.replace(new, popularity=new.popularity * NEW_AD_POPULARITY)
   ads = Ads.concat(universe.take(np.arange(n_ads - n_new)), new)
   weights = _zipf(ads.popularity)
 
