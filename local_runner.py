@@ -1,10 +1,11 @@
 """Runs the pipeline on this machine: local files, SQLite MLMD, Beam DirectRunner.
 
     python local_runner.py [--data-root data] [--output-root outputs] [--span N]
-                           [--train-steps N] [--tabular-only]
+                           [--window-spans K] [--train-steps N] [--tabular-only]
 Pipeline artifacts and metadata go to <output-root>/pipeline and <output-root>/metadata.db,
-pushed models to <output-root>/serving/<model_name>/<version>/, and the run summary is
-printed and saved as <output-root>/last_run_summary.md.
+pushed models to <output-root>/serving/<model_name>/<version>/ (the newest complete version
+there is also the baseline the new model must beat), and the run summary, with the
+Evaluator's report, is printed and saved as <output-root>/last_run_summary.md.
 """
 import argparse
 import dataclasses
@@ -26,6 +27,8 @@ def parse_args(argv):
   parser.add_argument('--data-root', default='data')
   parser.add_argument('--output-root', default='outputs')
   parser.add_argument('--span', type=int, default=None, help='default: the latest span')
+  parser.add_argument('--window-spans', type=int, default=1,
+                      help='train on this many months ending at the span (default 1)')
   parser.add_argument('--train-steps', type=int, default=config_lib.PipelineConfig.train_steps)
   parser.add_argument('--tabular-only', action='store_true', help='train without the image')
   return parser.parse_args(argv)
@@ -59,7 +62,8 @@ def main(argv=None):
   args = parse_args(argv)
   logging.set_verbosity(logging.INFO)
   config = dataclasses.replace(config_lib.PipelineConfig(), span=args.span,
-                               train_steps=args.train_steps, use_image=not args.tabular_only)
+                               window_spans=args.window_spans, train_steps=args.train_steps,
+                               use_image=not args.tabular_only)
   sys.exit(0 if run(args.data_root, args.output_root, config) else 1)
 
 

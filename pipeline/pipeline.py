@@ -7,19 +7,24 @@ from tfx.proto import example_gen_pb2
 from tfx.proto import range_config_pb2
 
 from components.data_gate import DataGate
+from components.gated_evaluator import Evaluator
 from components.image_csv_example_gen.component import ImageCsvExampleGen
+from components.served_baseline import ServedModelBaseline
 from models import features
 from models import trainer
-from pipeline.config import PREPROCESSING_FN, RUN_FN, SCHEMA_DIR, PipelineConfig
-
-SPAN_PATTERN = 'span-{SPAN}/ads.csv'
+from pipeline.config import PREPROCESSING_FN, RUN_FN, SCHEMA_FILE, PipelineConfig
 
 
-def _range_config(span: Optional[int]):
-  if span is None:
-    return None  # FileBasedExampleGen's driver then takes the latest span
+def range_config(config: PipelineConfig) -> Optional[range_config_pb2.RangeConfig]:
+  """Which spans ExampleGen reads: the latest (or config.span) and the window before it."""
+  if config.span is None:
+    if config.window_spans == 1:
+      return None  # the latest span
+    return range_config_pb2.RangeConfig(rolling_range=range_config_pb2.RollingRange(
+        num_spans=config.window_spans))
   return range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
-      start_span_number=span, end_span_number=span))
+      start_span_number=max(0, config.span - config.window_spans + 1),
+      end_span_number=config.span))
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -57,18 +62,30 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
                     config: PipelineConfig = PipelineConfig(),
                     metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
+  """The pipeline; every root may be a local path or gs://.
+
+  Args:
+    pipeline_root: Where artifacts go.
+    data_root: Holds the monthly `span-<N>/ads.csv` and `span-<N>/images/`.
+    serving_root: TF Serving's model base path: the Pusher writes, and the baseline is
+      read from, `<serving_root>/<config.model_name>/<version>/`.
+    config: What a user tunes (spans, training, gate).
+    metadata_connection_config: MLMD for local runs; None on Kubeflow.
+    beam_pipeline_args: For every Beam-based component, e.g. DataflowRunner flags.
+    schema_file: The schema as the executors see it (inside the image on Kubeflow).
+  """
+  model_root = f'{serving_root}/{config.model_name}'
   example_gen = ImageCsvExampleGen(
       input_base=data_root,
-      input_config=example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name='single_split', pattern=SPAN_PATTERN)]),
       output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
           example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
           for name, buckets in config.split_buckets])),
-      range_config=_range_config(config.span),
+      range_config=range_config(config),
       max_rejected_fraction=config.max_rejected_fraction)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=f'{SCHEMA_DIR}/schema.pbtxt')
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
   data_gate = DataGate(
@@ -90,13 +107,9 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       eval_args=tfx.proto.EvalArgs(splits=['validation'], num_steps=None),
       custom_config=config.trainer_custom_config())
 
-  baseline = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('baseline_model_resolver')
-
-  evaluator = tfx.components.Evaluator(
+  # The model being served, read from the push destination (no Resolver: see the component).
+  baseline = ServedModelBaseline(model_root=model_root)
+  evaluator = Evaluator(
       examples=example_gen.outputs['examples'],
       example_splits=['eval'],
       model=trainer_component.outputs['model'],
@@ -107,8 +120,7 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       model=trainer_component.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=f'{serving_root}/{config.model_name}')))
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_root)))
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -1,9 +1,10 @@
 """The end-of-run summary: what a user wants to know after a run, in words and numbers.
 
 Reads the run's artifacts through MLMD (the same store the runner used): rows read and
-rejected, anomalies, the new model's and the baseline's AUC/log-loss from TFMA, the oracle's
-from the generator's ground-truth file (never read by the pipeline), the blessing and why,
-and where the model was pushed.
+rejected, anomalies, the oracle's AUC/log-loss from the generator's ground-truth file (never
+read by the pipeline), the Evaluator's report (the new model against each threshold and the
+served model, overall and per slice, and why it was blessed or not; see
+components/evaluation_report.py) and where the model was pushed.
 """
 import csv
 import dataclasses
@@ -17,12 +18,11 @@ from ml_metadata.proto import metadata_store_pb2
 import numpy as np
 from scipy import stats
 import tensorflow as tf
-import tensorflow_model_analysis as tfma
 
-from components.data_gate import REPORT_FILE
+from components import data_gate
+from components import evaluation_report
 from components.image_csv_example_gen.executor import read_rejected_rows
-
-OVERALL = ''
+from components.image_csv_example_gen.executor import SPANS_PROPERTY
 
 
 @dataclasses.dataclass
@@ -103,54 +103,16 @@ def oracle_metrics(ground_truth_csv: str, labels: Dict[str, int]) -> Optional[Di
   return {'auc': auc(y, p), 'logloss': log_loss(y, p), 'rows': len(keys)}
 
 
-def evaluation_metrics(evaluation_uri: str) -> Dict[tuple, float]:
-  """(slice, model_name, metric, is_diff) -> value, from TFMA's metrics output."""
-  result = {}
-  for metrics in tfma.load_metrics(evaluation_uri):
-    slice_name = ', '.join(f'{c.column}={c.bytes_value.decode() or c.int64_value}'
-                           for c in metrics.slice_key.single_slice_keys) or OVERALL
-    for kv in metrics.metric_keys_and_values:
-      if kv.value.HasField('double_value'):
-        result[(slice_name, kv.key.model_name, kv.key.name, kv.key.is_diff)] = (
-            kv.value.double_value.value)
-  return result
-
-
-def _threshold_words(failure) -> str:
-  threshold = failure.metric_threshold
-  if failure.metric_key.is_diff:
-    bound = threshold.change_threshold.absolute.value
-    direction = ('at least' if threshold.change_threshold.direction ==
-                 tfma.MetricDirection.HIGHER_IS_BETTER else 'at most')
-    return f'change vs the baseline must be {direction} {bound:+.4f}'
-  bounds = threshold.value_threshold
-  if bounds.HasField('lower_bound'):
-    return f'must be at least {bounds.lower_bound.value:.4f}'
-  return f'must be at most {bounds.upper_bound.value:.4f}'
-
-
-def blessing_reasons(evaluation_uri: str) -> List[str]:
-  """Each failed threshold in words; empty when the model passed."""
-  validation = tfma.load_validation_result(evaluation_uri)
-  reasons = []
-  for per_slice in validation.metric_validations_per_slice:
-    for failure in per_slice.failures:
-      what = 'change in ' if failure.metric_key.is_diff else ''
-      reasons.append(f'{what}{failure.metric_key.name} is '
-                     f'{failure.metric_value.double_value.value:+.4f}: '
-                     f'{_threshold_words(failure)}')
-  return reasons
-
-
 def model_metrics(artifacts: RunArtifacts, data_root: str,
                   eval_split: str = 'eval') -> Dict[str, object]:
   """Overall AUC/log-loss of the new model, the baseline (None if none) and the oracle."""
   evaluation = artifacts.latest('ModelEvaluation')
   examples = artifacts.latest('Examples')
-  metrics = evaluation_metrics(evaluation.uri)
+  metrics = evaluation_report.evaluation_metrics(evaluation.uri)
+  overall = evaluation_report.OVERALL
 
   def of(model_name):
-    values = {m: metrics.get((OVERALL, model_name, name, False))
+    values = {m: metrics.get((overall, model_name, name, False))
               for m, name in (('auc', 'auc'), ('logloss', 'binary_crossentropy'))}
     return values if None not in values.values() else None
 
@@ -161,7 +123,7 @@ def model_metrics(artifacts: RunArtifacts, data_root: str,
       'candidate': of(candidate_name),
       'baseline': of('baseline'),
       'oracle': oracle_metrics(ground_truth, read_split_labels(examples.uri, eval_split)),
-      'rows': int(metrics.get((OVERALL, candidate_name, 'example_count', False), 0)),
+      'rows': int(metrics.get((overall, candidate_name, 'example_count', False), 0)),
   }
 
 
@@ -183,9 +145,11 @@ def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseExcep
     lines.append('No examples were produced.')
   else:
     span = _prop(examples, 'span', '?')
+    spans = _prop(examples, SPANS_PROPERTY, '')
+    which = f'spans {spans} (window ending at span {span})' if ',' in spans else f'span {span}'
     accepted = _prop(examples, 'rows_accepted', 0)
     rejected_rows = read_rejected_rows(examples.uri)
-    lines.append(f'Data: span {span}, {accepted + len(rejected_rows)} rows read, '
+    lines.append(f'Data: {which}, {accepted + len(rejected_rows)} rows read, '
                  f'{accepted} accepted, {len(rejected_rows)} rejected.')
     for row in rejected_rows[:10]:
       lines.append(f"  rejected ad {row['ad_id']}: {row['reason']}")
@@ -194,7 +158,7 @@ def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseExcep
 
   gate = artifacts.latest('ExampleAnomalies', 'DataGate')
   if gate is not None:
-    with open(os.path.join(gate.uri, REPORT_FILE)) as f:
+    with open(os.path.join(gate.uri, data_gate.REPORT_FILE)) as f:
       lines.append('Data validation: ' + ' '.join(f.read().split('\n')[2:3]).strip())
   if error is not None:
     lines += ['', 'The run STOPPED:', str(error)]
@@ -203,17 +167,14 @@ def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseExcep
   evaluation = artifacts.latest('ModelEvaluation')
   if evaluation is not None:
     metrics = model_metrics(artifacts, data_root, eval_split)
+    served = _fmt(metrics['baseline']) if metrics['baseline'] else 'none: nothing is served yet'
     lines += [f"Eval split: {metrics['rows']} rows.",
               f"  new model : {_fmt(metrics['candidate'])}",
-              f"  baseline  : {_fmt(metrics['baseline']) if metrics['baseline'] else 'none (first model): only the AUC floor applies'}",
+              f'  served    : {served}',
               f"  oracle    : {_fmt(metrics['oracle'])} (true click probabilities; best achievable)"]
-  blessing = artifacts.latest('ModelBlessing')
-  if blessing is not None:
-    blessed = bool(_prop(blessing, 'blessed', 0))
-    lines.append(f"Decision: {'BLESSED' if blessed else 'NOT blessed'}"
-                 f"{': every threshold passed.' if blessed else ', because:'}")
-    for reason in blessing_reasons(evaluation.uri):
-      lines.append(f'  {reason}')
+    report_path = FileSystems.join(evaluation.uri, evaluation_report.REPORT_FILE)
+    with FileSystems.open(report_path) as f:
+      lines += ['', f.read().decode().rstrip(), f'(Report: {report_path})', '']
   pushed = artifacts.latest('PushedModel')
   if pushed is not None and _prop(pushed, 'pushed', 0):
     lines.append(f"Pushed: version {_prop(pushed, 'pushed_version')} to "

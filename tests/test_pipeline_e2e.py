@@ -1,13 +1,16 @@
 """End-to-end runs of the real pipeline (LocalDagRunner, SQLite MLMD, Beam) on tiny data."""
 import dataclasses
 import os
+import shutil
 
 from ml_metadata import metadata_store
 import pytest
 
 import local_runner
+from components import evaluation_report
 from datagen.generate import generate_span
 from pipeline import config as config_lib
+from tests import fake_models
 
 pytestmark = pytest.mark.slow
 ROWS = 4000
@@ -24,31 +27,41 @@ def _executions(output_root):
 
 def _versions(output_root):
   model_dir = os.path.join(output_root, 'serving', CONFIG.model_name)
-  return sorted(os.listdir(model_dir)) if os.path.isdir(model_dir) else []
+  return sorted(os.listdir(model_dir), key=int) if os.path.isdir(model_dir) else []
 
 
-def test_good_model_is_pushed_and_worse_model_is_not(tmp_path, capsys):
+def test_gate_against_the_served_model(tmp_path, capsys):
   data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
   generate_span(data, 1, ROWS)
   generate_span(data, 2, ROWS)
+  model_root = os.path.join(out, 'serving', CONFIG.model_name)
+  # In production before this pipeline ever ran (so MLMD knows nothing of it): a model that
+  # predicts a 20% click rate for every impression. Version 5 is still being copied.
+  fake_models.save_constant(os.path.join(model_root, '1'), 0.2)
+  os.makedirs(os.path.join(model_root, '5', 'variables'))
+  shutil.copy(os.path.join(model_root, '1', 'saved_model.pb'), os.path.join(model_root, '5'))
 
   assert local_runner.run(data, out, CONFIG)
   first = capsys.readouterr().out
-  versions = _versions(out)
-  assert len(versions) == 1, first
-  version_dir = os.path.join(out, 'serving', CONFIG.model_name, versions[0])
-  assert os.path.exists(os.path.join(version_dir, 'saved_model.pb'))
+  assert f"Baseline: the served model, version 1 ({os.path.join(model_root, '1')})" in first
   assert 'Decision: BLESSED' in first and 'oracle' in first and 'span 2' in first
+  assert '| category=' in first and '| device=' in first and '| placement=' in first
+  pushed = _versions(out)[-1]
+  assert _versions(out) == ['1', '5', pushed]
+  assert os.path.exists(os.path.join(model_root, pushed, 'saved_model.pb'))
 
-  # Same data, a handful of training steps: clearly worse than the served model.
+  # Same data, a handful of training steps: clearly worse than the model now served.
   worse = dataclasses.replace(CONFIG, train_steps=2, epochs=1)
   assert local_runner.run(data, out, worse)
   second = capsys.readouterr().out
+  assert f'Baseline: the served model, version {pushed} (' in second
   assert 'Decision: NOT blessed' in second, second
+  assert 'changed by' in second and 'against the served model' in second
   assert 'Pushed: nothing' in second
-  assert _versions(out) == versions  # nothing new pushed
+  assert _versions(out) == ['1', '5', pushed]  # nothing new pushed
   with open(os.path.join(out, 'last_run_summary.md')) as f:
-    assert 'NOT blessed' in f.read()
+    saved = f.read()
+  assert 'NOT blessed' in saved and evaluation_report.REPORT_FILE in saved
 
 
 def test_drifted_span_stops_before_transform(tmp_path, capsys):

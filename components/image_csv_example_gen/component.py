@@ -1,9 +1,9 @@
-"""ImageCsvExampleGen: FileBasedExampleGen for ads.csv spans with creative images."""
+"""ImageCsvExampleGen: an ExampleGen for ads.csv spans with creative images."""
 from typing import Optional
 
 from tfx import types
-from tfx.components.example_gen import component
 from tfx.components.example_gen import utils
+from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.proto import range_config_pb2
@@ -13,7 +13,7 @@ from tfx.types import standard_component_specs
 
 from components.image_csv_example_gen import executor
 
-# The production layout; `{SPAN}` lets the driver pick the latest span by default.
+# The production layout; `{SPAN}` is where spans.py puts the span number.
 DEFAULT_SPLIT_PATTERN = 'span-{SPAN}/ads.csv'
 
 
@@ -26,12 +26,13 @@ class ImageCsvExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
   }
 
 
-class ImageCsvExampleGen(component.FileBasedExampleGen):
+class ImageCsvExampleGen(base_beam_component.BaseBeamComponent):
   """Reads `<input_base>/span-<N>/ads.csv` and the images it names into tf.Examples.
 
-  Keeps FileBasedExampleGen's driver, so span patterns and range_config resolve
-  as usual. The output Examples artifact carries `rows_accepted` and
-  `rows_rejected`; rejected rows are listed under its URI (see executor.py).
+  Takes FileBasedExampleGen's parameters but not its driver: the executor picks the
+  spans (spans.py), the same way under every orchestrator. The output Examples
+  artifact carries `span`, `spans`, `rows_accepted` and `rows_rejected`; rejected rows
+  are listed under its URI (see executor.py).
   """
 
   SPEC_CLASS = ImageCsvExampleGenSpec
@@ -50,7 +51,7 @@ class ImageCsvExampleGen(component.FileBasedExampleGen):
       input_base: Local or gs:// folder holding the span-<N> folders.
       input_config: Input splits; defaults to one split `span-{SPAN}/ads.csv`.
       output_config: Output splits; defaults to train/eval hashed 2:1.
-      range_config: Spans to consider; defaults to the latest span.
+      range_config: Spans to read (see spans.py); defaults to the latest span.
       max_rejected_fraction: The run fails if a larger share of rows is rejected.
     """
     input_config = input_config or example_gen_pb2.Input(splits=[
@@ -65,5 +66,4 @@ class ImageCsvExampleGen(component.FileBasedExampleGen):
         output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
         max_rejected_fraction=max_rejected_fraction,
         examples=types.Channel(type=standard_artifacts.Examples))
-    # FileBasedExampleGen.__init__ builds its own spec class, so skip to its parent.
-    super(component.FileBasedExampleGen, self).__init__(spec=spec)
+    super().__init__(spec=spec)

@@ -2,7 +2,10 @@
 
 Each span folder holds `ads.csv` (header row, columns = features.csv_columns()) and
 `images/`; the `image_path` column is relative to the CSV's folder. Every read goes
-through Beam's FileSystems, so `input_base` may be a local path or `gs://...`.
+through Beam's FileSystems, so `input_base` may be a local path or `gs://...`. The
+executor picks the spans itself from the `{SPAN}` pattern and the range config (see
+spans.py): the latest span, one given span, or a window of recent spans read as one
+dataset (the hash split then draws train/eval rows from every span of the window).
 
 Field types, required-ness and defaults come from models/features.py. A row is
 rejected, never crashing the run, when it has the wrong number of columns, an empty
@@ -15,7 +18,8 @@ Besides the Split-* folders, the executor writes under the output Examples URI:
       source_file,ad_id,reason,line  (`line` is the raw CSV line as read)
   rejected_rows/accepted-<input>.txt                the number of accepted rows
 where <input> is the split pattern made file-name safe. `Do` then sets the integer
-custom properties `rows_accepted` and `rows_rejected` on the Examples artifact and
+custom properties `rows_accepted` and `rows_rejected` on the Examples artifact, its
+`span` (the latest span read) and `spans` (all spans read, e.g. "10,11,12"), and
 fails the run if the rejected share exceeds `max_rejected_fraction`.
 
 Rows are read line by line, so quoted fields must not contain newlines.
@@ -34,21 +38,28 @@ from PIL import Image
 import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.proto import example_gen_pb2
+from tfx.proto import range_config_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
+from components.image_csv_example_gen import spans as spans_lib
 from models import features
 
 MAX_REJECTED_FRACTION_KEY = 'max_rejected_fraction'
 DEFAULT_MAX_REJECTED_FRACTION = 0.05
 ROWS_ACCEPTED_PROPERTY = 'rows_accepted'
 ROWS_REJECTED_PROPERTY = 'rows_rejected'
+SPANS_PROPERTY = 'spans'
 REJECTED_ROWS_DIR = 'rejected_rows'
 REJECTED_COLUMNS = ('source_file', 'ad_id', 'reason', 'line')
 
 # Private exec property through which Do tells the PTransform where to write reports;
 # the base class hands the PTransform nothing but exec_properties and the pattern.
 _REJECTED_ROWS_DIR_KEY = '_rejected_rows_dir'
+_SPANS_KEY = '_spans'  # the spans Do picked, for the PTransform
 _METRICS_NAMESPACE = 'ImageCsvExampleGen'
 _REJECTED_TAG = 'rejected'
 # Many impressions show the same ad, so each worker keeps recent creatives in memory.
@@ -228,19 +239,25 @@ class _ParseRow(beam.DoFn):
 @beam.typehints.with_output_types(tf.train.Example)
 def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.pvalue.PCollection:
-  """Reads the CSV files matching split_pattern; writes rejected rows and counts."""
-  pattern = FileSystems.join(
-      exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
-  csv_paths = _matched_paths(pattern)
-  if not csv_paths:
-    raise ValueError(f'Split pattern {pattern} does not match any files.')
+  """Reads the CSV files of the chosen spans; writes rejected rows and counts."""
+  input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+  span_patterns = [spans_lib.pattern_for_span(split_pattern, span)
+                   for span in exec_properties[_SPANS_KEY]] or [split_pattern]
+  patterns = [FileSystems.join(input_base, p) for p in span_patterns]
+  csv_paths = []
+  for pattern in patterns:
+    matched = _matched_paths(pattern)
+    if not matched:
+      raise ValueError(f'Split pattern {pattern} does not match any files.')
+    csv_paths += matched
   header = _check_headers(csv_paths)
-  logging.info('Reading %d CSV file(s) for %s.', len(csv_paths), pattern)
+  logging.info('Reading %d CSV file(s) for %s.', len(csv_paths), ', '.join(patterns))
 
+  lines = [pipeline | f'ReadLines[{i}]' >> beam.io.textio.ReadFromTextWithFilename(
+      pattern, skip_header_lines=1) for i, pattern in enumerate(patterns)]
   parsed = (
-      pipeline
-      | 'ReadLines' >> beam.io.textio.ReadFromTextWithFilename(
-          pattern, skip_header_lines=1)
+      lines
+      | 'FlattenLines' >> beam.Flatten()
       | 'ParseRows' >> beam.ParDo(_ParseRow(header)).with_outputs(
           _REJECTED_TAG, main='examples'))
 
@@ -257,6 +274,23 @@ def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
            FileSystems.join(report_dir, f'accepted-{input_name}'),
            file_name_suffix='.txt', shard_name_template=''))
   return parsed.examples
+
+
+def _select_spans(exec_properties: Dict[str, Any]) -> List[int]:
+  """Spans to read for the first input split's `{SPAN}` pattern; [] for a fixed pattern."""
+  input_config = example_gen_pb2.Input()
+  proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                            input_config)
+  pattern = input_config.splits[0].pattern
+  if spans_lib.SPAN_SPEC not in pattern:
+    return []
+  range_config = None
+  if exec_properties.get(standard_component_specs.RANGE_CONFIG_KEY):
+    range_config = range_config_pb2.RangeConfig()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.RANGE_CONFIG_KEY],
+                              range_config)
+  return spans_lib.select_spans(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                                pattern, range_config)
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -278,7 +312,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         output_dict[standard_component_specs.EXAMPLES_KEY])
     exec_properties = dict(exec_properties)
     exec_properties[_REJECTED_ROWS_DIR_KEY] = _rejected_rows_dir(examples.uri)
+    spans = _select_spans(exec_properties)
+    exec_properties[_SPANS_KEY] = spans
     super().Do(input_dict, output_dict, exec_properties)
+    if spans:
+      logging.info('ImageCsvExampleGen read spans %s.', spans)
+      # Where TFX's FileBasedExampleGen driver puts the span, and the typed property.
+      examples.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, spans[-1])
+      examples.span = spans[-1]
+      examples.set_string_custom_property(SPANS_PROPERTY, ','.join(map(str, spans)))
 
     accepted = _read_accepted_count(examples.uri)
     rejected_rows = read_rejected_rows(examples.uri)

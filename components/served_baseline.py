@@ -1,0 +1,89 @@
+"""ServedModelBaseline: the Evaluator's baseline is the model TF Serving serves right now.
+
+TF Serving serves the newest version directory under `<serving_root>/<model_name>/` (an
+integer name, see the platform notes). This component finds the newest *complete* one
+there (`is_complete_version`) and copies it into its output Model artifact under
+`Format-Serving`, the layout the Evaluator loads a Trainer's model from. With nothing
+served, the artifact stays empty and the Evaluator in components/gated_evaluator.py drops
+it, so only the absolute thresholds apply.
+
+Why not a Resolver (LatestBlessedModelStrategy): open-source Kubeflow Pipelines cannot run
+TFX Resolver nodes, and the metadata store's last blessed model need not be the one being
+served (a failed push, a rollback, a manual push). Why a copy: the evaluation records exactly
+the model it was compared with, even if a new version is pushed meanwhile. Every read goes
+through Beam FileSystems, so the serving root may be a local path or gs://.
+"""
+import shutil
+from typing import List, Optional
+
+from absl import logging
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from tfx.dsl.component.experimental.annotations import OutputArtifact
+from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
+
+SERVED_VERSION_PROPERTY = 'served_version'
+SERVED_PATH_PROPERTY = 'served_path'
+# Files that exist only once a SavedModel has been written out in full.
+_REQUIRED_FILES = ('saved_model.pb', 'variables/variables.index')
+
+
+def is_complete_version(version_dir: str) -> bool:
+  """Whether a SavedModel directory has every file TF Serving needs to load it."""
+  return all(FileSystems.exists(FileSystems.join(version_dir, name))
+             for name in _REQUIRED_FILES)
+
+
+def served_versions(model_root: str) -> List[int]:
+  """Integer-named version directories under model_root holding a saved_model.pb, sorted."""
+  pattern = FileSystems.join(model_root, '*', _REQUIRED_FILES[0])
+  versions = []
+  for metadata in FileSystems.match([pattern])[0].metadata_list:
+    name = FileSystems.split(FileSystems.split(metadata.path)[0])[1]
+    if name.isdigit():
+      versions.append(int(name))
+  return sorted(versions)
+
+
+def latest_complete_version(model_root: str) -> Optional[int]:
+  """The version TF Serving would serve from model_root, skipping incomplete ones."""
+  for version in reversed(served_versions(model_root)):
+    if is_complete_version(FileSystems.join(model_root, str(version))):
+      return version
+    logging.warning('Skipping incomplete model version %s under %s.', version, model_root)
+  return None
+
+
+def has_model(model: artifact.Artifact) -> bool:
+  """Whether a Model artifact holds a complete serving model (an empty baseline does not)."""
+  return is_complete_version(path_utils.serving_model_dir(model.uri))
+
+
+def _copy_tree(source_dir: str, target_dir: str) -> None:
+  """Copies every file under source_dir byte for byte, also from one filesystem to another."""
+  raw = CompressionTypes.UNCOMPRESSED  # never (de)compress *.gz assets on the way
+  for metadata in FileSystems.match([FileSystems.join(source_dir, '**')])[0].metadata_list:
+    relative = metadata.path[len(source_dir):].lstrip('/')
+    with FileSystems.open(metadata.path, compression_type=raw) as source, FileSystems.create(
+        FileSystems.join(target_dir, relative), compression_type=raw) as target:
+      shutil.copyfileobj(source, target)
+
+
+@component
+def ServedModelBaseline(  # pylint: disable=invalid-name
+    model: OutputArtifact[standard_artifacts.Model],
+    model_root: Parameter[str]):
+  """Copies the served model from model_root (`<serving_root>/<model_name>`) into `model`."""
+  version = latest_complete_version(model_root)
+  if version is None:
+    logging.info('No model is served under %s: only absolute thresholds apply.', model_root)
+    return
+  version_dir = FileSystems.join(model_root, str(version))
+  _copy_tree(version_dir, path_utils.serving_model_dir(model.uri))
+  model.set_int_custom_property(SERVED_VERSION_PROPERTY, version)
+  model.set_string_custom_property(SERVED_PATH_PROPERTY, version_dir)
+  logging.info('Baseline: served version %s from %s.', version, version_dir)

@@ -1,0 +1,121 @@
+"""Compiles the pipeline for Kubeflow Pipelines (KFP v2); with --schedule, runs it monthly.
+
+    python kubeflow_runner.py [--gcs-root gs://BUCKET/adclick] [--image IMAGE]
+        [--output outputs/kfp/adclick_pipeline.yaml] [--window-spans K]
+        [--dataflow --project P --region R]
+        [--schedule --host https://KFP_ENDPOINT [--experiment adclick]]
+
+Compiles the same create_pipeline(...) as local_runner.py to a KFP pipeline spec (YAML,
+schema 2.1.0, the version the open-source KFP backend accepts) and prints its path. All
+roots are on GCS (each can be set on its own):
+  --pipeline-root  <gcs-root>/pipeline-root   artifacts (the KFP pipeline root)
+  --data-root      <gcs-root>/data            monthly input: span-<N>/ads.csv, span-<N>/images/
+  --serving-root   <gcs-root>/serving         TF Serving's base path: <model_name>/<version>/
+Every step runs in --image (Dockerfile: the repo on requirements.lock). Beam steps run in
+that container (DirectRunner, all cores) by default, or on Dataflow with --dataflow, whose
+workers then use the same image.
+
+--schedule uploads the spec and makes sure one recurring run starts it at 00:00 on the 1st
+of every month, without catch-up and never two at once (pipeline/kfp_schedule.py).
+"""
+import argparse
+import dataclasses
+import os
+from typing import List
+
+import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import kfp
+from tfx import v1 as tfx
+import yaml
+
+from pipeline import config as config_lib
+from pipeline import kfp_schedule
+from pipeline.pipeline import create_pipeline
+
+# Where the Dockerfile puts the repository inside the image.
+IMAGE_REPO_ROOT = '/pipeline'
+DEFAULT_IMAGE = 'adclick-pipeline:latest'
+DEFAULT_OUTPUT = os.path.join('outputs', 'kfp', 'adclick_pipeline.yaml')
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--gcs-root', default='gs://adclick-pipelines')
+  parser.add_argument('--pipeline-root', help='default: <gcs-root>/pipeline-root')
+  parser.add_argument('--data-root', help='default: <gcs-root>/data')
+  parser.add_argument('--serving-root', help='default: <gcs-root>/serving')
+  parser.add_argument('--image', default=DEFAULT_IMAGE, help='the pipeline image')
+  parser.add_argument('--output', default=DEFAULT_OUTPUT, help='the spec to write (.yaml)')
+  parser.add_argument('--window-spans', type=int, default=1,
+                      help='train on the latest K months (default 1)')
+  parser.add_argument('--dataflow', action='store_true', help='run Beam steps on Dataflow')
+  parser.add_argument('--project', help='GCP project (Dataflow)')
+  parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow)')
+  parser.add_argument('--schedule', action='store_true',
+                      help='upload the spec and create the monthly recurring run')
+  parser.add_argument('--host', help='KFP API endpoint (with --schedule)')
+  parser.add_argument('--experiment', default=config_lib.PipelineConfig.pipeline_name)
+  args = parser.parse_args(argv)
+  args.pipeline_root = args.pipeline_root or f'{args.gcs_root}/pipeline-root'
+  args.data_root = args.data_root or f'{args.gcs_root}/data'
+  args.serving_root = args.serving_root or f'{args.gcs_root}/serving'
+  if args.dataflow and not args.project:
+    parser.error('--dataflow needs --project')
+  if args.schedule and not args.host:
+    parser.error('--schedule needs --host')
+  return args
+
+
+def beam_pipeline_args(args) -> List[str]:
+  if not args.dataflow:
+    return ['--direct_running_mode=multi_processing', '--direct_num_workers=0']
+  return [
+      '--runner=DataflowRunner',
+      f'--project={args.project}',
+      f'--region={args.region}',
+      f'--temp_location={args.gcs_root}/beam-tmp',
+      # Workers run the pipeline image, so they have this repo's code and pinned packages.
+      f'--sdk_container_image={args.image}',
+      '--sdk_location=container',
+      '--experiments=use_runner_v2',
+  ]
+
+
+def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
+  """Writes the KFP pipeline spec; returns its path."""
+  runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+          default_image=args.image, use_pipeline_spec_2_1=True))
+  job = runner.run(create_pipeline(
+      pipeline_root=args.pipeline_root, data_root=args.data_root,
+      serving_root=args.serving_root, config=config,
+      beam_pipeline_args=beam_pipeline_args(args),
+      schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt')), write_out=False)
+  spec = job['pipelineSpec']
+  # TFX leaves the pipeline root to each run; naming it in the spec makes every run (the
+  # schedule's, or one started in the KFP UI) write its artifacts to GCS.
+  spec['defaultPipelineRoot'] = args.pipeline_root
+  path = os.path.abspath(args.output)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    yaml.safe_dump(spec, f, sort_keys=True)
+  return path
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  config = dataclasses.replace(config_lib.PipelineConfig(), window_spans=args.window_spans)
+  path = compile_pipeline(args, config)
+  print(path)
+  if args.schedule:
+    schedule = kfp_schedule.schedule_monthly(
+        kfp.Client(host=args.host), path, pipeline_name=config.pipeline_name,
+        experiment_name=args.experiment, recurring_run_name=f'{config.pipeline_name}-monthly')
+    print(f"{'Created' if schedule.created else 'Kept'} the monthly recurring run "
+          f'{schedule.recurring_run_id} ({kfp_schedule.MONTHLY_CRON}) for pipeline version '
+          f'{schedule.version_name}.')
+
+
+if __name__ == '__main__':
+  main()

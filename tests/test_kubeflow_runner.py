@@ -1,0 +1,230 @@
+"""kubeflow_runner.py: the compiled KFP spec, and the monthly schedule against a fake KFP API.
+
+No Kubeflow cluster runs here. The schedule is exercised against a small HTTP server on
+127.0.0.1 implementing the few KFP v2beta1 REST endpoints kfp.Client calls; the test
+asserts on the requests it received.
+"""
+import http.server
+import json
+import shutil
+import threading
+import urllib.parse
+
+import kfp
+from kfp.pipeline_spec import pipeline_spec_pb2
+from google.protobuf import json_format
+import pytest
+import yaml
+
+import kubeflow_runner
+from pipeline import kfp_schedule
+from pipeline.pipeline import create_pipeline
+
+GCS_ROOT = 'gs://adclick-test/prod'
+IMAGE = 'europe-docker.pkg.dev/adclick/pipelines/adclick:test'
+
+
+def _compile(tmp_path, *flags):
+  path = tmp_path / 'adclick.yaml'
+  kubeflow_runner.main(['--gcs-root', GCS_ROOT, '--image', IMAGE, '--output', str(path),
+                        *flags])
+  return path
+
+
+@pytest.fixture(scope='module')
+def spec_path(tmp_path_factory):
+  return _compile(tmp_path_factory.mktemp('kfp'))
+
+
+def _spec(path):
+  with open(path) as f:
+    return yaml.safe_load(f)
+
+
+def _executor_args(spec):
+  return {name: ' '.join(executor['container']['args'])
+          for name, executor in spec['deploymentSpec']['executors'].items()}
+
+
+def test_spec_is_kfp_v2_schema_2_1_with_every_local_component(spec_path):
+  spec = _spec(spec_path)
+  json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())  # a valid PipelineSpec
+  assert kfp.components.load_component_from_file(str(spec_path)).name == 'adclick'
+  assert spec['schemaVersion'] == '2.1.0'
+
+  local = create_pipeline('/tmp/root', '/tmp/data', '/tmp/serving')
+  assert set(spec['root']['dag']['tasks']) == {c.id for c in local.components}
+  executors = spec['deploymentSpec']['executors']
+  assert not any('resolver' in executor for executor in executors.values())
+  assert 'ServedModelBaseline' in spec['root']['dag']['tasks']
+  assert 'baseline_model_resolver' not in json.dumps(spec)
+  # Open-source KFP ignores TFX's pre-cache-check driver hook; the ExampleGen needs none.
+  assert 'lifecycle' not in json.dumps(executors)
+  assert {e['container']['image'] for e in executors.values()} == {IMAGE}
+
+
+def test_spec_has_gcs_roots_and_beam_args(spec_path):
+  spec = _spec(spec_path)
+  text = json.dumps(spec)
+  assert spec['defaultPipelineRoot'] == f'{GCS_ROOT}/pipeline-root'
+  assert f'{GCS_ROOT}/data' in text  # ExampleGen's input_base, DataGate's data_root
+  assert f'{GCS_ROOT}/serving/adclick' in text  # the baseline's model_root, Pusher's target
+  assert f'{kubeflow_runner.IMAGE_REPO_ROOT}/schema/schema.pbtxt' in text
+  args = _executor_args(spec)
+  assert '--direct_running_mode=multi_processing' in args['Transform_executor']
+
+
+def test_dataflow_flags_reach_every_beam_step(tmp_path):
+  spec = _spec(_compile(tmp_path, '--dataflow', '--project', 'adclick-prod'))
+  args = _executor_args(spec)
+  for executor in ('ImageCsvExampleGen_executor', 'StatisticsGen_executor',
+                   'Transform_executor', 'Evaluator_executor'):
+    assert '--runner=DataflowRunner' in args[executor]
+    assert '--project=adclick-prod' in args[executor]
+    assert f'--sdk_container_image={IMAGE}' in args[executor]
+    assert f'--temp_location={GCS_ROOT}/beam-tmp' in args[executor]
+
+
+class _FakeKfp(http.server.BaseHTTPRequestHandler):
+  """The KFP v2beta1 endpoints kfp.Client uses here, in memory; records every request."""
+
+  def log_message(self, *args):  # keep pytest output clean
+    pass
+
+  def _reply(self, body):
+    data = json.dumps(body).encode()
+    self.send_response(200)
+    self.send_header('Content-Type', 'application/json')
+    self.send_header('Content-Length', str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def _handle(self, method):
+    state = self.server.state
+    url = urllib.parse.urlparse(self.path)
+    query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+    raw = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+    body = json.loads(raw) if raw and 'json' in self.headers.get('Content-Type', '') else None
+    state['requests'].append((method, url.path, query, body))
+
+    def named(items):
+      if 'filter' not in query:
+        return items
+      [predicate] = json.loads(query['filter'])['predicates']
+      return [i for i in items if i['display_name'] == predicate['stringValue']]
+
+    def new_id(kind):
+      state['ids'] += 1
+      return f"{kind}-{state['ids']}"
+
+    path = url.path.removeprefix('/apis/v2beta1/')
+    if (method, path) == ('GET', 'healthz'):
+      return self._reply({'multi_user': False})
+    if (method, path) == ('GET', 'pipelines'):
+      return self._reply({'pipelines': named(state['pipelines'])})
+    if (method, path) == ('POST', 'pipelines/upload'):
+      assert b'uploadfile' in raw
+      pipeline = {'pipeline_id': new_id('pipeline'), 'display_name': query['name']}
+      state['pipelines'].append(pipeline)
+      state['versions'].append({**pipeline, 'pipeline_version_id': new_id('version')})
+      return self._reply(pipeline)
+    if (method, path) == ('POST', 'pipelines/upload_version'):
+      assert b'uploadfile' in raw
+      version = {'pipeline_id': query['pipelineid'], 'pipeline_version_id': new_id('version'),
+                 'display_name': query['name']}
+      state['versions'].append(version)
+      return self._reply(version)
+    if method == 'GET' and path.startswith('pipelines/') and path.endswith('/versions'):
+      pipeline_id = path.split('/')[1]
+      return self._reply({'pipeline_versions': named(
+          [v for v in state['versions'] if v['pipeline_id'] == pipeline_id])})
+    if (method, path) == ('GET', 'experiments'):
+      return self._reply({'experiments': named(state['experiments'])})
+    if (method, path) == ('POST', 'experiments'):
+      experiment = {**body, 'experiment_id': new_id('experiment')}
+      state['experiments'].append(experiment)
+      return self._reply(experiment)
+    if (method, path) == ('GET', 'recurringruns'):
+      return self._reply({'recurringRuns': named(
+          [r for r in state['runs'] if r['experiment_id'] == query.get('experiment_id')])})
+    if (method, path) == ('POST', 'recurringruns'):
+      run = {**body, 'recurring_run_id': new_id('run')}
+      state['runs'].append(run)
+      return self._reply(run)
+    if method == 'DELETE' and path.startswith('recurringruns/'):
+      state['runs'] = [r for r in state['runs'] if r['recurring_run_id'] != path.split('/')[1]]
+      return self._reply({})
+    self.send_error(404, f'not implemented in the fake: {method} {url.path}')
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    self._handle('GET')
+
+  def do_POST(self):  # pylint: disable=invalid-name
+    self._handle('POST')
+
+  def do_DELETE(self):  # pylint: disable=invalid-name
+    self._handle('DELETE')
+
+
+@pytest.fixture
+def fake_kfp():
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _FakeKfp)
+  server.state = {'requests': [], 'ids': 0, 'pipelines': [], 'versions': [],
+                  'experiments': [], 'runs': []}
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  yield f'http://127.0.0.1:{server.server_address[1]}', server.state
+  server.shutdown()
+  server.server_close()
+
+
+def _posts(state, path):
+  return [body for method, p, _, body in state['requests']
+          if method == 'POST' and p == f'/apis/v2beta1/{path}']
+
+
+def test_schedule_is_monthly_and_idempotent(spec_path, tmp_path, fake_kfp, capsys):
+  host, state = fake_kfp
+  local_spec = tmp_path / 'adclick.yaml'
+  shutil.copy(spec_path, local_spec)
+  schedule = lambda: kfp_schedule.schedule_monthly(  # pylint: disable=g-long-lambda
+      kfp.Client(host=host), str(local_spec), pipeline_name='adclick',
+      experiment_name='adclick', recurring_run_name='adclick-monthly')
+
+  first = schedule()
+  assert first.created
+  [run] = _posts(state, 'recurringruns')
+  assert run['display_name'] == 'adclick-monthly'
+  assert run['trigger']['cron_schedule']['cron'] == '0 0 0 1 * *'  # six fields, seconds first
+  assert run['no_catchup'] is True
+  assert int(run['max_concurrency']) == 1
+  assert run['mode'] == 'ENABLE'
+  assert run['pipeline_version_reference'] == {'pipeline_id': first.pipeline_id,
+                                               'pipeline_version_id': first.version_id}
+  assert first.version_name == kfp_schedule.version_name('adclick', str(local_spec))
+  assert len(state['pipelines']) == 1 and len(state['experiments']) == 1
+
+  requests_before = len(state['requests'])
+  second = schedule()  # the same spec again: looks everything up, creates nothing
+  assert not second.created
+  assert second.recurring_run_id == first.recurring_run_id
+  assert not [r for r in state['requests'][requests_before:] if r[0] != 'GET']
+
+  local_spec.write_text(local_spec.read_text() + '# changed\n')
+  third = schedule()  # a new spec: a new version, and the schedule moves to it
+  assert third.created and third.version_id != first.version_id
+  assert [r['recurring_run_id'] for r in state['runs']] == [third.recurring_run_id]
+  assert ('DELETE', f'/apis/v2beta1/recurringruns/{first.recurring_run_id}', {}, None) in (
+      state['requests'])
+  assert len(_posts(state, 'pipelines/upload')) == 1
+  assert len(_posts(state, 'experiments')) == 1
+
+
+def test_runner_flag_uploads_and_schedules(spec_path, tmp_path, fake_kfp, capsys):
+  host, state = fake_kfp
+  _compile(tmp_path, '--schedule', '--host', host)
+  _compile(tmp_path, '--schedule', '--host', host)
+  out = capsys.readouterr().out
+  assert 'Created the monthly recurring run' in out and 'Kept the monthly recurring run' in out
+  assert len(_posts(state, 'recurringruns')) == 1
+  assert len(state['runs']) == 1

@@ -1,0 +1,200 @@
+"""The baseline is the served model: version selection, the copy, and the gate built on it."""
+import json
+import os
+
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import path_utils
+from tfx.utils import proto_utils
+
+from components import evaluation_report
+from components import gated_evaluator
+from components import served_baseline
+from models import features
+from pipeline import config as config_lib
+from pipeline import pipeline as pipeline_lib
+from tests import fake_models
+from tests import gcs_emulator
+
+
+def _write_version(model_root, version, complete=True):
+  """A version directory as the Pusher leaves it (complete) or while it copies (not)."""
+  version_dir = os.path.join(model_root, str(version))
+  os.makedirs(os.path.join(version_dir, 'variables'), exist_ok=True)
+  with open(os.path.join(version_dir, 'saved_model.pb'), 'wb') as f:
+    f.write(f'model {version}'.encode())
+  if complete:
+    for name in ('variables.index', 'variables.data-00000-of-00001'):
+      with open(os.path.join(version_dir, 'variables', name), 'wb') as f:
+        f.write(f'{name} {version}'.encode())
+  return version_dir
+
+
+def test_no_served_model(tmp_path):
+  assert served_baseline.latest_complete_version(str(tmp_path / 'missing')) is None
+  (tmp_path / 'adclick').mkdir()
+  assert served_baseline.latest_complete_version(str(tmp_path / 'adclick')) is None
+
+
+def test_one_served_model(tmp_path):
+  _write_version(str(tmp_path), 1700000000)
+  assert served_baseline.latest_complete_version(str(tmp_path)) == 1700000000
+
+
+def test_newest_of_several_versions_by_number(tmp_path):
+  for version in (9, 10, 2):
+    _write_version(str(tmp_path), version)
+  os.makedirs(tmp_path / 'not-a-version')
+  _write_version(str(tmp_path), '11.partial')  # not an integer name: TF Serving ignores it
+  assert served_baseline.latest_complete_version(str(tmp_path)) == 10
+
+
+def test_incomplete_newest_version_is_skipped(tmp_path):
+  _write_version(str(tmp_path), 100)
+  _write_version(str(tmp_path), 200, complete=False)  # the Pusher is still copying
+  assert not served_baseline.is_complete_version(str(tmp_path / '200'))
+  assert served_baseline.latest_complete_version(str(tmp_path)) == 100
+
+
+def _run_baseline_component(model_root, output_uri):
+  model = standard_artifacts.Model()
+  model.uri = str(output_uri)
+  executor = served_baseline.ServedModelBaseline.EXECUTOR_SPEC.executor_class()
+  executor.Do({}, {'model': [model]}, {'model_root': str(model_root)})
+  return model
+
+
+def test_component_copies_the_served_version(tmp_path):
+  model_root = tmp_path / 'serving' / 'adclick'
+  _write_version(str(model_root), 5)
+  source = _write_version(str(model_root), 6)
+  _write_version(str(model_root), 7, complete=False)
+
+  model = _run_baseline_component(model_root, tmp_path / 'baseline')
+
+  copied = path_utils.serving_model_dir(model.uri)
+  for name in ('saved_model.pb', 'variables/variables.index',
+               'variables/variables.data-00000-of-00001'):
+    with open(os.path.join(copied, name), 'rb') as a, open(os.path.join(source, name),
+                                                           'rb') as b:
+      assert a.read() == b.read()
+  assert served_baseline.has_model(model)
+  assert model.get_int_custom_property(served_baseline.SERVED_VERSION_PROPERTY) == 6
+  assert model.get_string_custom_property(served_baseline.SERVED_PATH_PROPERTY) == source
+
+
+def test_served_model_on_gcs(tmp_path):
+  """The serving root on gs:// (a real GCS emulator); the baseline copy on local disk."""
+  local_root = tmp_path / 'serving' / 'adclick'
+  _write_version(str(local_root), 10)
+  _write_version(str(local_root), 11)
+  _write_version(str(local_root), 12, complete=False)
+  with gcs_emulator.running('serving-test') as bucket:
+    gcs_emulator.upload_tree(bucket, str(tmp_path / 'serving'), 'models')
+    model_root = 'gs://serving-test/models/adclick'
+    assert served_baseline.served_versions(model_root) == [10, 11, 12]
+    assert served_baseline.latest_complete_version(model_root) == 11
+    model = _run_baseline_component(model_root, tmp_path / 'baseline')
+  assert model.get_string_custom_property(served_baseline.SERVED_PATH_PROPERTY) == (
+      f'{model_root}/11')
+  with open(os.path.join(path_utils.serving_model_dir(model.uri), 'variables',
+                         'variables.index'), 'rb') as f:
+    assert f.read() == b'variables.index 11'
+
+
+def test_component_leaves_the_baseline_empty_when_nothing_is_served(tmp_path):
+  model = _run_baseline_component(tmp_path / 'serving' / 'adclick', tmp_path / 'baseline')
+  assert not served_baseline.has_model(model)
+  assert not model.has_custom_property(served_baseline.SERVED_VERSION_PROPERTY)
+
+
+# The gate: one mediocre candidate (a constant prediction, AUC 0.5) with an AUC floor it
+# clears. Without a served model it is blessed; against a better served model it is not.
+GATE = config_lib.GateConfig(auc_floor=0.4, auc_tolerance=0.01, logloss_tolerance=0.01)
+
+
+def _examples(uri, rows=240):
+  examples = standard_artifacts.Examples()
+  examples.uri = str(uri)
+  examples.split_names = artifact_utils.encode_split_names(['eval'])
+  examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+  examples_utils.set_file_format(
+      examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+  split_dir = artifact_utils.get_split_uri([examples], 'eval')
+  os.makedirs(split_dir)
+  with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'), options='GZIP') as writer:
+    for i in range(rows):
+      feature = {
+          features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 5 == 0])),
+          'category': features.CATEGORIES[i % 3], 'device': features.DEVICES[i % 2],
+          'placement': features.PLACEMENTS[i % 2]}
+      feature = {k: v if isinstance(v, tf.train.Feature) else tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[v.encode()])) for k, v in feature.items()}
+      writer.write(tf.train.Example(
+          features=tf.train.Features(feature=feature)).SerializeToString())
+  return examples
+
+
+def _model(uri, save):
+  model = standard_artifacts.Model()
+  model.uri = str(uri)
+  if save:
+    save(path_utils.serving_model_dir(model.uri))
+  return model
+
+
+def _evaluate(tmp_path, served):
+  baseline = _model(tmp_path / 'baseline', served)
+  if served:
+    baseline.set_int_custom_property(served_baseline.SERVED_VERSION_PROPERTY, 42)
+    baseline.set_string_custom_property(served_baseline.SERVED_PATH_PROPERTY, '/serving/42')
+  evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+  evaluation.uri, blessing.uri = str(tmp_path / 'evaluation'), str(tmp_path / 'blessing')
+  os.makedirs(blessing.uri)
+  config = config_lib.PipelineConfig(gate=GATE)
+  gated_evaluator.Executor().Do(
+      {standard_component_specs.EXAMPLES_KEY: [_examples(tmp_path / 'examples')],
+       standard_component_specs.MODEL_KEY: [_model(tmp_path / 'model',
+                                                   fake_models.save_constant)],
+       standard_component_specs.BASELINE_MODEL_KEY: [baseline]},
+      {standard_component_specs.EVALUATION_KEY: [evaluation],
+       standard_component_specs.BLESSING_KEY: [blessing]},
+      {standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(
+          pipeline_lib.eval_config(config)),
+       standard_component_specs.EXAMPLE_SPLITS_KEY: json.dumps(['eval'])})
+  with open(os.path.join(evaluation.uri, evaluation_report.REPORT_FILE)) as f:
+    report = f.read()
+  blessed = os.path.exists(os.path.join(blessing.uri, 'BLESSED'))
+  return blessed, report, evaluation.uri
+
+
+@pytest.mark.slow
+def test_without_served_model_only_absolute_thresholds_apply(tmp_path):
+  blessed, report, _ = _evaluate(tmp_path, served=None)
+  assert blessed, report
+  assert 'Baseline: none' in report
+  assert 'Decision: BLESSED' in report
+  assert '| AUC | 0.5000 | >= 0.4000 | - | - | - | pass |' in report
+  assert '| category=' in report and '| device=' in report and '| placement=' in report
+
+
+@pytest.mark.slow
+def test_worse_than_served_model_is_refused_with_reasons(tmp_path):
+  blessed, report, evaluation_uri = _evaluate(tmp_path, served=fake_models.save_peeking)
+  assert not blessed, report
+  assert 'Baseline: the served model, version 42 (/serving/42)' in report
+  assert 'Decision: NOT blessed, because:' in report
+  assert ('- AUC changed by -0.5000 against the served model (0.5000 vs 1.0000); '
+          'the gate allows >= -0.0100.') in report
+  assert '- log-loss changed by +' in report
+  assert '| AUC | 0.5000 | >= 0.4000 | 1.0000 | -0.5000 | >= -0.0100 | FAIL |' in report
+  # Slices are compared too, and flagged, but do not gate.
+  assert 'AUC change -0.5000' in report.split('Per slice')[1]
+  assert not tfma.load_validation_result(evaluation_uri).validation_ok
