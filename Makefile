@@ -11,7 +11,7 @@ ROWS ?= 20000
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 1
 
-.PHONY: venv data demo test bench schema clean
+.PHONY: venv data demo test bench schema kfp clean
 
 venv: $(STAMP)
 $(STAMP): requirements.lock
@@ -36,6 +36,10 @@ test: venv
 
 bench: venv
 	$(PY) -m benchmarks.pipeline_bench
+
+# Compiles the KFP v2 spec; KFP_ARGS="--gcs-root gs://B/adclick --image IMG" (docs/kubeflow.md).
+kfp: venv
+	$(PY) kubeflow_runner.py $(KFP_ARGS)
 
 schema: venv
 	$(PY) -m schema.generate
