@@ -71,7 +71,7 @@ def test_drifted_span_stops_before_transform(tmp_path, capsys):
 
   assert not local_runner.run(data, out, CONFIG)
   text = capsys.readouterr().out
-  assert 'STOPPED' in text
+  assert 'STOPPED' in text and 'Span 2 failed data validation' in text
   assert 'advertiser' in text and 'category' in text  # drifted fields named in words
   assert 'rejected' in text  # the rows with missing / corrupt images are reported
   executions = _executions(out)
