@@ -11,7 +11,7 @@ ROWS ?= 20000
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 1
 
-.PHONY: venv data demo test bench schema kfp clean
+.PHONY: venv data demo test bench serve schema kfp clean
 
 venv: $(STAMP)
 $(STAMP): requirements.lock
@@ -36,6 +36,11 @@ test: venv
 
 bench: venv
 	$(PY) -m benchmarks.pipeline_bench
+	$(PY) -m benchmarks.serving_bench
+
+# TF Serving's REST API on 127.0.0.1:8501 for the models `make demo` pushed.
+serve: venv
+	$(PY) -m serving.model_server --model-base-path outputs/serving --model-name adclick
 
 # Compiles the KFP v2 spec; KFP_ARGS="--gcs-root gs://B/adclick --image IMG" (docs/kubeflow.md).
 kfp: venv

@@ -9,6 +9,7 @@ from tfx.proto import range_config_pb2
 from components.data_gate import DataGate
 from components.gated_evaluator import Evaluator
 from components.image_csv_example_gen.component import ImageCsvExampleGen
+from components.safe_pusher import SafePusher
 from components.served_baseline import ServedModelBaseline
 from models import features
 from models import trainer
@@ -116,7 +117,8 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       baseline_model=baseline.outputs['model'],
       eval_config=eval_config(config))
 
-  pusher = tfx.components.Pusher(
+  # Stock Pusher inputs/outputs; the copy is staged so TF Serving never sees a partial version.
+  pusher = SafePusher(
       model=trainer_component.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(

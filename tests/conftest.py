@@ -77,3 +77,32 @@ def transformed(raw_rows, tmp_path_factory):
     _ = transform_fn | tft_beam.WriteTransformFn(str(out / 'graph'))
   metadata_io.write_metadata(metadata, str(out / 'graph' / 'metadata'))
   return str(out / 'graph'), data
+
+
+@pytest.fixture(scope='session')
+def serving_model_dir(transformed, tmp_path_factory):
+  """The adclick model exported as the Trainer exports it, untrained: serving needs the real
+  graph and signatures, not good predictions (and fitting would take half a minute)."""
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  from models import model as model_lib  # pylint: disable=g-import-not-at-top
+  from models import trainer  # pylint: disable=g-import-not-at-top
+  output = tft.TFTransformOutput(transformed[0])
+  model = model_lib.build_model(output, model_lib.HParams())
+  path = str(tmp_path_factory.mktemp('serving_model') / 'model')
+  model.save(path, save_format='tf', signatures=trainer.signatures(model, output))
+  return path
+
+
+@pytest.fixture(scope='session')
+def model_server(serving_model_dir, tmp_path_factory):
+  """The local model server on a free port, serving serving_model_dir as version 1 of
+  adclick; yields (the server, the model's directory to push more versions into)."""
+  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
+  from serving import safe_push  # pylint: disable=g-import-not-at-top
+  from serving import server_process  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('serving')
+  model_dir = str(root / PipelineConfig.model_name)
+  safe_push.push(serving_model_dir, model_dir, '1')
+  with server_process.model_server(str(root), PipelineConfig.model_name,
+                                   '--poll-seconds', '0.2') as server:
+    yield server, model_dir

@@ -1,0 +1,210 @@
+"""The internal API's client for the click model behind TF Serving's REST API.
+
+    client = Client('http://127.0.0.1:8501')
+    client.predict({'ad_id': 'ad_00312', 'advertiser': 'adv_036', ..., 'image': png_bytes})
+    -> {'success': True, 'message': '...', 'prediction': {'click_probability': 0.031,
+                                                         'model_version': '1795273561'}}
+
+An ad is checked against models/features.py before anything is sent: required fields, types,
+defaults for optional fields, ranges, closed domains and a decodable PNG/JPEG creative. Every
+problem comes back as success=False with a message that names it, never as an exception.
+"""
+import base64
+import io
+import math
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from PIL import Image
+import requests
+
+from models import features
+from pipeline.config import PipelineConfig
+from serving import REST_PORT
+
+DEFAULT_URL = f'http://127.0.0.1:{REST_PORT}'
+MODEL_NAME = PipelineConfig.model_name
+# models.trainer.PREDICTION_KEY and SERVING_SIGNATURE (a test keeps them equal): importing
+# models.trainer pulls in TFX and takes ~15 s, too slow for a client.
+PREDICTION_KEY = 'click_probability'
+SERVING_SIGNATURE = 'serving_default'
+IMAGE_FORMATS = ('PNG', 'JPEG')
+_BATCH_ROWS = 64  # ads per request in predict_many
+
+
+class ServingError(Exception):
+  """The server could not be reached or refused the request; the message says which."""
+
+
+def validate(ad: Any) -> Tuple[Optional[Dict[str, Any]], List[str]]:
+  """(the TF Serving instance, []) for a valid raw ad, else (None, the problems)."""
+  if not isinstance(ad, Mapping):
+    return None, [f'an ad must be an object of field: value pairs, not {type(ad).__name__}']
+  fields = [f.name for f in features.serving_features()]
+  problems = [f'unknown field {name!r} (the fields are {", ".join(fields)})'
+              for name in ad if name not in fields]
+  instance = {}
+  for feature in features.serving_features():
+    value = ad.get(feature.name)
+    if value is None or value == '':
+      if feature.required:
+        problems.append(f'{feature.name} is missing ({feature.description})')
+        continue
+      value = feature.default
+    try:
+      instance[feature.name] = _coerce(feature, value)
+    except ValueError as e:
+      problems.append(f'{feature.name} {e}')
+  return (None if problems else instance), problems
+
+
+def _coerce(feature: features.Feature, value: Any) -> Any:
+  """The value as the serving signature takes it; ValueError says what is wrong."""
+  if feature.dtype == 'bytes':
+    return {'b64': base64.b64encode(_checked_image(value)).decode('ascii')}
+  if feature.dtype == 'string':
+    if not isinstance(value, str):
+      raise ValueError(f'must be text, got {value!r}')
+    if feature.domain and value not in feature.domain:
+      raise ValueError(f'must be one of {", ".join(feature.domain)}; got {value!r}')
+    return value
+  number = _number(value, integer=feature.dtype == 'int')
+  low, high = feature.value_range or (-math.inf, math.inf)
+  if not low <= number <= high:
+    raise ValueError(f'must be between {low:g} and {high:g}, got {number:g}')
+  return number
+
+
+def _number(value: Any, integer: bool):
+  kind = 'a whole number' if integer else 'a number'
+  if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    raise ValueError(f'must be {kind}, got {value!r}')
+  try:
+    number = float(value)
+  except ValueError:
+    raise ValueError(f'must be {kind}, got {value!r}') from None
+  if not math.isfinite(number) or (integer and not number.is_integer()):
+    raise ValueError(f'must be {kind}, got {value!r}')
+  return int(number) if integer else number
+
+
+def _checked_image(value: Any) -> bytes:
+  if not isinstance(value, (bytes, bytearray)):
+    raise ValueError('must be the bytes of a PNG or JPEG file')
+  try:
+    with Image.open(io.BytesIO(value)) as image:
+      image_format = image.format
+      image.load()  # decodes it all: catches truncated files
+  except Exception:  # pylint: disable=broad-except  (PIL raises many kinds)
+    raise ValueError('is not a readable PNG or JPEG image') from None
+  if image_format not in IMAGE_FORMATS:
+    raise ValueError(f'must be a PNG or JPEG image, got {image_format}')
+  return bytes(value)
+
+
+def result(success: bool, message: str,
+           prediction: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  return {'success': success, 'message': message, 'prediction': prediction}
+
+
+class Client:
+  """Calls `:predict` with a timeout, retrying a bounded number of times on 503 and on
+  connection errors (a server starting up, a replica going away)."""
+
+  def __init__(self, url: str = DEFAULT_URL, model_name: str = MODEL_NAME,
+               timeout: float = 5.0, retries: int = 2, backoff: float = 0.2):
+    self.url = url.rstrip('/')
+    self.model_name = model_name
+    self.timeout = timeout
+    self.retries = retries
+    self.backoff = backoff
+    self._session = requests.Session()
+
+  def predict(self, ad: Any) -> Dict[str, Any]:
+    return self.predict_many([ad])[0]
+
+  def predict_many(self, ads: Sequence[Any]) -> List[Dict[str, Any]]:
+    """One result per ad; valid ads go to the server _BATCH_ROWS at a time."""
+    results: List[Optional[Dict[str, Any]]] = [None] * len(ads)
+    valid = []
+    for i, ad in enumerate(ads):
+      instance, problems = validate(ad)
+      if problems:
+        results[i] = result(False, 'invalid ad: ' + '; '.join(problems))
+      else:
+        valid.append((i, instance))
+    for start in range(0, len(valid), _BATCH_ROWS):
+      chunk = valid[start:start + _BATCH_ROWS]
+      try:
+        version = self.serving_version()
+        probabilities = self._predict([instance for _, instance in chunk])
+      except ServingError as e:
+        for i, _ in chunk:
+          results[i] = result(False, str(e))
+        continue
+      for (i, _), probability in zip(chunk, probabilities):
+        results[i] = result(True, f'click probability {probability:.4f} from model '
+                            f'{self.model_name} version {version}',
+                            {PREDICTION_KEY: probability, 'model_version': version})
+    return results
+
+  def serving_version(self) -> str:
+    """The version the server serves now (REST predict responses do not name it)."""
+    status = self._call('GET', f'/v1/models/{self.model_name}')
+    available = [int(s['version']) for s in status.get('model_version_status', [])
+                 if s.get('state') == 'AVAILABLE']
+    if not available:
+      raise ServingError(f'model {self.model_name} at {self.url} has no version ready yet')
+    return str(max(available))
+
+  def _predict(self, instances: List[Dict[str, Any]]) -> List[float]:
+    body = {'signature_name': SERVING_SIGNATURE, 'instances': instances}
+    answer = self._call('POST', f'/v1/models/{self.model_name}:predict', body)
+    predictions = answer.get('predictions')
+    if not isinstance(predictions, list) or len(predictions) != len(instances):
+      raise ServingError(f'unexpected answer from {self.url}: {str(answer)[:200]}')
+    return [float(p) for p in predictions]
+
+  def _call(self, method: str, path: str, body: Optional[dict] = None) -> Dict[str, Any]:
+    url = self.url + path
+    for attempt in range(self.retries + 1):
+      if attempt:
+        time.sleep(self.backoff * 2**(attempt - 1))
+      try:
+        response = self._session.request(method, url, json=body, timeout=self.timeout)
+      except requests.ConnectionError as e:
+        problem = f'cannot reach the model server at {self.url} ({_reason(e)})'
+        continue
+      except requests.Timeout:
+        raise ServingError(f'the model server at {self.url} did not answer within '
+                           f'{self.timeout:g} s') from None
+      except requests.RequestException as e:
+        raise ServingError(f'cannot call {url}: {e}') from None
+      if response.status_code == 503:
+        problem = f'the model server at {self.url} is unavailable: {_error(response)}'
+        continue
+      if response.status_code == 404:
+        raise ServingError(f'the server at {self.url} does not serve model '
+                           f'{self.model_name!r}: {_error(response)}')
+      if response.status_code != 200:
+        raise ServingError(f'the model server refused the request (HTTP '
+                           f'{response.status_code}): {_error(response)}')
+      try:
+        return response.json()
+      except ValueError:
+        raise ServingError(f'{url} answered with something that is not JSON: '
+                           f'{response.text[:200]!r}') from None
+    raise ServingError(f'{problem}, after {self.retries + 1} attempts; is it running '
+                       '(make serve)?')
+
+
+def _error(response: requests.Response) -> str:
+  try:
+    return str(response.json()['error'])
+  except (ValueError, KeyError, TypeError):
+    return response.text[:200] or response.reason
+
+
+def _reason(error: requests.ConnectionError) -> str:
+  text = str(error)
+  return 'connection refused' if 'refused' in text.lower() else text[:200]

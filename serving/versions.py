@@ -1,0 +1,132 @@
+"""Versions under a model's base path: which are complete, and loading one so it can serve.
+
+TF Serving's rule: `<base>/<N>/` where N is an integer is version N; other names (a push in
+progress under `.push-<N>`, see safe_push.py) are ignored. A version is complete when
+saved_model.pb, variables/variables.index and every variables shard exist and none of its files
+changed since the previous poll: the stock TFX Pusher copies file by file, so a directory that
+is still growing is not loaded yet. It is served only once it has loaded and answered one
+request built from features.py.
+
+A version loads as TF Serving loads it: the SavedModel's graph in a Session, each signature run
+by its tensor names. That costs about half as much per call as calling the TF2 signature
+functions (1.5 ms against 3.3 ms for one ad here), and takes numpy arrays as they are.
+"""
+import dataclasses
+import io
+import os
+import re
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from models import features
+
+SAVED_MODEL = 'saved_model.pb'
+VARIABLES_INDEX = 'variables/variables.index'
+_SHARD = re.compile(r'variables/variables\.data-\d+-of-(\d+)$')
+# TF's DataTypeString names, which TF Serving's messages use (DT_FLOAT is "float").
+_DTYPE_NAMES = {'float32': 'float', 'float64': 'double'}
+_NUMPY = {'string': object, 'bytes': object, 'int': np.int64, 'float': np.float32}
+
+Snapshot = Tuple[Tuple[str, int, int], ...]  # (relative path, size, mtime) of every file
+
+
+Arrays = Dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  version: int
+  path: str
+  signature_defs: Dict[str, Any]  # name -> SignatureDef proto, for metadata
+  signatures: Dict[str, Callable[..., Arrays]]  # name -> run(**inputs) -> outputs
+  inputs: Dict[str, Dict[str, str]]  # signature -> input name -> dtype name
+  session: Any  # tf.compat.v1.Session holding the graph and variables
+
+
+def list_versions(base_path: str) -> List[int]:
+  if not tf.io.gfile.isdir(base_path):
+    return []
+  names = (name.rstrip('/') for name in tf.io.gfile.listdir(base_path))
+  return sorted(int(name) for name in names if name.isdigit() and int(name) < 2**63)
+
+
+def snapshot(version_dir: str) -> Optional[Snapshot]:
+  """Every file of a version, or None while a file that a SavedModel needs is missing."""
+  files = []
+  for root, _, names in tf.io.gfile.walk(version_dir):
+    for name in names:
+      path = os.path.join(root, name)
+      stat = tf.io.gfile.stat(path)
+      files.append((path[len(version_dir):].lstrip('/'), stat.length, stat.mtime_nsec))
+  present = {f[0] for f in files}
+  shard_counts = [int(m.group(1)) for m in map(_SHARD.match, present) if m]
+  if (SAVED_MODEL not in present or VARIABLES_INDEX not in present or not shard_counts or
+      len(shard_counts) != shard_counts[0] or len(set(shard_counts)) != 1):
+    return None
+  return tuple(sorted(files))
+
+
+def load(path: str, version: int) -> LoadedModel:
+  """Loads a version and runs one request through every signature that takes raw fields."""
+  graph = tf.Graph()
+  # One batch runs at a time and its ops mostly in sequence; idle inter-op threads only spin
+  # (one of them saves ~15% CPU a request here). Ops still use every core inside.
+  session = tf.compat.v1.Session(
+      graph=graph, config=tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1))
+  with graph.as_default():
+    meta_graph = tf.compat.v1.saved_model.load(session, [tf.saved_model.SERVING], path)
+  signature_defs = dict(meta_graph.signature_def)
+  runnable = {name: d for name, d in signature_defs.items() if d.inputs and d.outputs}
+  model = LoadedModel(
+      version, path, signature_defs,
+      {name: _runner(session, d) for name, d in runnable.items()},
+      {name: {k: dtype_name(info.dtype) for k, info in d.inputs.items()}
+       for name, d in runnable.items()},
+      session)
+  warmup = warmup_inputs()
+  for name, run in model.signatures.items():
+    if set(model.inputs[name]) == set(warmup):
+      run(**warmup)
+  return model
+
+
+def _runner(session, signature) -> Callable[..., Arrays]:
+  """One Session.run per call, feeding and fetching the signature's tensors by name."""
+  input_keys, output_keys = sorted(signature.inputs), sorted(signature.outputs)
+  run = session.make_callable([signature.outputs[k].name for k in output_keys],
+                              [signature.inputs[k].name for k in input_keys])
+
+  def call(**inputs: np.ndarray) -> Arrays:
+    return dict(zip(output_keys, run(*[inputs[k] for k in input_keys])))
+
+  return call
+
+
+def warmup_inputs() -> Dict[str, np.ndarray]:
+  """One synthetic ad from features.py: domain values, defaults, a tiny PNG."""
+  png = io.BytesIO()
+  Image.new('RGB', (8, 8), (90, 120, 200)).save(png, format='PNG')
+  inputs = {}
+  for feature in features.serving_features():
+    if feature.dtype == 'bytes':
+      value = png.getvalue()
+    elif feature.domain:
+      value = feature.domain[0]
+    elif feature.default is not None:
+      value = feature.default
+    elif feature.value_range:
+      value = feature.value_range[0]
+    else:
+      value = feature.name
+    inputs[feature.name] = np.array([value.encode() if isinstance(value, str) else value],
+                                    dtype=_NUMPY[feature.dtype])
+  return inputs
+
+
+def dtype_name(dtype) -> str:
+  """TF's DataTypeString of a tf.DType or DataType enum: the name TF Serving's messages use."""
+  name = tf.dtypes.as_dtype(dtype).name
+  return _DTYPE_NAMES.get(name, name)

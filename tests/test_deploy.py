@@ -1,0 +1,105 @@
+"""deploy/ as far as it can be checked without a cluster: it parses, has what a zero-downtime
+TF Serving deployment needs, and points at the model name and REST port the client uses."""
+from importlib import metadata
+import os
+
+import pytest
+import yaml
+
+from serving import REST_PORT
+from serving import client
+
+DEPLOY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'deploy')
+
+
+@pytest.fixture(scope='module')
+def manifests():
+  with open(os.path.join(DEPLOY, 'kustomization.yaml')) as f:
+    files = yaml.safe_load(f)['resources']
+  assert sorted(files) == sorted(name for name in os.listdir(DEPLOY)
+                                 if name.endswith('.yaml') and name != 'kustomization.yaml')
+  by_kind = {}
+  for name in files:
+    with open(os.path.join(DEPLOY, name)) as f:
+      for doc in yaml.safe_load_all(f):
+        assert doc['apiVersion'] and doc['metadata']['name']
+        by_kind[doc['kind']] = doc
+  return by_kind
+
+
+@pytest.fixture(scope='module')
+def container(manifests):
+  (only,) = manifests['Deployment']['spec']['template']['spec']['containers']
+  return only
+
+
+def _port(container, port):
+  """A probe's or Service's port, resolving a named port."""
+  named = {p['name']: p['containerPort'] for p in container['ports']}
+  return named.get(port, port)
+
+
+def test_deployment_rolls_out_without_downtime(manifests):
+  spec = manifests['Deployment']['spec']
+  assert spec['replicas'] >= 2
+  assert spec['strategy']['type'] == 'RollingUpdate'
+  assert spec['strategy']['rollingUpdate']['maxUnavailable'] == 0
+  assert spec['strategy']['rollingUpdate']['maxSurge'] >= 1
+  labels = spec['template']['metadata']['labels']
+  assert spec['selector']['matchLabels'].items() <= labels.items()
+  assert manifests['PodDisruptionBudget']['spec']['selector']['matchLabels'].items() <= (
+      labels.items())
+  assert manifests['PodDisruptionBudget']['spec']['minAvailable'] >= 1
+
+
+def test_tf_serving_serves_the_pushed_model_from_gcs(container):
+  image, tag = container['image'].split(':')
+  assert image == 'tensorflow/serving'
+  assert tag.split('.')[:2] == metadata.version('tensorflow').split('.')[:2]
+  env = {e['name']: e['value'] for e in container['env']}
+  assert env['MODEL_NAME'] == client.MODEL_NAME
+  assert env['MODEL_BASE_PATH'].startswith('gs://')
+  flags = dict(arg.lstrip('-').split('=', 1) for arg in container['args'])
+  assert int(flags['max_num_load_retries']) > 0  # what makes a mid-copy poll harmless
+  assert _port(container, 'http') == REST_PORT
+
+
+@pytest.mark.parametrize('probe', ['startupProbe', 'readinessProbe', 'livenessProbe'])
+def test_probes_ask_the_rest_status_of_the_model(container, probe):
+  check = container[probe]['httpGet']
+  assert check['path'] == f'/v1/models/{client.MODEL_NAME}'
+  assert _port(container, check['port']) == REST_PORT
+
+
+def test_resources_are_requested(container):
+  assert container['resources']['requests']['cpu']
+  assert container['resources']['requests']['memory']
+
+
+def test_batching_config_is_mounted_where_the_flag_points(manifests, container):
+  flags = dict(arg.lstrip('-').split('=', 1) for arg in container['args'])
+  mounts = {m['name']: m['mountPath'] for m in container['volumeMounts']}
+  volumes = {v['name']: v['configMap']['name']
+             for v in manifests['Deployment']['spec']['template']['spec']['volumes']}
+  config = manifests['ConfigMap']
+  (key,) = config['data']
+  assert flags['enable_batching'] == 'true'
+  assert flags['batching_parameters_file'] == (
+      mounts[next(n for n, c in volumes.items() if c == config['metadata']['name'])] + '/' + key)
+
+
+def test_service_exposes_the_rest_port_to_the_pods(manifests, container):
+  service = manifests['Service']
+  labels = manifests['Deployment']['spec']['template']['metadata']['labels']
+  assert service['spec']['selector'].items() <= labels.items()
+  http = next(p for p in service['spec']['ports'] if p['name'] == 'http')
+  assert http['port'] == REST_PORT
+  assert _port(container, http['targetPort']) == REST_PORT
+  assert client.DEFAULT_URL.endswith(f':{http["port"]}')
+
+
+def test_pods_run_as_the_workload_identity_account(manifests):
+  account = manifests['ServiceAccount']
+  assert manifests['Deployment']['spec']['template']['spec']['serviceAccountName'] == (
+      account['metadata']['name'])
+  assert 'iam.gke.io/gcp-service-account' in account['metadata']['annotations']

@@ -1,0 +1,342 @@
+"""The local model server: TF Serving's REST contract byte for byte, batching, hot swaps under
+load, and versions that are partial or fail to load."""
+import asyncio
+import base64
+from concurrent import futures
+import json
+import os
+import re
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+
+from models import features
+from models import trainer
+from serving import batching
+from serving import client
+from serving import rest_json
+from serving import versions
+
+MODEL = client.MODEL_NAME
+
+
+def _instance(row):
+  instance, problems = client.validate({k: v for k, v in row.items()
+                                        if k != features.LABEL_KEY})
+  assert not problems
+  return instance
+
+
+@pytest.fixture(scope='module')
+def in_process(serving_model_dir):
+  """rows -> what the model says when called in this process."""
+  serve = tf.saved_model.load(serving_model_dir).signatures[trainer.SERVING_SIGNATURE]
+  dtypes = {'string': tf.string, 'bytes': tf.string, 'int': tf.int64, 'float': tf.float32}
+
+  def predict(rows):
+    args = {f.name: tf.constant([r[f.name] for r in rows], dtype=dtypes[f.dtype])
+            for f in features.serving_features()}
+    return serve(**args)[trainer.PREDICTION_KEY].numpy()
+
+  return predict
+
+
+def _status(url, path=''):
+  return requests.get(f'{url}/v1/models/{MODEL}{path}', timeout=10).json()
+
+
+def _serving_version(url) -> int:
+  return max(int(s['version']) for s in _status(url)['model_version_status']
+             if s['state'] == 'AVAILABLE')
+
+
+def _wait_for(condition, seconds=60):
+  deadline = time.time() + seconds
+  while not condition():
+    assert time.time() < deadline, 'timed out'
+    time.sleep(0.1)
+
+
+@pytest.fixture(scope='module')
+def url(model_server):
+  return model_server[0].url
+
+
+def test_prints_where_it_listens_and_which_version_it_serves(model_server):
+  server, model_dir = model_server
+  output = ''.join(server.output)
+  assert f'Serving model {MODEL} version 1 from {model_dir}/1' in output
+  assert re.search(r'Listening on http://127\.0\.0\.1:\d+', output)
+
+
+def test_status_of_a_version(url):
+  version = _serving_version(url)
+  response = requests.get(f'{url}/v1/models/{MODEL}/versions/{version}', timeout=10)
+  assert response.status_code == 200
+  assert response.headers['Content-Type'] == 'application/json'
+  assert response.text == (
+      '{\n "model_version_status": [\n  {\n   "version": "%d",\n   "state": "AVAILABLE",\n'
+      '   "status": {\n    "error_code": "OK",\n    "error_message": ""\n   }\n  }\n ]\n}\n'
+      % version)
+
+
+@pytest.mark.parametrize('path', ['/metadata', '/versions/{version}/metadata'])
+def test_metadata(url, path):
+  version = _serving_version(url)
+  response = requests.get(f'{url}/v1/models/{MODEL}' + path.format(version=version), timeout=10)
+  assert response.status_code == 200
+  assert response.text.startswith(
+      '{\n"model_spec":{\n "name": "%s",\n "signature_name": "",\n "version": "%d"\n}\n,\n'
+      '"metadata": {"signature_def": {\n "signature_def": {\n' % (MODEL, version))
+  assert response.text.endswith('\n }\n}\n}\n}\n')
+  signature = response.json()['metadata']['signature_def']['signature_def'][
+      trainer.SERVING_SIGNATURE]
+  assert signature['method_name'] == 'tensorflow/serving/predict'
+  assert set(signature['inputs']) == {f.name for f in features.serving_features()}
+  assert signature['inputs']['image'] == {
+      'dtype': 'DT_STRING',
+      'tensor_shape': {'dim': [{'size': '-1', 'name': ''}], 'unknown_rank': False},
+      'name': 'serving_default_image:0'}
+  assert signature['inputs']['hour']['dtype'] == 'DT_INT64'
+  assert signature['inputs']['bid_price']['dtype'] == 'DT_FLOAT'
+  assert signature['outputs'][trainer.PREDICTION_KEY]['dtype'] == 'DT_FLOAT'
+
+
+def test_predict_row_format_with_b64_image(url, raw_rows, in_process):
+  rows = raw_rows[:2]
+  response = requests.post(f'{url}/v1/models/{MODEL}:predict', timeout=10, json={
+      'signature_name': trainer.SERVING_SIGNATURE, 'instances': [_instance(r) for r in rows]})
+  assert response.status_code == 200, response.text
+  match = re.fullmatch(r'\{\n    "predictions": \[(\S+), (\S+)\n    \]\n\}', response.text)
+  assert match, response.text
+  np.testing.assert_allclose([float(p) for p in match.groups()],
+                             in_process(rows), rtol=1e-5)
+
+
+def test_predict_columnar_format(url, raw_rows, in_process):
+  rows = raw_rows[2:4]
+  instances = [_instance(r) for r in rows]
+  inputs = {name: [i[name] for i in instances] for name in instances[0]}
+  response = requests.post(f'{url}/v1/models/{MODEL}/versions/{_serving_version(url)}:predict',
+                           json={'inputs': inputs}, timeout=10)
+  assert response.status_code == 200, response.text
+  match = re.fullmatch(r'\{\n    "outputs": \[\n        (\S+),\n        (\S+)\n    \]\n\}',
+                       response.text)
+  assert match, response.text
+  np.testing.assert_allclose([float(p) for p in match.groups()],
+                             in_process(rows), rtol=1e-5)
+
+
+def test_concurrent_requests_each_get_their_own_answer(url, raw_rows, in_process):
+  # Prices moved off the quantile boundaries (which are training values): for a value right
+  # on one, log1p can round either way depending on the batch, and so can its bucket.
+  rows = [dict(r, bid_price=r['bid_price'] * 1.001) for r in raw_rows[:24]]
+  bad = dict(_instance(rows[5]), image={'b64': base64.b64encode(b'not an image').decode()})
+
+  def post(instance):
+    return requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
+                         timeout=30)
+
+  with futures.ThreadPoolExecutor(12) as pool:
+    responses = list(pool.map(post, [_instance(r) for r in rows] + [bad]))
+  assert responses[-1].status_code == 400
+  assert 'Unknown image file format' in responses[-1].json()['error']
+  got = [r.json()['predictions'][0] for r in responses[:-1]]
+  np.testing.assert_allclose(got, [in_process([r])[0] for r in rows], rtol=1e-5)
+
+
+def test_batcher_joins_concurrent_calls_and_splits_the_answers():
+  calls = []
+
+  def double(x):
+    calls.append(len(x))
+    if (x < 0).any():  # a negative row fails the whole call
+      raise ValueError('negative')
+    return {'y': x * 2}
+
+  async def run_all():
+    batcher = batching.Batcher(max_batch_size=8)
+    inputs = [np.array([i, i + 0.5], np.float32) for i in range(10)] + [
+        np.array([-1.0], np.float32)]
+    outcomes = await asyncio.gather(*[batcher.run(double, {'x': x}) for x in inputs],
+                                    return_exceptions=True)
+    batcher.close()
+    return inputs, outcomes
+
+  inputs, outcomes = asyncio.run(run_all())
+  for x, outcome in zip(inputs[:-1], outcomes[:-1]):
+    np.testing.assert_array_equal(outcome['y'], x * 2)
+  assert isinstance(outcomes[-1], ValueError)
+  assert calls[0] == 2 and max(calls) == 8  # the first runs at once, the rest together
+
+
+@pytest.mark.parametrize('method,path,body,status,error', [
+    ('POST', '/v1/models/nope:predict', {'instances': [1]}, 404,
+     'Servable not found for request: Latest(nope)'),
+    ('POST', f'/v1/models/{MODEL}/versions/999:predict', {'instances': [1]}, 404,
+     f'Servable not found for request: Specific({MODEL}, 999)'),
+    ('GET', '/v1/models/nope', None, 404, 'Could not find any versions of model nope'),
+    ('GET', f'/v1/models/{MODEL}/versions/999', None, 404,
+     f'Could not find version 999 of model {MODEL}'),
+    ('GET', '/v1/models/nope/metadata', None, 404,
+     'Servable not found for request: Latest(nope)'),
+    ('GET', '/v1/models', None, 400, 'Missing model name in request.'),
+    ('GET', f'/v1/models/{MODEL}:predict', None, 400,
+     f'Malformed request: GET /v1/models/{MODEL}:predict'),
+    ('POST', f'/v1/models/{MODEL}:predict', b'', 400, 'JSON Parse error: The document is empty'),
+    ('POST', f'/v1/models/{MODEL}:predict', b'{"instances": [', 400,
+     'JSON Parse error: Invalid value. at offset: 15'),
+    ('POST', f'/v1/models/{MODEL}:predict', b'[1, 2]', 400,
+     'JSON Value: [\n    1,\n    2\n] Is not object'),
+    ('POST', f'/v1/models/{MODEL}:predict', {'rows': []}, 400,
+     "Missing 'inputs' or 'instances' key"),
+    ('POST', f'/v1/models/{MODEL}:predict', {'instances': {}}, 400,
+     'JSON Value: {\n    "instances": {}\n} Excepting \'instances\' to be an list/array'),
+    ('POST', f'/v1/models/{MODEL}:predict', {'instances': [], 'inputs': {}}, 400,
+     'JSON Value: {\n    "instances": [],\n    "inputs": {}\n} Not formatted correctly '
+     "expecting only one of 'inputs' or 'instances' keys to exist "),
+    ('POST', f'/v1/models/{MODEL}:predict', {'signature_name': 7, 'instances': [1]}, 400,
+     'JSON Value: {\n    "signature_name": 7,\n    "instances": [\n        1\n    ]\n} not '
+     "formatted correctly. 'signature_name' key must be a string value."),
+    ('POST', f'/v1/models/{MODEL}:predict', {'signature_name': 'nope', 'instances': [1]}, 400,
+     'Serving signature name: "nope" not found in signature def'),
+    ('POST', f'/v1/models/{MODEL}:predict', {'instances': [1]}, 400,
+     'instances is a plain list, but expecting list of objects as multiple input tensors '
+     'required as per tensorinfo_map'),
+    ('POST', f'/v1/models/{MODEL}:predict', {'inputs': {'hour': [1]}}, 400,
+     "Missing named input: ad_id in 'inputs' object."),
+])
+def test_errors_match_tf_serving(url, method, path, body, status, error):
+  data = body if isinstance(body, bytes) or body is None else json.dumps(body)
+  response = requests.request(method, url + path, data=data, timeout=10)
+  assert response.status_code == status
+  assert response.headers['Content-Type'] == 'application/json'
+  assert response.text == '{\n    "error": %s\n}' % json.dumps(error)
+
+
+@pytest.mark.parametrize('change,error', [
+    ({'hour': 'x'}, "Failed to process element: 0 key: hour of 'instances' list. Error: "
+                    'INVALID_ARGUMENT: JSON Value: "x" Type: String is not of expected type: '
+                    'int64'),
+    ({'bid_price': 16777217}, "Failed to process element: 0 key: bid_price of 'instances' "
+                              'list. Error: INVALID_ARGUMENT: Cannot convert JSON value: '
+                              '16777217 to float without loss of precision.'),
+    ({'image': {'b64': '!!'}}, "Failed to process element: 0 key: image of 'instances' list. "
+                               'Error: INVALID_ARGUMENT: Unable to base64 decode'),
+    ({'extra': 1}, "Failed to process element: 0 key: extra of 'instances' list. Error: "
+                   'INVALID_ARGUMENT: JSON object: does not have named input: extra'),
+])
+def test_bad_instances_match_tf_serving(url, raw_rows, change, error):
+  instance = dict(_instance(raw_rows[0]), **change)
+  response = requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
+                           timeout=10)
+  assert response.status_code == 400
+  assert response.json() == {'error': error}
+
+
+def test_missing_instance_key_names_every_input(url, raw_rows):
+  instance = _instance(raw_rows[0])
+  del instance['hour']
+  response = requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
+                           timeout=10)
+  assert response.status_code == 400
+  assert response.json()['error'].endswith(
+      'keys must be equal to: ' + ','.join(sorted(f.name for f in features.serving_features())))
+
+
+def test_hot_swap_under_load_fails_no_request(model_server, raw_rows, serving_model_dir):
+  from serving import safe_push  # pylint: disable=g-import-not-at-top
+  server, model_dir = model_server
+  old = _serving_version(server.url)
+  body = json.dumps({'instances': [_instance(raw_rows[0])]})
+  answered, failed = [], []
+  stop = threading.Event()
+
+  def load():  # bounded: stops on the event, after 20,000 answers, or at the first failure
+    with requests.Session() as session:
+      while not stop.is_set() and len(answered) < 20000 and not failed:
+        try:
+          response = session.post(f'{server.url}/v1/models/{MODEL}:predict', data=body,
+                                  timeout=30)
+          (answered if response.status_code == 200 else failed).append(response.text)
+        except requests.RequestException as e:
+          failed.append(repr(e))
+
+  threads = [threading.Thread(target=load) for _ in range(4)]
+  for thread in threads:
+    thread.start()
+  try:
+    _wait_for(lambda: len(answered) > 20)
+    safe_push.push(serving_model_dir, model_dir, str(old + 1))
+    _wait_for(lambda: _serving_version(server.url) == old + 1 or failed)
+    swapped = len(answered)
+    _wait_for(lambda: len(answered) > swapped + 20 or failed)  # answered by the new version
+  finally:
+    stop.set()
+    for thread in threads:
+      thread.join()
+  assert not failed, failed[:3]
+  states = {s['version']: s['state'] for s in _status(server.url)['model_version_status']}
+  assert states[str(old + 1)] == 'AVAILABLE' and states[str(old)] == 'END'
+  assert f'Serving model {MODEL} version {old + 1}' in ''.join(server.output)
+
+
+def test_partial_or_broken_versions_are_never_served(model_server, serving_model_dir,
+                                                     raw_rows):
+  server, model_dir = model_server
+  current = _serving_version(server.url)
+  new = os.path.join(model_dir, str(current + 1))
+  # A copy in progress: saved_model.pb and the index are there, the variables shard is not.
+  os.makedirs(os.path.join(new, 'variables'))
+  for name in (versions.SAVED_MODEL, versions.VARIABLES_INDEX):
+    shutil.copy(os.path.join(serving_model_dir, name), os.path.join(new, name))
+  # A complete model under a name that is not a version (a push being staged).
+  shutil.copytree(serving_model_dir, os.path.join(model_dir, '.push-99'))
+  time.sleep(1.5)  # several polls
+  assert _serving_version(server.url) == current
+  assert str(current + 1) not in {s['version'] for s in _status(server.url)['model_version_status']}
+
+  # Every file there but the shard cut short: the load fails, the old version keeps serving.
+  shutil.copytree(serving_model_dir, new, dirs_exist_ok=True)
+  shard = os.path.join(new, 'variables', 'variables.data-00000-of-00001')
+  with open(shard, 'r+b') as f:
+    f.truncate(os.path.getsize(shard) // 2)
+  _wait_for(lambda: str(current + 1) in {
+      s['version'] for s in _status(server.url)['model_version_status']
+      if s['state'] == 'END'})
+  failure = _status(server.url, f'/versions/{current + 1}')['model_version_status'][0]
+  assert failure['status']['error_code'] != 'OK' and failure['status']['error_message']
+  assert _serving_version(server.url) == current
+  assert requests.post(f'{server.url}/v1/models/{MODEL}:predict', timeout=10, json={
+      'instances': [_instance(raw_rows[0])]}).status_code == 200
+
+  # Once its files change (the copy finished) it is tried again, and takes over.
+  shutil.copy(os.path.join(serving_model_dir, 'variables', 'variables.data-00000-of-00001'),
+              shard)
+  _wait_for(lambda: _serving_version(server.url) == current + 1)
+
+
+@pytest.mark.parametrize('value,text', [
+    (np.float32(0.1), '0.1'), (np.float32(1), '1.0'), (np.float32(1e-5), '1e-05'),
+    (np.float32(0.0390656143), '0.0390656143'), (np.float32('nan'), 'NaN'),
+    (np.float32('-inf'), '-Infinity'), (np.float64(0.1), '0.1'), (np.int64(3), '3'),
+])
+def test_numbers_are_written_as_tf_serving_writes_them(value, text):
+  assert rest_json._scalar(value) == text  # pylint: disable=protected-access
+
+
+def test_layouts_with_several_outputs():
+  outputs = {'b': np.array([[1, 2], [3, 4]], np.int64), 'a': np.array([0.5, 1.5], np.float32)}
+  assert rest_json.predict_body(outputs, rest_json.ROW).decode() == (
+      '{\n    "predictions": [\n        {\n            "a": 0.5,\n            "b": [1, 2]\n'
+      '        },\n        {\n            "a": 1.5,\n            "b": [3, 4]\n        }\n'
+      '    ]\n}')
+  assert rest_json.predict_body(outputs, rest_json.COLUMNAR).decode() == (
+      '{\n    "outputs": {\n        "a": [\n            0.5,\n            1.5\n        ],\n'
+      '        "b": [\n            [\n                1,\n                2\n            ],\n'
+      '            [\n                3,\n                4\n            ]\n        ]\n    }\n}')
