@@ -15,7 +15,8 @@ import uuid
 
 import tensorflow as tf
 
-SAVED_MODEL = 'saved_model.pb'
+from serving.versions import SAVED_MODEL
+
 STAGING_PREFIX = '.push-'
 
 
