@@ -210,7 +210,8 @@ async def serve(args: argparse.Namespace):
   if not models.serving:
     print(f'No complete version under {models.base_path} yet; polling every '
           f'{args.poll_seconds:g} s.', flush=True)
-  batcher = batching.Batcher(args.max_batch_size)
+  batcher = batching.Batcher(args.max_batch_size, args.num_batch_threads,
+                            args.batch_timeout_micros / 1e6)
   app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
   app.router.add_route('*', '/v1/{tail:.*}', RestApi(models, batcher).handle)
   runner = web.AppRunner(app, access_log=None)
@@ -248,8 +249,13 @@ def main(argv=None):
   parser.add_argument('--port', type=int, default=REST_PORT, help='0 picks a free port')
   parser.add_argument('--poll-seconds', type=float, default=1.0,
                       help="TF Serving's --file_system_poll_wait_seconds")
+  # The batching flags are named after TF Serving's BatchingParameters.
   parser.add_argument('--max-batch-size', type=int, default=64,
                       help='most rows of concurrent requests run as one model call')
+  parser.add_argument('--num-batch-threads', type=int, default=os.cpu_count() or 1,
+                      help='batches run side by side, each on one core (default: every core)')
+  parser.add_argument('--batch-timeout-micros', type=int, default=500,
+                      help='while a batch runs, how long a request waits for others to join it')
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING)
   # Quiets the v1 loader's deprecation notice: loading into a Session is how TF Serving loads.

@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 import math
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import orjson
@@ -151,6 +151,9 @@ def _is_b64(value) -> bool:
 
 
 def _from_instances(instances: list, inputs: Mapping[str, str]) -> Dict[str, np.ndarray]:
+  scalars = _scalar_instances(instances, inputs)
+  if scalars is not None:
+    return scalars
   named = _is_object(instances[0])
   if not named and len(inputs) > 1:
     raise invalid('instances is a plain list, but expecting list of objects as multiple input '
@@ -180,6 +183,27 @@ def _from_instances(instances: list, inputs: Mapping[str, str]) -> Dict[str, np.
                       ) from None
   return {name: _to_array(values[name], inputs[name], [len(instances)] + shapes[name])
           for name in shapes}
+
+
+def _scalar_instances(instances: list, inputs: Mapping[str, str]
+                      ) -> Optional[Dict[str, np.ndarray]]:
+  """The request the client sends, fast: every instance an object with one scalar or b64
+  value per input. None for anything else (lists, missing keys, wrong types), which the
+  general path then takes or rejects with TF Serving's message."""
+  columns = {name: [] for name in inputs}
+  try:
+    for item in instances:
+      if type(item) is not dict or len(item) != len(inputs):  # pylint: disable=unidiomatic-typecheck
+        return None
+      for name, value in item.items():
+        if isinstance(value, list) or (isinstance(value, dict) and inputs[name] != 'string'):
+          return None
+        columns[name].append(_b64_decode(value) if isinstance(value, dict)
+                             else _CONVERT[inputs[name]](value))
+  except (KeyError, RestError):
+    return None
+  return {name: np.array(column, dtype=_NUMPY[inputs[name]])
+          for name, column in columns.items()}
 
 
 def _add_instance_item(value, name, inputs, values, shapes):

@@ -8,8 +8,8 @@ is still growing is not loaded yet. It is served only once it has loaded and ans
 request built from features.py.
 
 A version loads as TF Serving loads it: the SavedModel's graph in a Session, each signature run
-by its tensor names. That costs about half as much per call as calling the TF2 signature
-functions (1.5 ms against 3.3 ms for one ad here), and takes numpy arrays as they are.
+by its tensor names, and every call runs its ops in the calling thread, one core each (see
+load()). One ad costs ~1.5 ms that way against ~3.3 ms through the TF2 signature functions.
 """
 import dataclasses
 import io
@@ -29,6 +29,9 @@ _SHARD = re.compile(r'variables/variables\.data-\d+-of-(\d+)$')
 # TF's DataTypeString names, which TF Serving's messages use (DT_FLOAT is "float").
 _DTYPE_NAMES = {'float32': 'float', 'float64': 'double'}
 _NUMPY = {'string': object, 'bytes': object, 'int': np.int64, 'float': np.float32}
+
+# Session.run in the caller's thread instead of the session's inter-op pool.
+_RUN_OPTIONS = tf.compat.v1.RunOptions(inter_op_thread_pool=-1)
 
 Snapshot = Tuple[Tuple[str, int, int], ...]  # (relative path, size, mtime) of every file
 
@@ -72,10 +75,14 @@ def snapshot(version_dir: str) -> Optional[Snapshot]:
 def load(path: str, version: int) -> LoadedModel:
   """Loads a version and runs one request through every signature that takes raw fields."""
   graph = tf.Graph()
-  # One batch runs at a time and its ops mostly in sequence; idle inter-op threads only spin
-  # (one of them saves ~15% CPU a request here). Ops still use every core inside.
-  session = tf.compat.v1.Session(
-      graph=graph, config=tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1))
+  # Calls run their ops in the calling thread (_RUN_OPTIONS) on one core: the graph is small
+  # and mostly sequential, so handing ops to TF's thread pools costs more than it gains (a
+  # context switch per call, and idle pool threads spinning on the cores the event loop and
+  # the other batch need). Parallelism comes from running batches side by side (batching.py).
+  config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1,
+                                    intra_op_parallelism_threads=1)
+  config.experimental.disable_thread_spinning = True
+  session = tf.compat.v1.Session(graph=graph, config=config)
   with graph.as_default():
     meta_graph = tf.compat.v1.saved_model.load(session, [tf.saved_model.SERVING], path)
   signature_defs = dict(meta_graph.signature_def)
@@ -97,10 +104,11 @@ def _runner(session, signature) -> Callable[..., Arrays]:
   """One Session.run per call, feeding and fetching the signature's tensors by name."""
   input_keys, output_keys = sorted(signature.inputs), sorted(signature.outputs)
   run = session.make_callable([signature.outputs[k].name for k in output_keys],
-                              [signature.inputs[k].name for k in input_keys])
+                              [signature.inputs[k].name for k in input_keys],
+                              accept_options=True)
 
   def call(**inputs: np.ndarray) -> Arrays:
-    return dict(zip(output_keys, run(*[inputs[k] for k in input_keys])))
+    return dict(zip(output_keys, run(*[inputs[k] for k in input_keys], options=_RUN_OPTIONS)))
 
   return call
 

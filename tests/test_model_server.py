@@ -175,6 +175,53 @@ def test_batcher_joins_concurrent_calls_and_splits_the_answers():
   assert calls[0] == 2 and max(calls) == 8  # the first runs at once, the rest together
 
 
+def test_batcher_runs_batches_side_by_side_after_the_timeout():
+  """A call that arrives while a batch runs waits batch_timeout for company, then runs on
+  the second thread without waiting for the first batch to end."""
+  spans = {}
+
+  def work(x):
+    began = time.perf_counter()
+    time.sleep(1.5 if x[0] == 0 else 0.01)
+    spans[int(x[0])] = (began, time.perf_counter())
+    return {'y': x}
+
+  async def run_all():
+    batcher = batching.Batcher(max_batch_size=8, threads=2, batch_timeout=0.2)
+    first = asyncio.ensure_future(batcher.run(work, {'x': np.array([0.0])}))
+    await asyncio.sleep(0.1)
+    arrived = time.perf_counter()
+    await batcher.run(work, {'x': np.array([1.0])})
+    await first
+    batcher.close()
+    return arrived
+
+  arrived = asyncio.run(run_all())
+  assert spans[0][0] < arrived  # the first ran at once
+  assert spans[1][0] - arrived >= 0.19  # the second waited for company ...
+  assert spans[1][1] < spans[0][1]  # ... and then did not wait for the first batch
+
+
+def test_plain_instances_take_the_fast_path_with_the_general_paths_result():
+  inputs = {'s': 'string', 'i': 'int64', 'f': 'float', 'b': 'string'}
+  instances = [{'s': 'a', 'i': 3, 'f': 0.5, 'b': {'b64': base64.b64encode(b'\x00').decode()}},
+               {'s': 'b', 'i': -4, 'f': 2, 'b': {'b64': 'AQ'}}]  # unpadded, as TF Serving takes
+  fast = rest_json._scalar_instances(instances, inputs)  # pylint: disable=protected-access
+  _, general = rest_json.request_tensors({'instances': [dict(i, extra=[1]) for i in instances]},
+                                         dict(inputs, extra='int64'))
+  assert fast is not None
+  for name, array in fast.items():
+    assert array.dtype == general[name].dtype and array.shape == (2,)
+    assert array.tolist() == general[name].tolist()
+  assert fast['b'].tolist() == [b'\x00', b'\x01']
+  # Anything else goes the general way, which says what is wrong as TF Serving does.
+  bad = [instances[0], dict(instances[1], i=1.5)]
+  assert rest_json._scalar_instances(bad, inputs) is None  # pylint: disable=protected-access
+  with pytest.raises(rest_json.RestError, match='element: 1 key: i .* Type: Number is not of '
+                                                'expected type: int64'):
+    rest_json.request_tensors({'instances': bad}, inputs)
+
+
 @pytest.mark.parametrize('method,path,body,status,error', [
     ('POST', '/v1/models/nope:predict', {'instances': [1]}, 404,
      'Servable not found for request: Latest(nope)'),
