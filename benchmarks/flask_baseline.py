@@ -15,10 +15,10 @@ import flask
 import tensorflow as tf
 from werkzeug import serving as werkzeug_serving
 
+from models import signatures
 from serving import rest_json
 from serving import versions
 
-SIGNATURE = 'serving_default'
 app = flask.Flask(__name__)
 _model = {}
 
@@ -32,7 +32,7 @@ def predict(name):
 
 
 def main():
-  serve = tf.saved_model.load(sys.argv[1]).signatures[SIGNATURE]
+  serve = tf.saved_model.load(sys.argv[1]).signatures[signatures.SERVING_SIGNATURE]
   _model['serve'] = serve
   _model['inputs'] = {k: versions.dtype_name(spec.dtype)
                       for k, spec in serve.structured_input_signature[1].items()}

@@ -24,6 +24,7 @@ import urllib.parse
 import numpy as np
 
 from datagen.generate import render_creative
+from models import signatures
 from serving import client
 from serving import rest_json
 from serving import server_process
@@ -46,7 +47,7 @@ def _stats(latencies: List[float], seconds: float) -> Dict[str, float]:
 
 def in_process(model_dir: str, doc: dict, requests: int, seconds: float) -> Dict[str, float]:
   model = versions.load(model_dir, 0)
-  signature = 'serving_default'
+  signature = signatures.SERVING_SIGNATURE
   _, inputs = rest_json.request_tensors(doc, model.inputs[signature])
   function = model.signatures[signature]
   for _ in range(WARMUP_REQUESTS):

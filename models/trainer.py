@@ -2,11 +2,7 @@
 
 Training reads the raw examples and applies the Transform graph on the fly (Transform runs
 with materialize=False: materialized 32x32x3 float images would cost ~12 KB a row on disk).
-The SavedModel exports:
-  serving_default     raw JSON-friendly features (strings, numbers, image bytes) -> probability;
-                      what the TF Serving REST API and the internal client call.
-  serving_examples    serialized tf.Example -> probability; what TFMA (Evaluator) calls.
-  transform_features  serialized tf.Example -> transformed features (TFMA preprocessing).
+The SavedModel exports the signatures named in signatures.py.
 """
 from absl import logging
 import tensorflow as tf
@@ -16,11 +12,8 @@ from tfx_bsl.public import tfxio
 
 from models import features
 from models import model as model_lib
+from models import signatures as names
 
-PREDICTION_KEY = 'click_probability'
-SERVING_SIGNATURE = 'serving_default'
-EXAMPLES_SIGNATURE = 'serving_examples'
-TRANSFORM_SIGNATURE = 'transform_features'
 _DTYPES = {'string': tf.string, 'bytes': tf.string, 'int': tf.int64, 'float': tf.float32}
 
 
@@ -50,7 +43,7 @@ def _raw_serving_fn(model, tf_transform_output):
   def serve(*tensors):
     raw = {spec.name: tf.reshape(t, [-1, 1]) for spec, t in zip(specs, tensors)
            if spec.name in model_names}
-    return {PREDICTION_KEY: tf.reshape(model(model.tft_layer(raw)), [-1])}
+    return {names.PREDICTION_KEY: tf.reshape(model(model.tft_layer(raw)), [-1])}
 
   return serve
 
@@ -62,7 +55,7 @@ def _examples_serving_fn(model, tf_transform_output):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve(serialized):
     raw = tf.io.parse_example(serialized, raw_spec)
-    return {PREDICTION_KEY: tf.reshape(model(model.tft_layer(raw)), [-1])}
+    return {names.PREDICTION_KEY: tf.reshape(model(model.tft_layer(raw)), [-1])}
 
   return serve
 
@@ -78,9 +71,9 @@ def _transform_features_fn(model, tf_transform_output):
 
 def signatures(model, tf_transform_output):
   return {
-      SERVING_SIGNATURE: _raw_serving_fn(model, tf_transform_output),
-      EXAMPLES_SIGNATURE: _examples_serving_fn(model, tf_transform_output),
-      TRANSFORM_SIGNATURE: _transform_features_fn(model, tf_transform_output),
+      names.SERVING_SIGNATURE: _raw_serving_fn(model, tf_transform_output),
+      names.EXAMPLES_SIGNATURE: _examples_serving_fn(model, tf_transform_output),
+      names.TRANSFORM_SIGNATURE: _transform_features_fn(model, tf_transform_output),
   }
 
 

@@ -12,7 +12,7 @@ from components.image_csv_example_gen.component import ImageCsvExampleGen
 from components.safe_pusher import SafePusher
 from components.served_baseline import ServedModelBaseline
 from models import features
-from models import trainer
+from models import signatures
 from pipeline.config import PREPROCESSING_FN, RUN_FN, SCHEMA_FILE, PipelineConfig
 
 
@@ -48,7 +48,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                                       direction=tfma.MetricDirection.LOWER_IS_BETTER,
                                       absolute={'value': gate.logloss_tolerance}))))
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name=trainer.EXAMPLES_SIGNATURE,
+      model_specs=[tfma.ModelSpec(signature_name=signatures.EXAMPLES_SIGNATURE,
                                   label_key=features.LABEL_KEY)],
       slicing_specs=[tfma.SlicingSpec()] + [
           tfma.SlicingSpec(feature_keys=[name]) for name in config.slice_features],

@@ -19,15 +19,12 @@ from PIL import Image
 import requests
 
 from models import features
+from models import signatures
 from pipeline.config import PipelineConfig
 from serving import REST_PORT
 
 DEFAULT_URL = f'http://127.0.0.1:{REST_PORT}'
 MODEL_NAME = PipelineConfig.model_name
-# models.trainer.PREDICTION_KEY and SERVING_SIGNATURE (a test keeps them equal): importing
-# models.trainer pulls in TFX and takes ~15 s, too slow for a client.
-PREDICTION_KEY = 'click_probability'
-SERVING_SIGNATURE = 'serving_default'
 IMAGE_FORMATS = ('PNG', 'JPEG')
 _BATCH_ROWS = 64  # ads per request in predict_many
 
@@ -145,7 +142,7 @@ class Client:
       for (i, _), probability in zip(chunk, probabilities):
         results[i] = result(True, f'click probability {probability:.4f} from model '
                             f'{self.model_name} version {version}',
-                            {PREDICTION_KEY: probability, 'model_version': version})
+                            {signatures.PREDICTION_KEY: probability, 'model_version': version})
     return results
 
   def serving_version(self) -> str:
@@ -158,7 +155,7 @@ class Client:
     return str(max(available))
 
   def _predict(self, instances: List[Dict[str, Any]]) -> List[float]:
-    body = {'signature_name': SERVING_SIGNATURE, 'instances': instances}
+    body = {'signature_name': signatures.SERVING_SIGNATURE, 'instances': instances}
     answer = self._call('POST', f'/v1/models/{self.model_name}:predict', body)
     predictions = answer.get('predictions')
     if not isinstance(predictions, list) or len(predictions) != len(instances):

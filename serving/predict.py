@@ -16,9 +16,11 @@ import sys
 from typing import Any, Dict, List
 
 from models import features
+from models import signatures
 from serving import client as client_lib
 
-OUTPUT_COLUMNS = ('impression_id', 'ad_id', client_lib.PREDICTION_KEY, 'model_version', 'error')
+OUTPUT_COLUMNS = ('impression_id', 'ad_id', signatures.PREDICTION_KEY, 'model_version',
+                  'error')
 
 
 def predict_ad(client: client_lib.Client, ad_path: str, image_path: str) -> Dict[str, Any]:
@@ -82,7 +84,7 @@ def _write(out_path: str, rows: List[dict], results: List[dict], problems: List[
       scored += prediction is not None
       writer.writerow({
           'impression_id': row.get('impression_id', ''), 'ad_id': row.get('ad_id', ''),
-          client_lib.PREDICTION_KEY: prediction[client_lib.PREDICTION_KEY] if prediction else '',
+          signatures.PREDICTION_KEY: prediction[signatures.PREDICTION_KEY] if prediction else '',
           'model_version': prediction['model_version'] if prediction else '',
           'error': '' if prediction else f'line {line}: {problem or outcome["message"]}'})
   return scored

@@ -193,7 +193,7 @@ def _scalar_instances(instances: list, inputs: Mapping[str, str]
   columns = {name: [] for name in inputs}
   try:
     for item in instances:
-      if type(item) is not dict or len(item) != len(inputs):  # pylint: disable=unidiomatic-typecheck
+      if not isinstance(item, dict) or len(item) != len(inputs):
         return None
       for name, value in item.items():
         if isinstance(value, list) or (isinstance(value, dict) and inputs[name] != 'string'):

@@ -174,12 +174,6 @@ def test_server_errors_are_explained(ad, stub):
                                 'not find any versions of model adclick')
 
 
-def test_names_match_the_trainer():
-  from models import trainer  # pylint: disable=g-import-not-at-top  (slow: TFX)
-  assert client_lib.PREDICTION_KEY == trainer.PREDICTION_KEY
-  assert client_lib.SERVING_SIGNATURE == trainer.SERVING_SIGNATURE
-
-
 def test_predict_against_the_local_server(model_server, ad):
   server, _ = model_server
   client = client_lib.Client(server.url)

@@ -6,6 +6,7 @@ import tensorflow_transform as tft
 
 from models import features
 from models import model as model_lib
+from models import signatures
 from models import trainer
 from tests.conftest import to_example
 
@@ -45,13 +46,13 @@ def test_tabular_only_variant_has_no_image_input(transformed):
 
 def test_signatures_exported(saved_model):
   assert set(saved_model.signatures) == {
-      trainer.SERVING_SIGNATURE, trainer.EXAMPLES_SIGNATURE, trainer.TRANSFORM_SIGNATURE}
+      signatures.SERVING_SIGNATURE, signatures.EXAMPLES_SIGNATURE, signatures.TRANSFORM_SIGNATURE}
 
 
 def test_serving_default_takes_raw_json_friendly_features(saved_model, raw_rows):
-  serve = saved_model.signatures[trainer.SERVING_SIGNATURE]
+  serve = saved_model.signatures[signatures.SERVING_SIGNATURE]
   rows = raw_rows[:3]
-  out = serve(**_raw_args(rows))[trainer.PREDICTION_KEY].numpy()
+  out = serve(**_raw_args(rows))[signatures.PREDICTION_KEY].numpy()
   assert out.shape == (3,) and np.all((out > 0) & (out < 1))
   assert features.LABEL_KEY not in serve.structured_input_signature[1]
 
@@ -60,17 +61,17 @@ def test_serving_examples_matches_serving_default(saved_model, raw_rows):
   rows = raw_rows[:4]
   serialized = [to_example({k: v for k, v in r.items() if k != features.LABEL_KEY})
                 .SerializeToString() for r in rows]
-  from_examples = saved_model.signatures[trainer.EXAMPLES_SIGNATURE](
-      examples=tf.constant(serialized))[trainer.PREDICTION_KEY].numpy()
+  from_examples = saved_model.signatures[signatures.EXAMPLES_SIGNATURE](
+      examples=tf.constant(serialized))[signatures.PREDICTION_KEY].numpy()
   args = _raw_args(rows)
-  from_raw = saved_model.signatures[trainer.SERVING_SIGNATURE](**args)[
-      trainer.PREDICTION_KEY].numpy()
+  from_raw = saved_model.signatures[signatures.SERVING_SIGNATURE](**args)[
+      signatures.PREDICTION_KEY].numpy()
   np.testing.assert_allclose(from_examples, from_raw, rtol=1e-5)
 
 
 def test_transform_signature_outputs_model_inputs(saved_model, raw_rows):
   serialized = [to_example(r).SerializeToString() for r in raw_rows[:2]]
-  out = saved_model.signatures[trainer.TRANSFORM_SIGNATURE](examples=tf.constant(serialized))
+  out = saved_model.signatures[signatures.TRANSFORM_SIGNATURE](examples=tf.constant(serialized))
   assert out[features.transformed_name('image')].shape == (
       2, features.IMAGE_SIZE, features.IMAGE_SIZE, 3)
   assert features.transformed_name('advertiser') in out
@@ -80,7 +81,7 @@ def test_serving_rejects_undecodable_image(saved_model, raw_rows):
   args = _raw_args(raw_rows[:1])
   args['image'] = tf.constant([b'not an image'])
   with pytest.raises(tf.errors.InvalidArgumentError):
-    saved_model.signatures[trainer.SERVING_SIGNATURE](**args)
+    saved_model.signatures[signatures.SERVING_SIGNATURE](**args)
 
 
 def test_hparams_from_custom_config_ignores_unknown_keys():

@@ -16,7 +16,7 @@ import requests
 import tensorflow as tf
 
 from models import features
-from models import trainer
+from models import signatures
 from serving import batching
 from serving import client
 from serving import rest_json
@@ -35,13 +35,13 @@ def _instance(row):
 @pytest.fixture(scope='module')
 def in_process(serving_model_dir):
   """rows -> what the model says when called in this process."""
-  serve = tf.saved_model.load(serving_model_dir).signatures[trainer.SERVING_SIGNATURE]
+  serve = tf.saved_model.load(serving_model_dir).signatures[signatures.SERVING_SIGNATURE]
   dtypes = {'string': tf.string, 'bytes': tf.string, 'int': tf.int64, 'float': tf.float32}
 
   def predict(rows):
     args = {f.name: tf.constant([r[f.name] for r in rows], dtype=dtypes[f.dtype])
             for f in features.serving_features()}
-    return serve(**args)[trainer.PREDICTION_KEY].numpy()
+    return serve(**args)[signatures.PREDICTION_KEY].numpy()
 
   return predict
 
@@ -95,7 +95,7 @@ def test_metadata(url, path):
       '"metadata": {"signature_def": {\n "signature_def": {\n' % (MODEL, version))
   assert response.text.endswith('\n }\n}\n}\n}\n')
   signature = response.json()['metadata']['signature_def']['signature_def'][
-      trainer.SERVING_SIGNATURE]
+      signatures.SERVING_SIGNATURE]
   assert signature['method_name'] == 'tensorflow/serving/predict'
   assert set(signature['inputs']) == {f.name for f in features.serving_features()}
   assert signature['inputs']['image'] == {
@@ -104,13 +104,13 @@ def test_metadata(url, path):
       'name': 'serving_default_image:0'}
   assert signature['inputs']['hour']['dtype'] == 'DT_INT64'
   assert signature['inputs']['bid_price']['dtype'] == 'DT_FLOAT'
-  assert signature['outputs'][trainer.PREDICTION_KEY]['dtype'] == 'DT_FLOAT'
+  assert signature['outputs'][signatures.PREDICTION_KEY]['dtype'] == 'DT_FLOAT'
 
 
 def test_predict_row_format_with_b64_image(url, raw_rows, in_process):
   rows = raw_rows[:2]
   response = requests.post(f'{url}/v1/models/{MODEL}:predict', timeout=10, json={
-      'signature_name': trainer.SERVING_SIGNATURE, 'instances': [_instance(r) for r in rows]})
+      'signature_name': signatures.SERVING_SIGNATURE, 'instances': [_instance(r) for r in rows]})
   assert response.status_code == 200, response.text
   match = re.fullmatch(r'\{\n    "predictions": \[(\S+), (\S+)\n    \]\n\}', response.text)
   assert match, response.text
