@@ -26,27 +26,33 @@ from tfx.types import artifact
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
+from serving import versions
+
 SERVED_VERSION_PROPERTY = 'served_version'
 SERVED_PATH_PROPERTY = 'served_path'
-# Files that exist only once a SavedModel has been written out in full.
-_REQUIRED_FILES = ('saved_model.pb', 'variables/variables.index')
+
+
+def _files(directory: str) -> List[str]:
+  """Every file under directory, as paths relative to it."""
+  matched = FileSystems.match([FileSystems.join(directory, '**')])[0].metadata_list
+  return [m.path[len(directory):].lstrip('/') for m in matched]
 
 
 def is_complete_version(version_dir: str) -> bool:
-  """Whether a SavedModel directory has every file TF Serving needs to load it."""
-  return all(FileSystems.exists(FileSystems.join(version_dir, name))
-             for name in _REQUIRED_FILES)
+  """Whether a SavedModel directory has every file TF Serving needs to load it (the same
+  rule the local model server applies)."""
+  return versions.is_complete(_files(version_dir))
 
 
 def served_versions(model_root: str) -> List[int]:
   """Integer-named version directories under model_root holding a saved_model.pb, sorted."""
-  pattern = FileSystems.join(model_root, '*', _REQUIRED_FILES[0])
-  versions = []
+  pattern = FileSystems.join(model_root, '*', versions.SAVED_MODEL)
+  found = []
   for metadata in FileSystems.match([pattern])[0].metadata_list:
     name = FileSystems.split(FileSystems.split(metadata.path)[0])[1]
     if name.isdigit():
-      versions.append(int(name))
-  return sorted(versions)
+      found.append(int(name))
+  return sorted(found)
 
 
 def latest_complete_version(model_root: str) -> Optional[int]:
@@ -66,11 +72,12 @@ def has_model(model: artifact.Artifact) -> bool:
 def _copy_tree(source_dir: str, target_dir: str) -> None:
   """Copies every file under source_dir byte for byte, also from one filesystem to another."""
   raw = CompressionTypes.UNCOMPRESSED  # never (de)compress *.gz assets on the way
-  for metadata in FileSystems.match([FileSystems.join(source_dir, '**')])[0].metadata_list:
-    relative = metadata.path[len(source_dir):].lstrip('/')
-    with FileSystems.open(metadata.path, compression_type=raw) as source, FileSystems.create(
-        FileSystems.join(target_dir, relative), compression_type=raw) as target:
-      shutil.copyfileobj(source, target)
+  for relative in _files(source_dir):
+    source = FileSystems.join(source_dir, relative)
+    target = FileSystems.join(target_dir, relative)
+    with FileSystems.open(source, compression_type=raw) as reader, FileSystems.create(
+        target, compression_type=raw) as writer:
+      shutil.copyfileobj(reader, writer)
 
 
 @component

@@ -15,7 +15,7 @@ import dataclasses
 import io
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -64,12 +64,16 @@ def snapshot(version_dir: str) -> Optional[Snapshot]:
       path = os.path.join(root, name)
       stat = tf.io.gfile.stat(path)
       files.append((path[len(version_dir):].lstrip('/'), stat.length, stat.mtime_nsec))
-  present = {f[0] for f in files}
+  return tuple(sorted(files)) if is_complete(f[0] for f in files) else None
+
+
+def is_complete(relative_paths: Iterable[str]) -> bool:
+  """Whether a version's files (paths relative to its directory) make a whole SavedModel:
+  saved_model.pb, the variables index and every variables shard."""
+  present = set(relative_paths)
   shard_counts = [int(m.group(1)) for m in map(_SHARD.match, present) if m]
-  if (SAVED_MODEL not in present or VARIABLES_INDEX not in present or not shard_counts or
-      len(shard_counts) != shard_counts[0] or len(set(shard_counts)) != 1):
-    return None
-  return tuple(sorted(files))
+  return (SAVED_MODEL in present and VARIABLES_INDEX in present and bool(shard_counts) and
+          len(shard_counts) == shard_counts[0] and len(set(shard_counts)) == 1)
 
 
 def load(path: str, version: int) -> LoadedModel:

@@ -2,7 +2,7 @@
 import tensorflow as tf
 
 from models import features
-from models import trainer
+from models import signatures
 
 
 class _ExamplesModel(tf.Module):
@@ -18,13 +18,13 @@ class _ExamplesModel(tf.Module):
     parsed = tf.io.parse_example(examples, {
         features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=0)})
     label = tf.cast(parsed[features.LABEL_KEY], tf.float32)
-    return {'click_probability': tf.expand_dims(self._scale * self._probability(label), -1)}
+    return {signatures.PREDICTION_KEY: tf.expand_dims(self._scale * self._probability(label), -1)}
 
 
 def save(path: str, probability) -> str:
   """Writes a SavedModel whose prediction is `probability(label)` (a TF function)."""
   model = _ExamplesModel(probability)
-  tf.saved_model.save(model, path, signatures={trainer.EXAMPLES_SIGNATURE: model.serve})
+  tf.saved_model.save(model, path, signatures={signatures.EXAMPLES_SIGNATURE: model.serve})
   return path
 
 

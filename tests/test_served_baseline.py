@@ -63,6 +63,15 @@ def test_incomplete_newest_version_is_skipped(tmp_path):
   assert served_baseline.latest_complete_version(str(tmp_path)) == 100
 
 
+def test_version_missing_a_variables_shard_is_skipped(tmp_path):
+  version_dir = _write_version(str(tmp_path), 300)
+  os.rename(os.path.join(version_dir, 'variables', 'variables.data-00000-of-00001'),
+            os.path.join(version_dir, 'variables', 'variables.data-00000-of-00002'))
+  _write_version(str(tmp_path), 100)
+  assert not served_baseline.is_complete_version(version_dir)  # shard 1 of 2 is missing
+  assert served_baseline.latest_complete_version(str(tmp_path)) == 100
+
+
 def _run_baseline_component(model_root, output_uri):
   model = standard_artifacts.Model()
   model.uri = str(output_uri)
