@@ -2,7 +2,8 @@
 
 model_server.py   local server speaking the REST API (the real one cannot be installed here),
                   built from rest_json.py (the wire format), versions.py (finding, checking and
-                  loading versions) and batching.py (concurrent calls as one model call)
+                  loading versions) and batching.py (concurrent calls as batched model
+                  calls, two side by side)
 safe_push.py      pushes a version so that a polling server only ever sees it complete
 client.py         the internal API's client: validates an ad, calls :predict, explains errors
 predict.py        the CLI around the client (one ad, or a CSV of ads)
