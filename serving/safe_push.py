@@ -16,6 +16,7 @@ import uuid
 import tensorflow as tf
 
 from serving.versions import SAVED_MODEL
+from serving.versions import relative_files
 
 STAGING_PREFIX = '.push-'
 
@@ -38,10 +39,7 @@ def push(model_dir: str, base_dir: str, version: str) -> str:
 
 def copy_saved_model(source: str, destination: str):
   """Copies every file, saved_model.pb last: its presence means the rest is there."""
-  files = []
-  for root, _, names in tf.io.gfile.walk(source):
-    files += [os.path.join(root, name)[len(source):].lstrip('/') for name in names]
-  files.sort(key=lambda path: path == SAVED_MODEL)
+  files = sorted(relative_files(source), key=lambda path: path == SAVED_MODEL)
   for path in files:
     tf.io.gfile.makedirs(os.path.dirname(os.path.join(destination, path)))
     tf.io.gfile.copy(os.path.join(source, path), os.path.join(destination, path))

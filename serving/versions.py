@@ -56,15 +56,19 @@ def list_versions(base_path: str) -> List[int]:
   return sorted(int(name) for name in names if name.isdigit() and int(name) < 2**63)
 
 
+def relative_files(directory: str) -> List[str]:
+  """Every file under directory (local or gs://), as paths relative to it."""
+  return [os.path.join(root, name)[len(directory):].lstrip('/')
+          for root, _, names in tf.io.gfile.walk(directory) for name in names]
+
+
 def snapshot(version_dir: str) -> Optional[Snapshot]:
   """Every file of a version, or None while a file that a SavedModel needs is missing."""
-  files = []
-  for root, _, names in tf.io.gfile.walk(version_dir):
-    for name in names:
-      path = os.path.join(root, name)
-      stat = tf.io.gfile.stat(path)
-      files.append((path[len(version_dir):].lstrip('/'), stat.length, stat.mtime_nsec))
-  return tuple(sorted(files)) if is_complete(f[0] for f in files) else None
+  paths = relative_files(version_dir)
+  if not is_complete(paths):
+    return None
+  stats = {path: tf.io.gfile.stat(os.path.join(version_dir, path)) for path in paths}
+  return tuple(sorted((path, s.length, s.mtime_nsec) for path, s in stats.items()))
 
 
 def is_complete(relative_paths: Iterable[str]) -> bool:
