@@ -69,7 +69,8 @@ def _model(artifact: types.Artifact) -> str:
   """The Trainer's epochs, or which served version the baseline copied."""
   used = trainer.read_used_hparams(artifact.uri)
   if used:
-    return f"{used['epochs_trained']} epochs trained"
+    epochs = used['epochs_trained']
+    return f"{epochs} epoch{'s' if epochs != 1 else ''} trained"
   version = artifact.get_custom_property(served_baseline.SERVED_VERSION_PROPERTY)
   return f'served version {version}' if version is not None else 'no model is served yet'
 

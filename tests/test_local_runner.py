@@ -142,7 +142,7 @@ def test_one_screen_per_run_and_caching(tmp_path):
     assert len(_component_lines(screen, node, r'done +\d+\.\d s')) == 1, (node, screen)
   assert f'spans 1,2: {2 * ROWS} rows read' in _component_lines(
       screen, 'ImageCsvExampleGen', 'done')[0]
-  assert '1 epochs trained' in _component_lines(screen, 'Trainer', 'done')[0]
+  assert '1 epoch trained' in _component_lines(screen, 'Trainer', 'done')[0]
   assert re.search(r'AUC 0\.\d{4}, (BLESSED|NOT blessed)',
                    _component_lines(screen, 'Evaluator', 'done')[0])
   assert 'Run summary' in screen and 'Data: spans 1,2' in screen
