@@ -97,3 +97,17 @@ def csv_columns() -> Sequence[str]:
 
 def transformed_name(name: str) -> str:
   return name + '_xf'
+
+
+_TF_DTYPES = {'string': 'string', 'bytes': 'string', 'int': 'int64', 'float': 'float32'}
+
+
+def tf_dtype(feature: Feature):
+  """The TensorFlow dtype of a field (TensorFlow is imported only by callers that need it)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf.as_dtype(_TF_DTYPES[feature.dtype])
+
+
+def image_feature() -> Optional[Feature]:
+  """The creative image field, or None for a log without images."""
+  return next((f for f in FEATURES if f.role == IMAGE), None)
