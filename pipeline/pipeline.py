@@ -13,6 +13,7 @@ from components.image_csv_example_gen.component import ImageCsvExampleGen
 from components.safe_pusher import SafePusher
 from components.served_baseline import ServedModelBaseline
 from models import features
+from models import serving_layout
 from models import signatures
 from pipeline.config import PREPROCESSING_FN, RUN_FN, SCHEMA_FILE, TUNER_FN, PipelineConfig
 
@@ -77,7 +78,7 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
     beam_pipeline_args: For every Beam-based component, e.g. DataflowRunner flags.
     schema_file: The schema as the executors see it (inside the image on Kubeflow).
   """
-  model_root = f'{serving_root}/{config.model_name}'
+  model_root = serving_layout.model_root(serving_root, config.model_name)
   example_gen = ImageCsvExampleGen(
       input_base=data_root, max_rejected_fraction=config.max_rejected_fraction,
       split_config=config.split, range_config=range_config(config))

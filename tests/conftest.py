@@ -98,12 +98,12 @@ def serving_model_dir(transformed, tmp_path_factory):
 def model_server(serving_model_dir, tmp_path_factory):
   """The local model server on a free port, serving serving_model_dir as version 1 of
   adclick; yields (the server, the model's directory to push more versions into)."""
-  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
-  from serving import safe_push  # pylint: disable=g-import-not-at-top
+  from components import safe_pusher  # pylint: disable=g-import-not-at-top
+  from models import serving_layout  # pylint: disable=g-import-not-at-top
   from serving import server_process  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('serving')
-  model_dir = str(root / PipelineConfig.model_name)
-  safe_push.push(serving_model_dir, model_dir, '1')
-  with server_process.model_server(str(root), PipelineConfig.model_name,
+  model_dir = serving_layout.model_root(str(root))
+  safe_pusher.push(serving_model_dir, model_dir, '1')
+  with server_process.model_server(str(root), serving_layout.MODEL_NAME,
                                    '--poll-seconds', '0.2') as server:
     yield server, model_dir
