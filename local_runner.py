@@ -88,8 +88,7 @@ def run(data_root: str, output_root: str, config: config_lib.PipelineConfig,
   error = None
   with console.to_log(log, preamble) as screen:
     watcher = progress.Progress(screen, metadata, config.pipeline_name)
-    if log:
-      watcher.line(f'Run of {data_root}; the full log is {log}')
+    watcher.line(f'Run of {data_root}' + (f'; the full log is {log}' if log else ''))
     try:
       with progress.watching(watcher):
         fingerprints = cache_keys.compute(data_root, config_lib.SCHEMA_FILE,
@@ -98,13 +97,12 @@ def run(data_root: str, output_root: str, config: config_lib.PipelineConfig,
             pipeline_root=os.path.join(output_root, 'pipeline'), data_root=data_root,
             serving_root=os.path.join(output_root, 'serving'), config=config,
             metadata_connection_config=metadata, fingerprints=fingerprints))
-    except Exception as e:  # pylint: disable=broad-except
-      error = e  # reported in plain words, with the run's other results
+    except BaseException as e:  # pylint: disable=broad-except
       traceback.print_exc()  # to the log
       watcher.failed(e, log)
-    except BaseException as e:  # Ctrl-C: say where, and stop
-      watcher.failed(e, log)
-      raise
+      if not isinstance(e, Exception):
+        raise  # Ctrl-C: stop here (main exits quietly)
+      error = e  # the summary reports it with the run's other results
     text = _summary(metadata, data_root, error)
   print(text)
   if log:
@@ -120,7 +118,11 @@ def main(argv=None):
   config = options.config_from_args(args)
   if config.tuned_hparams_uri is None:
     config = dataclasses.replace(config, tuned_hparams_uri=tuned_hparams_uri(args.output_root))
-  sys.exit(0 if run(args.data_root, args.output_root, config, args.verbose, preamble) else 1)
+  try:
+    ok = run(args.data_root, args.output_root, config, args.verbose, preamble)
+  except KeyboardInterrupt:
+    sys.exit(130)  # the component lines said where; the traceback is in the log
+  sys.exit(0 if ok else 1)
 
 
 if __name__ == '__main__':

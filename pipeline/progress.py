@@ -206,7 +206,6 @@ class Progress(logging.Handler):
       self.line(f'  {text}')
     if log:
       self.line(f'  Full log: {log}')
-    self.line('')
 
 
 @contextlib.contextmanager

@@ -123,9 +123,11 @@ def _component_lines(text, node, word):
 
 
 def _log_path(text):
-  paths = re.findall(r'(/\S+/logs/run-\d{8}-\d{6}\.log)', text)
-  assert len(paths) == 2 and paths[0] == paths[1], text  # at the start and at the end
-  return paths[0]
+  """The run's log, named on the first line and on the last one."""
+  lines = text.rstrip().splitlines()
+  paths = [re.search(r'(/\S+/logs/run-\d{8}-\d{6}\.log)$', lines[i]) for i in (0, -1)]
+  assert paths[0] and paths[1] and paths[0][1] == paths[1][1], text
+  return paths[0][1]
 
 
 @pytest.mark.slow
