@@ -24,7 +24,7 @@ def raw_row(i: int, rng: np.random.Generator) -> dict:
   """One raw impression as the pipeline's tf.Examples hold it (values as Python scalars)."""
   return {
       'impression_id': f'imp-{i}', 'ad_id': f'ad_{i % 7:05d}', 'campaign_id': 'cmp_0001',
-      'impression_time': 1767225600 + 3600 * i, 'cohort': features.COHORT_ESTABLISHED,
+      'impression_time': 1767225600 + 3600 * i,
       'advertiser': f'adv_{i % 5:03d}',
       'category': features.CATEGORIES[i % len(features.CATEGORIES)],
       'creative_format': features.CREATIVE_FORMATS[i % len(features.CREATIVE_FORMATS)],
@@ -70,7 +70,10 @@ def transformed(raw_rows, tmp_path_factory):
 
   out = tmp_path_factory.mktemp('transform')
   metadata = dataset_metadata.DatasetMetadata(generate.build_schema())
-  rows = [{k: [v] for k, v in row.items()} for row in raw_rows]  # dense fields are [1]
+  # Dense fields are [1]; ExampleGen adds the derived cohort to every example it writes.
+  derived = {f.name: [f.domain[-1]] for f in features.example_features()
+             if f.role == features.DERIVED}
+  rows = [dict({k: [v] for k, v in row.items()}, **derived) for row in raw_rows]
   with tft_beam.Context(temp_dir=str(out / 'tmp'), force_tf_compat_v1=False):
     (data, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
         preprocessing.preprocessing_fn, output_record_batches=False)

@@ -92,3 +92,15 @@ def test_hparams_from_custom_config_ignores_unknown_keys():
 @pytest.mark.parametrize('steps,epochs,expected', [(1200, 8, (8, 150)), (3, 8, (3, 1))])
 def test_step_budget_split_into_epochs(steps, epochs, expected):
   assert trainer._epochs_and_steps(steps, epochs) == expected  # pylint: disable=protected-access
+
+
+def test_platt_scaling_recovers_a_known_miscalibration():
+  rng = np.random.default_rng(0)
+  true_logit = rng.normal(-3, 1, 20000)
+  labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logit))).astype(float)
+  # A model whose logits are twice too confident and shifted: Platt must undo both.
+  a, b = trainer._fit_platt(2 * true_logit + 1, labels)  # pylint: disable=protected-access
+  assert abs(a - 0.5) < 0.05 and abs(b - (-0.5)) < 0.15
+  # Logits that rank backwards never get a negative scale: only the bias moves.
+  a, _ = trainer._fit_platt(-true_logit, labels)  # pylint: disable=protected-access
+  assert a == 1.0
