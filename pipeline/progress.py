@@ -21,6 +21,7 @@ from ml_metadata.proto import metadata_store_pb2
 import tensorflow_model_analysis as tfma
 from tfx import types
 from tfx.components.evaluator import constants as evaluator_constants
+from tfx.components.example_validator import executor as example_validator_executor
 from tfx.dsl.compiler import compiler_utils
 from tfx.dsl.compiler import constants as compiler_constants
 from tfx.types import artifact_utils
@@ -53,7 +54,7 @@ def _examples(artifact: types.Artifact) -> str:
 
 def _anomalies(artifact: types.Artifact) -> str:
   """ExampleValidator's per-split verdict, or the DataGate's report in a sentence."""
-  blessed = artifact.get_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
+  blessed = artifact.get_custom_property(example_validator_executor.ARTIFACT_PROPERTY_BLESSED_KEY)
   if blessed is not None:
     failed = sorted(split for split, value in dict(blessed).items() if not value)
     return f"anomalies in split {', '.join(failed)}" if failed else 'no anomalies'

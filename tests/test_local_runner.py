@@ -145,9 +145,11 @@ def test_one_screen_per_run_and_caching(tmp_path):
   assert f'spans 1,2: {2 * ROWS} rows read' in _component_lines(
       screen, 'ImageCsvExampleGen', 'done')[0]
   assert '1 epoch trained' in _component_lines(screen, 'Trainer', 'done')[0]
-  assert re.search(r'AUC 0\.\d{4}, (BLESSED|NOT blessed)',
-                   _component_lines(screen, 'Evaluator', 'done')[0])
-  assert 'Run summary' in screen and 'Data: spans 1,2' in screen
+  assert 'no anomalies' in _component_lines(screen, 'ExampleValidator', 'done')[0]
+  assert 'no model is served yet' in _component_lines(screen, 'ServedModelBaseline', 'done')[0]
+  assert re.search(r'AUC 0\.\d{4}, BLESSED$', _component_lines(screen, 'Evaluator', 'done')[0])
+  pushed = re.search(r'pushed version (\d+)$', _component_lines(screen, 'SafePusher', 'done')[0])
+  assert 'Run summary' in screen
   assert not NOISE.search(screen + first.stderr), screen + first.stderr
   with open(_log_path(screen)) as f:
     log = f.read()
@@ -161,6 +163,9 @@ def test_one_screen_per_run_and_caching(tmp_path):
   for node in BEFORE_MODEL:
     assert len(_component_lines(second.stdout, node, 'cached')) == 1, second.stdout
   assert _log_path(second.stdout) != _log_path(screen)
+  # The baseline was read again: it is now the model the first run pushed.
+  assert f'served version {pushed[1]}' in _component_lines(
+      second.stdout, 'ServedModelBaseline', 'done')[0]
 
   # Changed data under the same root: ExampleGen must read it again, not reuse the cache.
   csv_path = os.path.join(data, 'span-2', 'ads.csv')
