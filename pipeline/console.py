@@ -15,7 +15,7 @@ import io
 import os
 import sys
 import tempfile
-from typing import IO, Iterator, Optional
+from typing import IO, Iterator, Optional, Tuple
 
 LOG_DIR = 'logs'  # under the runner's output root
 
@@ -86,17 +86,16 @@ def _show_if_held() -> None:
     write_stderr(release_held())
 
 
-def _terminal() -> tuple:
-  """(stream for the console lines, fd to close after); sys.stdout itself unless it writes
-  to fd 1 or 2, which the run points at the log (a test's captured stdout stays as it is)."""
+def _terminal() -> Tuple[IO[str], bool]:
+  """(stream for the console lines, whether it is ours to close): sys.stdout itself unless it
+  writes to fd 1 or 2, which the run points at the log (a test's captured stdout stays)."""
   try:
     fd = sys.stdout.fileno()
   except (AttributeError, ValueError, io.UnsupportedOperation):
-    return sys.stdout, None
+    return sys.stdout, False
   if fd not in (1, 2):
-    return sys.stdout, None
-  copy = os.dup(fd)
-  return open(copy, 'w', buffering=1, closefd=False), copy
+    return sys.stdout, False
+  return os.fdopen(os.dup(fd), 'w', buffering=1), True
 
 
 @contextlib.contextmanager
@@ -109,7 +108,7 @@ def to_log(path: Optional[str], preamble: bytes = b'') -> Iterator[IO[str]]:
     yield sys.stdout
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  stream, copy = _terminal()
+  stream, ours = _terminal()
   with open(path, 'ab') as log:
     log.write(preamble)
     log.flush()
@@ -118,7 +117,7 @@ def to_log(path: Optional[str], preamble: bytes = b'') -> Iterator[IO[str]]:
       yield stream
     finally:
       _restore(saved)
-      stream.flush()
-      if copy is not None:
+      if ours:
         stream.close()
-        os.close(copy)
+      else:
+        stream.flush()
