@@ -140,7 +140,7 @@ def check(csv_path: str, rows: int = DEFAULT_ROWS) -> Report:
     return report
   try:
     header = executor.check_headers([csv_path])
-  except ValueError as e:
+  except ValueError as e:  # a UnicodeDecodeError too
     report.file_problems.append(str(e))
     return report
   known = set(features.csv_columns())
@@ -159,7 +159,13 @@ def check(csv_path: str, rows: int = DEFAULT_ROWS) -> Report:
       if report.rows_checked >= rows:
         report.whole_file = False
         break
-      cells = next(csv.reader([raw.decode('utf-8').rstrip('\r\n')]), [])
+      try:
+        text = raw.decode('utf-8')
+      except UnicodeDecodeError as e:
+        report.file_problems.append(f'line {number} is not UTF-8 text ({e.reason}): ExampleGen '
+                                    'reads UTF-8 only and would stop; rows after it unchecked')
+        break
+      cells = next(csv.reader([text.rstrip('\r\n')]), [])
       if not cells:  # ExampleGen skips blank lines too
         continue
       report.rows_checked += 1

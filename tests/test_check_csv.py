@@ -122,6 +122,14 @@ def test_no_rows_and_no_file(tmp_path, capsys, own_fields_in_use):
   assert code == 1 and 'nope.csv does not exist' in out
 
 
+def test_text_that_is_not_utf8(tmp_path, capsys, own_fields_in_use):
+  path = _write(tmp_path / 'ads.csv', _rows(4))
+  with open(path, 'ab') as f:
+    f.write(b'99,0,14102101,1005,0,caf\xe9,1,320,50,0\n')
+  code, out = _run(capsys, path)
+  assert code == 1 and 'line 6 is not UTF-8 text' in out
+
+
 @pytest.mark.skipif(not os.path.exists(AVAZU_TRAIN),
                     reason=f'the public Avazu sample is not beside the clone ({AVAZU_TRAIN})')
 def test_the_real_avazu_sample(capsys, own_fields_in_use):
