@@ -141,9 +141,13 @@ def test_hparams_replace_sets_known_fields_only():
   assert not hasattr(hparams, 'not_a_field')
 
 
-def test_platt_scaling_recovers_a_known_calibration():
+def test_platt_scaling_recovers_a_known_miscalibration():
   rng = np.random.default_rng(0)
-  logits = rng.normal(0.0, 2.0, 20000)
-  labels = (rng.random(logits.size) < _sigmoid(0.6 * logits - 1.2)).astype(float)
-  scale, bias = trainer._fit_platt(logits, labels)  # pylint: disable=protected-access
-  assert scale == pytest.approx(0.6, abs=0.05) and bias == pytest.approx(-1.2, abs=0.08)
+  true_logit = rng.normal(-3, 1, 20000)
+  labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logit))).astype(float)
+  # A model whose logits are twice too confident and shifted: Platt must undo both.
+  a, b = trainer._fit_platt(2 * true_logit + 1, labels)  # pylint: disable=protected-access
+  assert abs(a - 0.5) < 0.05 and abs(b - (-0.5)) < 0.15
+  # Logits that rank backwards never get a negative scale: only the bias moves.
+  a, _ = trainer._fit_platt(-true_logit, labels)  # pylint: disable=protected-access
+  assert a == 1.0
