@@ -49,6 +49,13 @@ def _raw_args(rows):
           for f in features.serving_features()}
 
 
+def _as_example_gen_writes(row):
+  """A raw row as a tf.Example from ExampleGen: with its derived fields (e.g. the cohort)."""
+  derived = {f.name: f.domain[-1] for f in features.example_features()
+             if f.role == features.DERIVED}
+  return to_example(dict(row, **derived))
+
+
 def _sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
@@ -102,8 +109,8 @@ def test_serving_default_is_the_calibrated_keras_model_on_raw_fields(exported, r
 def test_serving_examples_matches_serving_default(exported, raw_rows):
   rows = raw_rows[:4]
   label = features.label_feature().name
-  serialized = [to_example({k: v for k, v in r.items() if k != label}).SerializeToString()
-                for r in rows]
+  serialized = [_as_example_gen_writes({k: v for k, v in r.items() if k != label})
+                .SerializeToString() for r in rows]
   from_examples = exported.loaded.signatures[signatures.EXAMPLES_SIGNATURE](
       examples=tf.constant(serialized))[signatures.PREDICTION_KEY].numpy()
   from_raw = exported.loaded.signatures[signatures.SERVING_SIGNATURE](**_raw_args(rows))[
@@ -113,7 +120,7 @@ def test_serving_examples_matches_serving_default(exported, raw_rows):
 
 @needs_sample_rows
 def test_transform_signature_outputs_model_inputs(exported, raw_rows):
-  serialized = [to_example(r).SerializeToString() for r in raw_rows[:2]]
+  serialized = [_as_example_gen_writes(r).SerializeToString() for r in raw_rows[:2]]
   out = exported.loaded.signatures[signatures.TRANSFORM_SIGNATURE](
       examples=tf.constant(serialized))
   assert set(exported.model.input_names) <= set(out)
