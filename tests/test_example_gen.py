@@ -28,7 +28,7 @@ def _png(color) -> bytes:
 def _row(i: int, ad_id: str, **overrides) -> dict:
   row = {
       'impression_id': f'imp-{i}', 'ad_id': ad_id, 'campaign_id': 'cmp_1',
-      'advertiser': 'adv_001', 'category': features.CATEGORIES[i % 3],
+      'impression_time': str(1767225600 + 3600 * i), 'advertiser': 'adv_001', 'category': features.CATEGORIES[i % 3],
       'creative_format': features.CREATIVE_FORMATS[0], 'placement': features.PLACEMENTS[0],
       'device': features.DEVICES[i % 2], 'country': 'US', 'hour': str(i), 'day_of_week': '2',
       'bid_price': f'{1 + i / 4:.2f}', 'headline_length': '30',
