@@ -20,6 +20,7 @@ from components.image_csv_example_gen import spans
 from components.image_csv_example_gen import splits
 from datagen import generate
 from datagen.generate import generate_span
+from models import data_layout
 from models import features
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
@@ -70,18 +71,18 @@ def _images(local, span):
 
 def test_spans_are_listed_on_gcs(gcs_data):
   input_base, _ = gcs_data
-  assert spans.available_spans(input_base, component.DEFAULT_SPLIT_PATTERN) == [1, 2, 3]
+  assert spans.available_spans(input_base, data_layout.SPLIT_PATTERN) == [1, 2, 3]
   window = range_config_pb2.RangeConfig(
       rolling_range=range_config_pb2.RollingRange(num_spans=2))
-  assert spans.select_spans(input_base, component.DEFAULT_SPLIT_PATTERN, window) == [2, 3]
+  assert spans.select_spans(input_base, data_layout.SPLIT_PATTERN, window) == [2, 3]
   with pytest.raises(ValueError, match=r'Span 7 not found .* available spans: \[1, 2, 3\]'):
-    spans.select_spans(input_base, component.DEFAULT_SPLIT_PATTERN,
+    spans.select_spans(input_base, data_layout.SPLIT_PATTERN,
                        pipeline_lib.range_config(config_lib.PipelineConfig(span=7)))
 
 
 def test_latest_span_with_its_images(gcs_data, tmp_path):
   input_base, local = gcs_data
-  examples = _run(input_base, tmp_path / 'out', config_lib.PipelineConfig())
+  examples = _run(input_base, tmp_path / 'out', config_lib.PipelineConfig(window_spans=1))
 
   assert examples.span == 3
   assert examples.get_string_custom_property(executor.SPANS_PROPERTY) == '3'
