@@ -6,8 +6,8 @@
 
 For each size and seed, with N = --months:
 1. generates months 1..N+1 under <out>/data-<rows>-seed<seed> (kept: a later call reuses them);
-2. runs the pipeline (local_runner.py, default config, one subprocess per run, its output in
-   <run root>/span-<N>.log) on month N-1 and then on month N in one fresh output root, so the
+2. runs the pipeline (local_runner.py, default config but no TFX cache: see NO_CACHE; one
+   subprocess per run, its output in <run root>/span-<N>.log) on month N-1 and then on month N in one fresh output root, so the
    month-N candidate is gated against the served month-(N-1) model; and once more on month N
    with hparams.use_image=false (the tabular-only variant) in its own root;
 3. scores month N+1, which no run has seen, with each run's model through its serving_default
@@ -21,6 +21,7 @@ For each size and seed, with N = --months:
 scoring), for the wall-time table alone, written to <out>/model_bench_timing.md.
 """
 import argparse
+import collections
 import dataclasses
 import glob
 import os
@@ -61,6 +62,10 @@ from pipeline import summary
 OUT = 'bench_out'
 ALL = 'all'  # the cohort of every row
 TABULAR_ONLY = 'hparams.use_image=false'
+# Every run starts from a fresh output root, so caching could only reuse ImportSchemaGen and
+# the served-model baseline; TFX 1.16 does reuse the latter (its inputs never change), and the
+# month-N run would then see no served model.
+NO_CACHE = 'enable_cache=false'
 BATCH = 2048  # rows per serving_default call
 ORACLE = 'oracle'  # read_month's column of true click probabilities
 
@@ -114,7 +119,7 @@ def run_pipeline(label: str, data_root: str, output_root: str, span: int,
   log_path = os.path.join(output_root, f'span-{span}.log')
   command = [sys.executable, 'local_runner.py', '--data-root', data_root,
              '--output-root', output_root, '--span', str(span)]
-  command += [arg for setting in settings for arg in ('--set', setting)]
+  command += [arg for setting in (NO_CACHE,) + settings for arg in ('--set', setting)]
   print(f'[{label}] running the pipeline (log: {log_path}) ...', flush=True)
   start = time.time()
   with open(log_path, 'w') as log:
@@ -302,16 +307,19 @@ def quality_table(rows: Sequence[Row]) -> str:
 
 
 def timing_table(runs: Sequence[Run]) -> str:
-  components = list(dict.fromkeys(name for run in runs for name in run.artifacts.seconds))
+  total = collections.Counter()
+  for run in runs:
+    total.update(run.artifacts.seconds)
+  components = [name for name, _ in total.most_common()]  # the slowest first
   header = (['run', 'rows read'] + [f'{name} s' for name in components] +
-            ['components s', 'whole run s', 'peak RSS GiB'])
+            ['components s', 'whole run s', 'peak RSS GiB', 'pushed'])
   lines = []
   for run in runs:
     seconds = run.artifacts.seconds
     lines.append([run.label, str(run.examples_property(executor.ROWS_ACCEPTED_PROPERTY))] +
                  [_cell(seconds.get(name), '{:.0f}') for name in components] +
                  [f'{sum(seconds.values()):.0f}', f'{run.wall_s:.0f}',
-                  f'{run.peak_rss_gib:.2f}'])
+                  f'{run.peak_rss_gib:.2f}', 'yes' if run.pushed() else 'no'])
   return markdown(header, lines)
 
 
@@ -331,6 +339,9 @@ def bench_quality(out: str, rows: int, seed: int, months: int):
   tabular = run_pipeline(f'{size}: tabular-only, month {months}', data_root, tabular_root,
                          months, TABULAR_ONLY)
 
+  if served.pushed() and gate_figures(new, ALL)['gate_gain'] is None:
+    print(f'[{size}] WARNING: the month-{months - 1} model was pushed, but the month-{months} '
+          'run did not compare with it (no gate gain).', flush=True)
   print(f'[{size}] scoring month {months + 1} and training the peers ...', flush=True)
   month = read_month(data_root, months + 1)
   labels = month[features.LABEL_KEY].to_numpy()
@@ -367,17 +378,19 @@ def bench_quality(out: str, rows: int, seed: int, months: int):
 
 
 NOTES = """\
-Gate figures: each run's Evaluator on its eval split (the last {eval:.0%} of the month it
-trained on; month {n} for the month-{n} and tabular-only models, month {p} for the served one;
-the oracle's is the true probabilities on month {n}'s eval split); gain: the month-{n}
-candidate's AUC minus the served month-{p} model's, paired on the same rows, 95 % interval.
-Next-month figures: month {m}, which no run has seen, scored through each model's
-serving_default signature; next-month gain: AUC(month-{n} model) - AUC(month-{p} model) on it.
-New ads: ads (the cohort_key field) absent from the rows the month-{n} model trained on (its
-ExampleGen's train and validation splits); the logistic regression (one-hot categorical and
-integer fields, log1p/z-scored numeric ones) and the gradient-boosted tree (scikit-learn
-HistGradientBoostingClassifier) were trained on those same rows. Calibration: mean prediction /
-mean label. Oracle: the generator's true click probabilities."""
+Gate figures: each run's Evaluator on its out-of-time eval split (the last {eval:.0%} of the
+month it trained on: month {n} for the month-{n} and tabular-only models, month {p} for the
+served one; for the oracle, the true probabilities on month {n}'s eval split), cohorts as
+ExampleGen assigns them (new: the ad was first seen in the eval period). Gate gain: the
+month-{n} candidate's AUC minus the served month-{p} model's, paired on the same rows, with
+TFMA's 95 % interval. Next-month figures: month {m}, which no run has seen, scored through
+each model's serving_default signature; next-month gain: AUC(month-{n} model) minus
+AUC(month-{p} model) there. New ads there: ads (the cohort_key field) absent from the rows the
+month-{n} model trained on (its ExampleGen's train and validation splits). The logistic
+regression (one-hot categorical and integer fields; numeric ones z-scored, after log1p where
+features.py says) and the gradient-boosted tree (scikit-learn HistGradientBoostingClassifier)
+were trained on those same rows. Calibration: mean prediction / mean label. Oracle: the
+generator's true click probabilities."""
 
 
 def main(argv=None):
