@@ -6,10 +6,11 @@
 
 For each size and seed, with N = --months:
 1. generates months 1..N+1 under <out>/data-<rows>-seed<seed> (kept: a later call reuses them);
-2. runs the pipeline (local_runner.py, default config but no TFX cache: see NO_CACHE; one
-   subprocess per run, its output in <run root>/span-<N>.log) on month N-1 and then on month N in one fresh output root, so the
-   month-N candidate is gated against the served month-(N-1) model; and once more on month N
-   with hparams.use_image=false (the tabular-only variant) in its own root;
+2. runs the pipeline (local_runner.py, the default config without the TFX cache, see NO_CACHE;
+   one subprocess per run, its output in <run root>/span-<N>.log) on month N-1 and then on
+   month N in one fresh output root, so the month-N candidate is gated against the served
+   month-(N-1) model; and once more on month N with hparams.use_image=false (the tabular-only
+   variant) in its own root;
 3. scores month N+1, which no run has seen, with each run's model through its serving_default
    signature, next to a logistic regression and a gradient-boosted tree trained on the rows the
    month-N model trained on (its ExampleGen's train and validation splits) and the generator's
