@@ -136,8 +136,10 @@ def _group_table(results: Results, slice_names: List[str]) -> List[str]:
     ctr = results.new(slice_name, 'mean_label')
     # With a handful of clicks a group's AUC says little; the count lets a reader judge.
     clicks = rows * (ctr.value if ctr else 0)
+    # Without clicks (or without non-clicks) AUC and calibration are undefined, not 0.
+    defined = 0 < round(clicks) < rows
     cells = [f'{_words(results.new(slice_name, m))} | {_words(results.served(slice_name, m))}'
-             for m in _GROUP_METRICS]
+             if defined or m == gate_rule.LOGLOSS else 'n/a | n/a' for m in _GROUP_METRICS]
     lines.append(f'| {slice_name} | {rows:.0f} | {clicks:.0f} | ' + ' | '.join(cells) + ' |')
   return lines
 

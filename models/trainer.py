@@ -68,9 +68,17 @@ def _raw_serving_fn(model, tf_transform_output):
   return serve
 
 
+def _raw_spec(tf_transform_output, *drop_roles):
+  """The raw feature spec without ExampleGen's derived fields (callers' examples may lack
+  them) and without the fields of `drop_roles`."""
+  roles = (features.DERIVED,) + drop_roles
+  dropped = {f.name for f in features.example_features() if f.role in roles}
+  return {name: spec for name, spec in tf_transform_output.raw_feature_spec().items()
+          if name not in dropped}
+
+
 def _examples_serving_fn(model, tf_transform_output):
-  raw_spec = tf_transform_output.raw_feature_spec()
-  raw_spec.pop(features.LABEL_KEY)
+  raw_spec = _raw_spec(tf_transform_output, features.LABEL)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve(serialized):
@@ -83,7 +91,7 @@ def _examples_serving_fn(model, tf_transform_output):
 def _transform_features_fn(model, tf_transform_output):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform(serialized):
-    raw = tf.io.parse_example(serialized, tf_transform_output.raw_feature_spec())
+    raw = tf.io.parse_example(serialized, _raw_spec(tf_transform_output))
     return model.tft_layer(raw)
 
   return transform

@@ -1,5 +1,6 @@
 """The out-of-time split protocol: eval rows come after every training row; cohorts."""
 import apache_beam as beam
+import pytest
 from apache_beam.testing import util as beam_util
 import tensorflow as tf
 
@@ -27,6 +28,11 @@ def test_time_cuts_and_assignment():
   assert splits.assign(2, 80, latest_span=2, cuts=cuts) == splits.EVAL
   # An older month of the window always trains, whatever its times.
   assert splits.assign(1, 95, latest_span=2, cuts=cuts) == splits.TRAIN
+
+
+def test_a_month_without_a_time_range_is_refused_in_words():
+  with pytest.raises(ValueError, match='same impression_time'):
+    splits.time_cuts(5, 5, CONFIG)
 
 
 def _split(keyed):

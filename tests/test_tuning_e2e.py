@@ -7,12 +7,14 @@ from ml_metadata import metadata_store
 import pytest
 
 import local_runner
+from datagen import generate
 from datagen.generate import generate_span
 from models import model as model_lib
 from models import tuner
 from pipeline import config as config_lib
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
 ROWS = 1500
 
 
