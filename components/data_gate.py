@@ -6,11 +6,12 @@ fields whose schema carries a drift comparator, writes everything to `report.md`
 output artifact and raises DataValidationError listing each anomaly. Transform is wired to
 run after it, so bad data never reaches the Trainer.
 
-The previous span's statistics come straight from its raw CSV (models/data_layout.py; only the
-drift fields), not from a Resolver: open-source Kubeflow Pipelines cannot run resolvers. Its
-columns are typed by the schema, as ExampleGen typed the new span's: left to guess, TFDV would
-read a categorical of integer codes declared 'string' as numbers, and every comparison with
-the new span's strings would report drift.
+Drift compares the new span's raw CSV with the previous span's (models/data_layout.py; only
+the drift fields), both read the same way: not the ExampleGen splits, whose training split
+mixes the older months of the window into the new one and would dilute a shift, and not a
+Resolver: open-source Kubeflow Pipelines cannot run resolvers. Columns are typed by the
+schema: left to guess, TFDV would read a categorical of integer codes declared 'string' as
+numbers.
 """
 import os
 from typing import Dict, List, Optional
@@ -32,7 +33,7 @@ from tfx.utils import io_utils
 from components.image_csv_example_gen import splits
 from models import data_layout
 
-STATS_SPLIT = splits.TRAIN  # drift compares the training split of the new span
+STATS_SPLIT = splits.TRAIN  # the split name the drift anomalies are recorded under
 REPORT_FILE = 'report.md'
 
 
@@ -84,9 +85,9 @@ def drift_anomalies(current: statistics_pb2.DatasetFeatureStatisticsList,
   return result
 
 
-def previous_span_csv(data_root: str, span: int) -> Optional[str]:
-  path = data_layout.ads_csv(data_root, span - 1)
-  return path if span > 1 and FileSystems.exists(path) else None
+def span_csv(data_root: str, span: int) -> Optional[str]:
+  path = data_layout.ads_csv(data_root, span)
+  return path if span >= 1 and FileSystems.exists(path) else None
 
 
 def csv_statistics(csv_path: str, schema: schema_pb2.Schema
@@ -105,11 +106,6 @@ def _load_split_anomalies(artifact) -> Dict[str, anomalies_pb2.Anomalies]:
   return result
 
 
-def _load_split_stats(artifact, split) -> statistics_pb2.DatasetFeatureStatisticsList:
-  path = os.path.join(artifact_utils.get_split_uri([artifact], split), 'FeatureStats.pb')
-  return tfdv.load_stats_binary(path)
-
-
 def write_report(path: str, span: int, problems: Dict[str, List[str]], notes: List[str]) -> str:
   lines = [f'# Data validation of span {span}', '']
   if not any(problems.values()):
@@ -125,7 +121,6 @@ def write_report(path: str, span: int, problems: Dict[str, List[str]], notes: Li
 
 @component
 def DataGate(  # pylint: disable=invalid-name
-    statistics: InputArtifact[standard_artifacts.ExampleStatistics],
     schema: InputArtifact[standard_artifacts.Schema],
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     examples: InputArtifact[standard_artifacts.Examples],
@@ -140,9 +135,9 @@ def DataGate(  # pylint: disable=invalid-name
   notes = []
   drift.split_names = artifact_utils.encode_split_names([STATS_SPLIT])
   drift_result = anomalies_pb2.Anomalies()
-  previous_csv = previous_span_csv(data_root, span)
-  if previous_csv:
-    drift_result = drift_anomalies(_load_split_stats(statistics, STATS_SPLIT),
+  previous_csv, current_csv = span_csv(data_root, span - 1), span_csv(data_root, span)
+  if previous_csv and current_csv:
+    drift_result = drift_anomalies(csv_statistics(current_csv, schema_proto),
                                    csv_statistics(previous_csv, schema_proto), schema_proto)
     problems[f'Drift against span {span - 1}'] = describe(drift_result)
   else:

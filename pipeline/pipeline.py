@@ -92,7 +92,7 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
   data_gate = DataGate(
-      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'],
+      schema=schema_gen.outputs['schema'],
       anomalies=example_validator.outputs['anomalies'],
       examples=example_gen.outputs['examples'], data_root=data_root)
 

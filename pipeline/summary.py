@@ -156,7 +156,7 @@ def _fmt(metrics: Optional[Dict[str, float]]) -> str:
 
 
 def _hparams_lines(artifacts: RunArtifacts) -> List[str]:
-  model = artifacts.latest('Model')
+  model = artifacts.latest('Model', '/Trainer/')  # not the served baseline's copy
   used = trainer.read_used_hparams(model.uri) if model else None
   if not used:
     return []

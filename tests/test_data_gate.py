@@ -65,7 +65,7 @@ def _example_statistics(path, rows):
 
 def _drift(tmp_path, schema, previous_mix, current_mix):
   _write_csv(tmp_path / 'data' / 'span-1' / 'ads.csv', _rows(previous_mix))
-  previous = data_gate.csv_statistics(data_gate.previous_span_csv(str(tmp_path / 'data'), 2),
+  previous = data_gate.csv_statistics(data_gate.span_csv(str(tmp_path / 'data'), 1),
                                       schema)
   current = _example_statistics(tmp_path / 'examples.tfrecord', _rows(current_mix))
   return data_gate.describe(data_gate.drift_anomalies(current, previous, schema))
@@ -93,9 +93,9 @@ def test_describe_lists_every_reason():
       'watch.']
 
 
-def test_previous_span_is_found_only_when_it_exists(tmp_path):
+def test_a_span_is_found_only_when_it_exists(tmp_path):
   (tmp_path / 'span-1').mkdir()
   (tmp_path / 'span-1' / 'ads.csv').write_text('a\n')
-  assert data_gate.previous_span_csv(str(tmp_path), 2).endswith('span-1/ads.csv')
-  assert data_gate.previous_span_csv(str(tmp_path), 1) is None
-  assert data_gate.previous_span_csv(str(tmp_path), 5) is None
+  assert data_gate.span_csv(str(tmp_path), 1).endswith('span-1/ads.csv')
+  assert data_gate.span_csv(str(tmp_path), 0) is None  # before the first month
+  assert data_gate.span_csv(str(tmp_path), 4) is None
