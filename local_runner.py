@@ -1,7 +1,7 @@
 """Runs the pipeline on this machine: local files, SQLite MLMD, Beam DirectRunner.
 
     python local_runner.py [--data-root data] [--output-root outputs] [--span N]
-                           [--window-spans K] [--train-steps N] [--tabular-only]
+                           [--window-spans K] [--tune] [--set NAME=VALUE ...] [--config F]
 Pipeline artifacts and metadata go to <output-root>/pipeline and <output-root>/metadata.db,
 pushed models to <output-root>/serving/<model_name>/<version>/ (the newest complete version
 there is also the baseline the new model must beat), and the run summary, with the
@@ -17,6 +17,7 @@ from absl import logging
 from tfx import v1 as tfx
 
 from pipeline import config as config_lib
+from pipeline import options
 from pipeline import summary
 from pipeline.pipeline import create_pipeline
 
@@ -26,12 +27,13 @@ def parse_args(argv):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--data-root', default='data')
   parser.add_argument('--output-root', default='outputs')
-  parser.add_argument('--span', type=int, default=None, help='default: the latest span')
-  parser.add_argument('--window-spans', type=int, default=1,
-                      help='train on this many months ending at the span (default 1)')
-  parser.add_argument('--train-steps', type=int, default=config_lib.PipelineConfig.train_steps)
-  parser.add_argument('--tabular-only', action='store_true', help='train without the image')
+  options.add_run_options(parser)
   return parser.parse_args(argv)
+
+
+def tuned_hparams_uri(output_root: str) -> str:
+  """Where a --tune run keeps the best hyperparameters for later runs."""
+  return os.path.join(os.path.abspath(output_root), 'tuned_hparams.json')
 
 
 def metadata_config(output_root: str):
@@ -61,9 +63,9 @@ def run(data_root: str, output_root: str, config: config_lib.PipelineConfig) -> 
 def main(argv=None):
   args = parse_args(argv)
   logging.set_verbosity(logging.INFO)
-  config = dataclasses.replace(config_lib.PipelineConfig(), span=args.span,
-                               window_spans=args.window_spans, train_steps=args.train_steps,
-                               use_image=not args.tabular_only)
+  config = options.config_from_args(args)
+  if config.tuned_hparams_uri is None:
+    config = dataclasses.replace(config, tuned_hparams_uri=tuned_hparams_uri(args.output_root))
   sys.exit(0 if run(args.data_root, args.output_root, config) else 1)
 
 

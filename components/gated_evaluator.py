@@ -1,30 +1,50 @@
-"""The TFX Evaluator, gating against the served model and explaining its decision.
+"""The TFX Evaluator, gating against the served model with paired intervals, and explaining it.
 
-Two additions to tfx.components.Evaluator, both in its executor so they hold under every
+Three additions to tfx.components.Evaluator, all in its executor so they hold under every
 orchestrator:
 * An empty baseline (ServedModelBaseline found nothing served) is dropped before TFMA
-  runs; the Evaluator then treats the run as having no baseline and applies only the
-  absolute thresholds (change thresholds are rubber-stamped, see the TFX executor).
-* After TFMA, `evaluation_report.md` in the ModelEvaluation artifact states the decision
-  and each metric against its threshold and the served model (evaluation_report.py).
+  runs; the Evaluator then treats the run as having no baseline.
+* TFMA computes every metric with 95 % jackknife intervals (eval_config); its own validation
+  checks only the AUC floor. The blessing is then decided by gate_rule.py, which also uses the
+  paired intervals of the change against the served model, and written the way TFX writes it
+  (BLESSED / NOT_BLESSED file and the `blessed` property the Pusher reads).
+* `evaluation_report.md` in the ModelEvaluation artifact states the protocol, the rule, the
+  decision and each metric overall, per cohort and per slice (evaluation_report.py).
 """
+import json
 import os
 from typing import Any, Dict, List
 
 import tensorflow_model_analysis as tfma
 from tfx import types
-from tfx import v1 as tfx
+from tfx.components.evaluator import constants
 from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
+from tfx.utils import json_utils
 from tfx.utils import proto_utils
 
 from components import evaluation_report
+from components import gate_rule
 from components import served_baseline
 
 _BASELINE_KEY = standard_component_specs.BASELINE_MODEL_KEY
+GATE_KEY = 'gate'  # JSON of the GateConfig fields
+EVAL_FRACTION_KEY = 'eval_fraction'
+
+
+class _Gate:
+  """GateConfig's fields, as the executor receives them (components do not import pipeline/)."""
+
+  def __init__(self, values: Dict[str, float]):
+    self.auc_floor = values['auc_floor']
+    self.auc_tolerance = values['auc_tolerance']
+    self.logloss_tolerance = values['logloss_tolerance']
 
 
 def _served_words(baseline: types.Artifact) -> str:
@@ -33,8 +53,20 @@ def _served_words(baseline: types.Artifact) -> str:
   return f'the served model, version {version} ({path})'
 
 
+def _write_blessing(blessing: types.Artifact, blessed: bool) -> None:
+  for name in (constants.BLESSED_FILE_NAME, constants.NOT_BLESSED_FILE_NAME):
+    path = os.path.join(blessing.uri, name)
+    if io_utils.fileio.exists(path):
+      io_utils.fileio.remove(path)
+  name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
+  io_utils.write_string_file(os.path.join(blessing.uri, name), '')
+  blessing.set_int_custom_property(
+      constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+      constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE)
+
+
 class Executor(evaluator_executor.Executor):
-  """TFX's Evaluator executor, minus an empty baseline, plus the report."""
+  """TFX's Evaluator executor, minus an empty baseline, plus the paired gate and the report."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -42,24 +74,50 @@ class Executor(evaluator_executor.Executor):
     input_dict = dict(input_dict)
     baselines = [m for m in input_dict.get(_BASELINE_KEY, []) if served_baseline.has_model(m)]
     input_dict[_BASELINE_KEY] = baselines
+    exec_properties = dict(exec_properties)
+    gate = _Gate(json.loads(exec_properties.pop(GATE_KEY)))
+    eval_fraction = exec_properties.pop(EVAL_FRACTION_KEY)
     super().Do(input_dict, output_dict, exec_properties)
 
     eval_config = tfma.EvalConfig()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY],
                               eval_config)
-    # The config TFMA actually ran with: model names, and no change thresholds without a
-    # baseline.
+    # The config TFMA actually ran with: it names the models only when there is a baseline.
     eval_config = tfma.utils.update_eval_config_with_defaults(
         eval_config, has_baseline=bool(baselines), rubber_stamp=True)
     evaluation_uri = artifact_utils.get_single_uri(
         output_dict[standard_component_specs.EVALUATION_KEY])
-    report = evaluation_report.render(
-        evaluation_uri, eval_config, _served_words(baselines[0]) if baselines else None)
+    results = evaluation_report.Results(evaluation_uri, eval_config)
+    blessed, reasons = gate_rule.decide(*results.gate_inputs(), gate)
+    _write_blessing(artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.BLESSING_KEY]), blessed)
+    report = evaluation_report.render(results, gate, eval_fraction,
+                                      _served_words(baselines[0]) if baselines else None,
+                                      blessed, reasons)
     io_utils.write_string_file(
         os.path.join(evaluation_uri, evaluation_report.REPORT_FILE), report)
 
 
-class Evaluator(tfx.components.Evaluator):
-  """tfx.components.Evaluator with the executor above (same inputs, outputs, id)."""
+class GatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
+  PARAMETERS = {
+      **standard_component_specs.EvaluatorSpec.PARAMETERS,
+      GATE_KEY: component_spec.ExecutionParameter(type=str),
+      EVAL_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
+  }
 
+
+class Evaluator(base_beam_component.BaseBeamComponent):
+  """tfx.components.Evaluator's inputs and outputs, the executor above, and the gate's values."""
+
+  SPEC_CLASS = GatedEvaluatorSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
+               baseline_model: types.BaseChannel, eval_config: tfma.EvalConfig,
+               example_splits: List[str], gate: Dict[str, float], eval_fraction: float):
+    super().__init__(spec=GatedEvaluatorSpec(
+        examples=examples, model=model, baseline_model=baseline_model,
+        eval_config=eval_config, example_splits=json_utils.dumps(example_splits),
+        evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+        blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+        gate=json.dumps(gate, sort_keys=True), eval_fraction=eval_fraction))

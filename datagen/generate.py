@@ -3,21 +3,26 @@
   python -m datagen.generate --root data --rows 20000 --spans 1 2 [--seed 7] [--drift]
 
 writes, per span N:
-  <root>/span-N/ads.csv               columns of features.csv_columns(), in that order
+  <root>/span-N/ads.csv               columns of features.csv_columns(), in that order; span N
+                                      is calendar month N counted from January 2026
   <root>/span-N/images/<ad_id>.png    64x64 RGB creative of every ad shown in the span
   <root>/ground_truth/span-N.csv      impression_id,click_probability (never read by the
                                       pipeline; gives the oracle AUC / log-loss)
 
 The ad universe (advertisers, campaigns, ads, creatives) derives from the seed alone, so
 consecutive months show mostly the same ads; each month adds ~10% new ads derived from
-seed and span. Clicks are Bernoulli draws from a logistic model whose image terms come
+seed and span, launched on a random day of the month (their impressions start then, so the
+last days of a month show creatives never seen before, as the next month will). Clicks are
+Bernoulli draws from a logistic model whose image terms come
 from visual properties drawn into the PNG (product contrast, call-to-action badge,
 clutter) and drawn independently of every tabular field, so an image-blind model is
 measurably worse. --drift makes a shifted month: two categories dominate, a new
 advertiser takes ~20% of impressions and a few rows have a missing or corrupt image.
 """
 import argparse
+import calendar
 import dataclasses
+import datetime
 import functools
 import io
 import os
@@ -28,6 +33,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from models import data_layout
 from models import features
 
 CATEGORIES = features.BY_NAME['category'].domain
@@ -37,15 +43,11 @@ DEVICES = features.BY_NAME['device'].domain
 COUNTRIES = features.BY_NAME['country'].domain
 HOURS = np.arange(features.BY_NAME['hour'].value_range[0],
                   features.BY_NAME['hour'].value_range[1] + 1)
-DAYS = np.arange(features.BY_NAME['day_of_week'].value_range[0],
-                 features.BY_NAME['day_of_week'].value_range[1] + 1)
 BID_RANGE = features.BY_NAME['bid_price'].value_range
 HEADLINE_RANGE = features.BY_NAME['headline_length'].value_range
 
 IMAGE_SIDE = 64
-IMAGE_DIR = 'images'
-ADS_FILE = 'ads.csv'
-GROUND_TRUTH_DIR = 'ground_truth'
+FIRST_MONTH = (2026, 1)  # span 1
 
 MIN_ADS = 60
 MAX_ADS = 3000  # also the size of the seed-only ad universe
@@ -74,7 +76,6 @@ _PLACEMENT_MIX = {'feed': 0.35, 'sidebar': 0.2, 'header': 0.15, 'interstitial': 
 _DEVICE_MIX = {'mobile': 0.55, 'desktop': 0.35, 'tablet': 0.1}
 _COUNTRY_MIX = {'US': 0.3, 'GB': 0.1, 'DE': 0.1, 'FR': 0.08, 'ES': 0.06, 'IT': 0.06,
                 'BR': 0.08, 'IN': 0.12, 'JP': 0.05, 'CA': 0.05}
-_DAY_MIX = (1.05, 1.0, 1.0, 1.0, 1.05, 0.95, 0.9)
 
 # Click model (logit units). Values missing from a table are neutral.
 _BASE_LOGIT = -3.7
@@ -118,6 +119,7 @@ class Ads:
   clutter: np.ndarray  # number of small scattered shapes
   image_key: np.ndarray  # seeds the rendering of the creative
   image_state: np.ndarray  # IMAGE_OK | IMAGE_MISSING | IMAGE_CORRUPT
+  launch: np.ndarray  # share of the month before the ad's first impression (0 = shown all month)
 
   def __len__(self):
     return len(self.ad_id)
@@ -149,6 +151,7 @@ class Simulation:
   country: np.ndarray  # index into COUNTRIES
   hour: np.ndarray
   day_of_week: np.ndarray
+  impression_time: np.ndarray  # unix seconds
   bid_price: np.ndarray  # rounded to the 4 decimals written
   image_logit: np.ndarray
   blind_logit: np.ndarray  # the click logit without the image terms
@@ -185,13 +188,14 @@ class Simulation:
     if name == 'headline_length':
       return ads.headline_length.astype(str)
     if name == features.IMAGE_PATH_COLUMN:
-      return np.char.add(np.char.add(IMAGE_DIR + '/', ads.ad_id.astype(str)), '.png')
+      return np.char.add(np.char.add(data_layout.IMAGE_DIR + '/', ads.ad_id.astype(str)),
+                         '.png')
     if name == 'bid_price':
       return np.char.mod('%.4f', self.bid_price)
     domains = {'placement': PLACEMENTS, 'device': DEVICES, 'country': COUNTRIES}
     if name in domains:
       return np.asarray(domains[name])[getattr(self, name)]
-    return getattr(self, name).astype(str)  # hour, day_of_week, clicked
+    return getattr(self, name).astype(str)  # hour, day_of_week, impression_time, clicked
 
 
 def _sigmoid(x):
@@ -240,7 +244,8 @@ def _make_ads(rng: np.random.Generator, image_rng: np.random.Generator, n: int,
       badge=image_rng.random(n) < _BADGE_RATE,
       clutter=image_rng.integers(0, _MAX_CLUTTER + 1, size=n),
       image_key=ids,
-      image_state=np.full(n, IMAGE_OK))
+      image_state=np.full(n, IMAGE_OK),
+      launch=np.zeros(n))
 
 
 def _advertisers(rng: np.random.Generator, names: Sequence[str], category=None):
@@ -264,6 +269,12 @@ def _zipf(popularity: np.ndarray) -> np.ndarray:
   return weights / weights.sum()
 
 
+def month_start(span: int) -> datetime.datetime:
+  months = FIRST_MONTH[1] - 1 + span - 1
+  return datetime.datetime(FIRST_MONTH[0] + months // 12, months % 12 + 1, 1,
+                           tzinfo=datetime.timezone.utc)
+
+
 def _broken_copies(ads: Ads, span: int, state: int, label: str) -> Ads:
   """Copies of `ads` under their own ids whose image is missing or corrupt."""
   ids = np.array([f'ad_{label}_s{span}_{i:03d}' for i in range(len(ads))])
@@ -284,7 +295,8 @@ def simulate(rows: int, seed: int = 7, span: int = 1, drift: bool = False) -> Si
                   campaign_width=5)
   # New creatives ramp up: they start in the less popular half, so a normal month's mix
   # stays close to the last one (the drift check must not fire on ordinary churn).
-  new = dataclasses.replace(new, popularity=new.popularity * NEW_AD_POPULARITY)
+  new = dataclasses.replace(new, popularity=new.popularity * NEW_AD_POPULARITY,
+                            launch=rng.random(n_new))
   ads = Ads.concat(universe.take(np.arange(n_ads - n_new)), new)
   weights = _zipf(ads.popularity)
 
@@ -324,7 +336,13 @@ def simulate(rows: int, seed: int = 7, span: int = 1, drift: bool = False) -> Si
   # Diurnal traffic: quiet around 08:00 UTC, busiest around 20:00 UTC.
   hour_traffic = 1.0 + 0.7 * np.cos(2 * np.pi * (HOURS - 20) / 24)
   hour = rows_rng.choice(HOURS, size=rows, p=hour_traffic / hour_traffic.sum())
-  day_of_week = rows_rng.choice(DAYS, size=rows, p=np.array(_DAY_MIX) / sum(_DAY_MIX))
+  # Days: uniform over the part of the month the ad runs in (new ads start mid-month).
+  start = month_start(span)
+  days = calendar.monthrange(start.year, start.month)[1]
+  day = np.floor((shown.launch + (1 - shown.launch) * rows_rng.random(rows)) * days)
+  impression_time = (int(start.timestamp()) + day.astype(np.int64) * 86400 + hour * 3600 +
+                     rows_rng.integers(0, 3600, size=rows))
+  day_of_week = (start.weekday() + day.astype(int)) % 7
   bid = np.clip(shown.base_bid * rows_rng.lognormal(0.0, 0.4, rows), *BID_RANGE).round(4)
 
   interaction = np.array([[_DEVICE_PLACEMENT_EFFECT.get((d, p), 0.0) for p in PLACEMENTS]
@@ -343,7 +361,7 @@ def simulate(rows: int, seed: int = 7, span: int = 1, drift: bool = False) -> Si
   clicked = (rows_rng.random(rows) < _sigmoid(blind_logit + image_logit)).astype(int)
   return Simulation(span=span, ads=ads, ad_index=ad_index, placement=placement,
                     device=device, country=country, hour=hour, day_of_week=day_of_week,
-                    bid_price=bid, image_logit=image_logit, blind_logit=blind_logit,
+                    impression_time=impression_time, bid_price=bid, image_logit=image_logit, blind_logit=blind_logit,
                     clicked=clicked)
 
 
@@ -415,15 +433,15 @@ def generate_span(root: str, span: int, rows: int, seed: int = 7,
     'ground_truth'}}.
   """
   sim = simulate(rows, seed=seed, span=span, drift=drift)
-  span_dir = os.path.join(root, f'span-{span}')
+  span_dir = data_layout.span_dir(root, span)
   if os.path.exists(span_dir):
     shutil.rmtree(span_dir)  # stale images of a previous, larger run must not linger
-  image_dir = os.path.join(span_dir, IMAGE_DIR)
+  image_dir = os.path.join(span_dir, data_layout.IMAGE_DIR)
   _write_images(sim, seed, image_dir)
-  csv_path = os.path.join(span_dir, ADS_FILE)
+  csv_path = data_layout.ads_csv(root, span)
   columns = features.csv_columns()
   _write_csv(csv_path, columns, [sim.column(c) for c in columns])
-  truth_path = os.path.join(root, GROUND_TRUTH_DIR, f'span-{span}.csv')
+  truth_path = data_layout.ground_truth_csv(root, span)
   os.makedirs(os.path.dirname(truth_path), exist_ok=True)
   _write_csv(truth_path, ['impression_id', 'click_probability'],
              [sim.impression_ids(), np.char.mod('%.8f', sim.probability)])

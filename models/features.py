@@ -1,20 +1,25 @@
-"""The one definition of every field of an ad impression.
+"""The one definition of every field of an ad impression: edit this file to bring your own log.
 
-Everything else derives from FEATURES: the sample-data generator (domains), the curated
-schema (`python -m schema.generate`), the ExampleGen parser (CSV types), preprocessing_fn,
-the Keras model inputs, the raw serving signature and the request validation of the client.
-Change a field here and regenerate the schema; a test fails if the two disagree.
+Everything else derives from FEATURES: the curated schema (`make schema`), the ExampleGen
+parser (CSV types, defaults, the image join), the time-based eval split, preprocessing_fn, the
+Keras model inputs, the serving signatures, the client's request validation, the TFMA slices
+and the run summary. Change a field here, run `make schema`, and the rest follows; a test fails
+if the schema and this file disagree.
+
+Only the sample-data generator (datagen/) and its oracle are tied to the fields below.
 """
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
 # Roles: what the pipeline does with a field.
 KEY = 'key'  # identifies a row/ad; carried along, never a model input
+TIME = 'time'  # impression time (int, e.g. unix seconds): orders rows for the eval split
 CATEGORICAL = 'categorical'  # string -> vocabulary with OOV buckets -> embedding
 INTEGER = 'integer'  # small integer range -> one id per value -> embedding
 NUMERIC = 'numeric'  # float -> log/z-score + bucketized id
 IMAGE = 'image'  # creative bytes (PNG/JPEG) -> decoded, resized, scaled in the graph
-LABEL = 'label'
+LABEL = 'label'  # 0/1 click; exactly one field has this role
+DERIVED = 'derived'  # written by ExampleGen, not read from the CSV, never a model input
 
 IMAGE_SIZE = 32  # side in pixels the transform graph resizes creatives to
 
@@ -31,6 +36,9 @@ class Feature:
   value_range: Optional[Tuple[float, float]] = None  # inclusive
   log_scale: bool = False  # NUMERIC: log1p before z-scoring
   drift_threshold: Optional[float] = None  # L-infinity bound between consecutive spans
+  slice: bool = False  # the Evaluator reports metrics per value of this field
+  row_id: bool = False  # KEY: names one impression (joins the oracle's ground truth)
+  cohort_key: bool = False  # KEY: the ad whose first appearance makes it 'new'
 
 
 CATEGORIES = ('apparel', 'automotive', 'beauty', 'electronics', 'finance', 'food',
@@ -43,19 +51,21 @@ COUNTRIES = ('US', 'GB', 'DE', 'FR', 'ES', 'IT', 'BR', 'IN', 'JP', 'CA')
 
 FEATURES: Tuple[Feature, ...] = (
     Feature('impression_id', KEY, 'string', 'Unique id of the impression.', required=False,
-            default=''),
-    Feature('ad_id', KEY, 'string', 'Ad shown; names its creative image.'),
+            default='', row_id=True),
+    Feature('ad_id', KEY, 'string', 'Ad shown; names its creative image.', cohort_key=True),
     Feature('campaign_id', KEY, 'string', 'Campaign of the ad.', required=False, default=''),
+    Feature('impression_time', TIME, 'int', 'When the ad was shown, unix seconds (UTC).',
+            required=False, default=0),
     Feature('advertiser', CATEGORICAL, 'string', 'Advertiser account; new ones appear monthly.',
             drift_threshold=0.1),
     Feature('category', CATEGORICAL, 'string', 'Vertical of the advertised product.',
-            domain=CATEGORIES, drift_threshold=0.1),
+            domain=CATEGORIES, drift_threshold=0.1, slice=True),
     Feature('creative_format', CATEGORICAL, 'string', 'IAB creative format and size.',
             domain=CREATIVE_FORMATS),
     Feature('placement', CATEGORICAL, 'string', 'Where on the page the ad was shown.',
-            domain=PLACEMENTS, drift_threshold=0.1),
+            domain=PLACEMENTS, drift_threshold=0.1, slice=True),
     Feature('device', CATEGORICAL, 'string', 'Device class of the viewer.', domain=DEVICES,
-            drift_threshold=0.1),
+            drift_threshold=0.1, slice=True),
     Feature('country', CATEGORICAL, 'string', 'ISO country of the viewer.', domain=COUNTRIES),
     Feature('hour', INTEGER, 'int', 'Hour of day of the impression (UTC).', required=False,
             default=12, value_range=(0, 23)),
@@ -69,25 +79,77 @@ FEATURES: Tuple[Feature, ...] = (
     Feature('clicked', LABEL, 'int', '1 if the impression was clicked.', value_range=(0, 1)),
 )
 
-BY_NAME = {f.name: f for f in FEATURES}
-LABEL_KEY = 'clicked'
-IMAGE_KEY = 'image'
 # In the CSV the image is a path relative to the span folder; ExampleGen swaps in its bytes.
 IMAGE_PATH_COLUMN = 'image_path'
+# Derived by ExampleGen when the log has a TIME field and a cohort_key field: whether the
+# row's ad was first seen in the evaluated period (the image tower exists for those).
+COHORT_NEW, COHORT_ESTABLISHED = 'new', 'established'
 
 
 def with_role(*roles: str) -> Sequence[Feature]:
   return [f for f in FEATURES if f.role in roles]
 
 
+def _one(role: str, **flag) -> Optional[Feature]:
+  found = [f for f in with_role(role) if all(getattr(f, k) == v for k, v in flag.items())]
+  if len(found) > 1:
+    raise ValueError(f'features.py: more than one {role} field {[f.name for f in found]}')
+  return found[0] if found else None
+
+
+def label_feature() -> Feature:
+  label = _one(LABEL)
+  if label is None:
+    raise ValueError('features.py: no field has the role LABEL')
+  return label
+
+
+def image_feature() -> Optional[Feature]:
+  """The creative image field, or None for a log without images."""
+  return _one(IMAGE)
+
+
+def time_feature() -> Optional[Feature]:
+  """The impression time, or None: then the eval split is a random sample of rows."""
+  return _one(TIME)
+
+
+def row_id_feature() -> Optional[Feature]:
+  return _one(KEY, row_id=True)
+
+
+def cohort_key_feature() -> Optional[Feature]:
+  return _one(KEY, cohort_key=True)
+
+
+def cohort_feature() -> Optional[Feature]:
+  """The derived new/established field, when the log can tell them apart."""
+  if time_feature() is None or cohort_key_feature() is None:
+    return None
+  return Feature('cohort', DERIVED, 'string',
+                 f'{COHORT_NEW} if the {cohort_key_feature().name} was first seen in the '
+                 'evaluated period, else established (derived by ExampleGen).',
+                 domain=(COHORT_NEW, COHORT_ESTABLISHED), slice=True)
+
+
+def example_features() -> Sequence[Feature]:
+  """Every field of a tf.Example ExampleGen writes: the CSV's fields plus derived ones."""
+  cohort = cohort_feature()
+  return list(FEATURES) + ([cohort] if cohort else [])
+
+
 def model_features() -> Sequence[Feature]:
-  """Fields the model reads: everything but keys and the label."""
+  """Fields the model reads: everything but keys, time, derived fields and the label."""
   return with_role(CATEGORICAL, INTEGER, NUMERIC, IMAGE)
 
 
 def serving_features() -> Sequence[Feature]:
-  """Fields a prediction request carries (ad_id too, so responses can be traced)."""
+  """Fields a prediction request carries (keys too, so responses can be traced)."""
   return [f for f in FEATURES if f.role != LABEL]
+
+
+def slice_features() -> Sequence[str]:
+  return [f.name for f in example_features() if f.slice]
 
 
 def csv_columns() -> Sequence[str]:
@@ -97,3 +159,16 @@ def csv_columns() -> Sequence[str]:
 
 def transformed_name(name: str) -> str:
   return name + '_xf'
+
+
+_TF_DTYPES = {'string': 'string', 'bytes': 'string', 'int': 'int64', 'float': 'float32'}
+
+
+def tf_dtype(feature: Feature):
+  """The TensorFlow dtype of a field (TensorFlow is imported only by callers that need it)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf.as_dtype(_TF_DTYPES[feature.dtype])
+
+
+BY_NAME = {f.name: f for f in FEATURES}
+LABEL_KEY = label_feature().name

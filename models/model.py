@@ -10,26 +10,32 @@ import tensorflow_transform as tft
 
 from models import features
 from models import preprocessing
+from models import signatures
 
 
 @dataclasses.dataclass(frozen=True)
 class HParams:
+  """Every hyperparameter of the model and its training; PipelineConfig.hparams holds them."""
   use_image: bool = True  # False gives the tabular-only variant used by the benchmark
   embedding_dim: int = 8
   cross_layers: int = 2
   deep_units: tuple = (64, 32)
+  image_filters: int = 16  # the image tower's first layer; later layers double it once
+  dropout: float = 0.1
   learning_rate: float = 0.001
   batch_size: int = 128
-  epochs: int = 8
+  # The budget scales with the data: whole passes over the training split until the
+  # validation log-loss stops improving for `early_stopping_patience` epochs.
+  max_epochs: int = 12
   early_stopping_patience: int = 2
+  calibrate: bool = True  # Platt-scale the output on the validation split after training
 
-  @classmethod
-  def from_custom_config(cls, custom_config) -> 'HParams':
-    known = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in (custom_config or {}).items() if k in known}
-    if 'deep_units' in values:
-      values['deep_units'] = tuple(values['deep_units'])
-    return cls(**values)
+  def replace(self, values: dict) -> 'HParams':
+    """A copy with the known fields of `values` (e.g. tuned ones) set."""
+    known = {f.name for f in dataclasses.fields(self)}
+    values = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in (values or {}).items() if k in known}
+    return dataclasses.replace(self, **values)
 
 
 class CrossLayer(tf.keras.layers.Layer):
@@ -44,12 +50,24 @@ class CrossLayer(tf.keras.layers.Layer):
     return x0 * self.dense(x) + x
 
 
-def _image_tower(image):
+class Calibration(tf.keras.layers.Layer):
+  """sigmoid(a * logit + b): identity (a=1, b=0) while training, fitted afterwards."""
+
+  def build(self, input_shape):
+    self.scale = self.add_weight(name='scale', shape=(), initializer='ones', trainable=False)
+    self.bias = self.add_weight(name='bias', shape=(), initializer='zeros', trainable=False)
+    super().build(input_shape)
+
+  def call(self, logit):
+    return tf.sigmoid(self.scale * logit + self.bias)
+
+
+def _image_tower(image, filters):
   x = image
-  for filters in (16, 32):
-    x = tf.keras.layers.Conv2D(filters, 3, padding='same', activation='relu')(x)
+  for width in (filters, 2 * filters):
+    x = tf.keras.layers.Conv2D(width, 3, padding='same', activation='relu')(x)
     x = tf.keras.layers.MaxPooling2D()(x)
-  x = tf.keras.layers.Conv2D(32, 3, padding='same', activation='relu')(x)
+  x = tf.keras.layers.Conv2D(2 * filters, 3, padding='same', activation='relu')(x)
   # Average pooling sees contrast/clutter, max pooling sees a small badge anywhere.
   x = tf.keras.layers.Concatenate()([tf.keras.layers.GlobalAveragePooling2D()(x),
                                      tf.keras.layers.GlobalMaxPooling2D()(x)])
@@ -78,7 +96,7 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hparams: HParams) ->
     elif feature.role == features.IMAGE and hparams.use_image:
       size = features.IMAGE_SIZE
       inputs[name] = tf.keras.Input(shape=(size, size, 3), name=name, dtype=tf.float32)
-      image_out = _image_tower(inputs[name])
+      image_out = _image_tower(inputs[name], hparams.image_filters)
 
   x0 = tf.keras.layers.Concatenate()(embedded + dense)
   cross = x0
@@ -89,11 +107,14 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hparams: HParams) ->
     deep = tf.keras.layers.Dense(units, activation='relu')(deep)
   towers = [cross, deep] + ([image_out] if image_out is not None else [])
   hidden = tf.keras.layers.Dense(32, activation='relu')(tf.keras.layers.Concatenate()(towers))
-  output = tf.keras.layers.Dense(1, activation='sigmoid', name='click_probability')(hidden)
+  hidden = tf.keras.layers.Dropout(hparams.dropout)(hidden)
+  logit = tf.keras.layers.Dense(1, name='logit')(hidden)
+  output = Calibration(name=signatures.PREDICTION_KEY)(logit)
 
   model = tf.keras.Model(inputs=inputs, outputs=output)
   model.compile(
       optimizer=tf.keras.optimizers.Adam(hparams.learning_rate),
       loss=tf.keras.losses.BinaryCrossentropy(),
-      metrics=[tf.keras.metrics.AUC(name='auc'), tf.keras.metrics.BinaryCrossentropy(name='logloss')])
+      metrics=[tf.keras.metrics.AUC(name='auc'),
+               tf.keras.metrics.BinaryCrossentropy(name='logloss')])
   return model

@@ -4,7 +4,13 @@ Training reads the raw examples and applies the Transform graph on the fly (Tran
 with materialize=False: materialized 32x32x3 float images would cost ~12 KB a row on disk).
 The SavedModel exports the signatures named in signatures.py.
 """
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
 from absl import logging
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -14,28 +20,42 @@ from models import features
 from models import model as model_lib
 from models import signatures as names
 
-_DTYPES = {'string': tf.string, 'bytes': tf.string, 'int': tf.int64, 'float': tf.float32}
+HPARAMS_FILE = 'hparams.json'  # beside Format-Serving in the Model artifact: what was used
 
 
 def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size):
-  """Raw examples -> (transformed features, label), transformed once and cached."""
+  """Raw examples -> (transformed features, label), transformed once and cached in memory.
+
+  Images are cached as uint8 (a quarter of float32) and scaled back per batch.
+  """
   dataset = data_accessor.tf_dataset_factory(
       file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1),
       tf_transform_output.raw_metadata.schema)
   transform_layer = tf_transform_output.transform_features_layer()
+  image = features.image_feature()
+  image_name = features.transformed_name(image.name) if image else None
 
   def transform(raw):
     transformed = transform_layer(raw)
     label = transformed.pop(features.LABEL_KEY)
+    if image_name in transformed:
+      transformed[image_name] = tf.cast(tf.round(transformed[image_name] * 255), tf.uint8)
     return transformed, label
 
-  return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  def unpack(transformed, label):
+    if image_name in transformed:
+      transformed[image_name] = tf.cast(transformed[image_name], tf.float32) / 255
+    return transformed, label
+
+  return (dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
+          .shuffle(256, reshuffle_each_iteration=True).map(unpack)
+          .prefetch(tf.data.AUTOTUNE))
 
 
 def _raw_serving_fn(model, tf_transform_output):
   """serving_default: one [batch] tensor per raw field, named as in features.py."""
   model.tft_layer = tf_transform_output.transform_features_layer()
-  specs = [tf.TensorSpec([None], _DTYPES[f.dtype], name=f.name)
+  specs = [tf.TensorSpec([None], features.tf_dtype(f), name=f.name)
            for f in features.serving_features()]
   model_names = {f.name for f in features.model_features()}
 
@@ -77,28 +97,103 @@ def signatures(model, tf_transform_output):
   }
 
 
-def _epochs_and_steps(train_steps: int, epochs: int):
-  """Splits the Trainer's step budget into epochs so early stopping can act."""
-  epochs = max(1, min(epochs, train_steps))
-  return epochs, max(1, train_steps // epochs)
+def _read_json(uri: str) -> Optional[dict]:
+  if not uri or not tf.io.gfile.exists(uri):
+    return None
+  with tf.io.gfile.GFile(uri) as f:
+    return json.load(f)
+
+
+def _write_json(uri: str, value: dict) -> None:
+  tf.io.gfile.makedirs(os.path.dirname(uri))
+  with tf.io.gfile.GFile(uri, 'w') as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+
+
+def resolve_hparams(fn_args) -> Tuple[model_lib.HParams, str]:
+  """The hyperparameters to train with and where they came from, in words.
+
+  The pipeline config gives every value; tuned values replace the ones the Tuner searched:
+  this run's Tuner output if it ran (and they are then stored at `tuned_hparams_uri` for
+  later runs), else what an earlier tuning run stored there.
+  """
+  custom = fn_args.custom_config or {}
+  hparams = model_lib.HParams().replace(custom.get('hparams'))
+  store = custom.get('tuned_hparams_uri')
+  if fn_args.hyperparameters:
+    import keras_tuner  # pylint: disable=import-outside-toplevel
+    tuned = keras_tuner.HyperParameters.from_config(fn_args.hyperparameters).values
+    if store:
+      _write_json(store, {'hparams': tuned})
+    return hparams.replace(tuned), ('this run\'s Tuner search' +
+                                    (f', stored at {store}' if store else ''))
+  stored = _read_json(store)
+  if stored:
+    return hparams.replace(stored['hparams']), f'an earlier Tuner search, read from {store}'
+  return hparams, 'the pipeline config (no tuned values stored)'
+
+
+def read_used_hparams(model_uri: str) -> Optional[dict]:
+  """What a trained Model artifact was trained with (HPARAMS_FILE), for the run summary."""
+  return _read_json(os.path.join(model_uri, HPARAMS_FILE))
+
+
+def _fit_platt(logits: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
+  """(a, b) minimising the log-loss of sigmoid(a * logit + b): Newton's method."""
+  a, b = 1.0, 0.0
+  for _ in range(50):
+    p = 1 / (1 + np.exp(-(a * logits + b)))
+    g = np.array([np.sum((p - labels) * logits), np.sum(p - labels)])
+    w = p * (1 - p)
+    h = np.array([[np.sum(w * logits ** 2), np.sum(w * logits)],
+                  [np.sum(w * logits), np.sum(w)]]) + 1e-6 * np.eye(2)
+    step = np.linalg.solve(h, g)
+    a, b = a - step[0], b - step[1]
+    if np.abs(step).max() < 1e-6:
+      break
+  return float(a), float(b)
+
+
+def calibrate(model: tf.keras.Model, validation: tf.data.Dataset) -> Tuple[float, float]:
+  """Fits the model's Calibration layer on the validation split (Platt scaling)."""
+  logit_model = tf.keras.Model(model.inputs, model.get_layer('logit').output)
+  logits, labels = [], []
+  for x, y in validation:
+    logits.append(logit_model(x, training=False).numpy().reshape(-1))
+    labels.append(y.numpy().reshape(-1))
+  a, b = _fit_platt(np.concatenate(logits), np.concatenate(labels).astype(float))
+  layer = model.get_layer(names.PREDICTION_KEY)
+  layer.scale.assign(a)
+  layer.bias.assign(b)
+  return a, b
+
+
+def datasets(fn_args, tf_transform_output, batch_size):
+  return (_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size),
+          _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size))
+
+
+def early_stopping(hparams: model_lib.HParams) -> tf.keras.callbacks.Callback:
+  # Log-loss, not AUC: the company bids with the probabilities.
+  return tf.keras.callbacks.EarlyStopping(
+      monitor='val_logloss', mode='min', patience=hparams.early_stopping_patience,
+      restore_best_weights=True)
 
 
 def run_fn(fn_args: tfx.components.FnArgs):
-  hparams = model_lib.HParams.from_custom_config(fn_args.custom_config)
+  hparams, source = resolve_hparams(fn_args)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                   hparams.batch_size)
-  validation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                        hparams.batch_size)
-  epochs, steps_per_epoch = _epochs_and_steps(fn_args.train_steps, hparams.epochs)
+  train, validation = datasets(fn_args, tf_transform_output, hparams.batch_size)
 
   model = model_lib.build_model(tf_transform_output, hparams)
-  early_stopping = tf.keras.callbacks.EarlyStopping(
-      monitor='val_auc', mode='max', patience=hparams.early_stopping_patience,
-      restore_best_weights=True)
-  logging.info('Training %d epochs x %d steps, hparams %s', epochs, steps_per_epoch, hparams)
-  model.fit(train.repeat(), epochs=epochs, steps_per_epoch=steps_per_epoch,
-            validation_data=validation, validation_steps=fn_args.eval_steps,
-            callbacks=[early_stopping], verbose=2)
+  logging.info('Training up to %d epochs, hparams %s (from %s)', hparams.max_epochs, hparams,
+               source)
+  history = model.fit(train, epochs=hparams.max_epochs, validation_data=validation,
+                      callbacks=[early_stopping(hparams)], verbose=2)
+  scale, bias = calibrate(model, validation) if hparams.calibrate else (1.0, 0.0)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=signatures(model, tf_transform_output))
+  _write_json(os.path.join(os.path.dirname(fn_args.serving_model_dir), HPARAMS_FILE), {
+      'hparams': dataclasses.asdict(hparams), 'source': source,
+      'epochs_trained': len(history.history['loss']),
+      'calibration': {'scale': scale, 'bias': bias}})

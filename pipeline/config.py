@@ -1,7 +1,14 @@
-"""Everything a user tunes about a run, in one place, shared by all runners."""
+"""Everything a user tunes about a run, in one place, shared by all runners.
+
+Every field (nested ones too, e.g. `hparams.learning_rate`, `gate.auc_floor`) can be set from
+either runner with `--set NAME=VALUE` or `--config FILE.json` (pipeline/options.py).
+"""
 import dataclasses
 import os
 from typing import Optional
+
+from components.image_csv_example_gen import splits
+from models.model import HParams
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_FILE = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
@@ -9,11 +16,17 @@ SCHEMA_FILE = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
 # root locally and from the pipeline image's working directory on Kubeflow.
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.trainer.run_fn'
+TUNER_FN = 'models.tuner.tuner_fn'
 
 
 @dataclasses.dataclass(frozen=True)
 class GateConfig:
-  """When the Evaluator blesses a model (all must hold; the baseline is the served model)."""
+  """When the Evaluator blesses a model, on the out-of-time eval split (all must hold).
+
+  Against the served model the comparison is paired on the same eval rows, with TFMA's 95 %
+  jackknife intervals: the new model is blessed when it is not worse than the served one by
+  more than a tolerance at that confidence (components/gate_rule.py states the rule).
+  """
   auc_floor: float = 0.65  # absolute quality floor
   auc_tolerance: float = 0.01  # allowed AUC drop against the served model
   logloss_tolerance: float = 0.01  # allowed log-loss rise against the served model
@@ -25,17 +38,21 @@ class PipelineConfig:
   model_name: str = 'adclick'  # TF Serving model name: <serving_root>/<model_name>/<version>
   span: Optional[int] = None  # None = latest span under data_root
   # Train on this many months: the span above and the window_spans - 1 before it (those
-  # that exist). The hash split draws eval rows from every month of the window too.
-  window_spans: int = 1
-  train_steps: int = 1200
-  epochs: int = 8
-  batch_size: int = 128
-  use_image: bool = True
+  # that exist).
+  window_spans: int = 3
   max_rejected_fraction: float = 0.05  # ExampleGen fails above this share of rejected rows
+  split: splits.SplitConfig = splits.SplitConfig()
+  hparams: HParams = HParams()
   gate: GateConfig = GateConfig()
-  # ExampleGen hash split of each span: train / validation (early stopping) / eval (TFMA).
-  split_buckets: tuple = (('train', 7), ('validation', 1), ('eval', 2))
-  slice_features: tuple = ('category', 'device', 'placement')
+  # Hyperparameter search (Tuner + KerasTuner) before training; its best values are kept at
+  # tuned_hparams_uri and reused by later runs that do not tune.
+  tune: bool = False
+  tuner_trials: int = 6
+  tuned_hparams_uri: Optional[str] = None  # runners default it beside their outputs
+  # TFX caching: a repeated run over unchanged inputs reuses finished components (the
+  # served-model baseline is always re-read).
+  enable_cache: bool = True
 
   def trainer_custom_config(self) -> dict:
-    return {'use_image': self.use_image, 'epochs': self.epochs, 'batch_size': self.batch_size}
+    return {'hparams': dataclasses.asdict(self.hparams),
+            'tuned_hparams_uri': self.tuned_hparams_uri}

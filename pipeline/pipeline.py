@@ -1,19 +1,20 @@
 """The ad click pipeline, defined once for every runner (local, Kubeflow)."""
+import dataclasses
 from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.proto import example_gen_pb2
 from tfx.proto import range_config_pb2
 
 from components.data_gate import DataGate
 from components.gated_evaluator import Evaluator
+from components.image_csv_example_gen import splits
 from components.image_csv_example_gen.component import ImageCsvExampleGen
 from components.safe_pusher import SafePusher
 from components.served_baseline import ServedModelBaseline
 from models import features
 from models import signatures
-from pipeline.config import PREPROCESSING_FN, RUN_FN, SCHEMA_FILE, PipelineConfig
+from pipeline.config import PREPROCESSING_FN, RUN_FN, SCHEMA_FILE, TUNER_FN, PipelineConfig
 
 
 def range_config(config: PipelineConfig) -> Optional[range_config_pb2.RangeConfig]:
@@ -29,35 +30,28 @@ def range_config(config: PipelineConfig) -> Optional[range_config_pb2.RangeConfi
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-  gate = config.gate
+  """Metrics with 95 % jackknife intervals (paired when there is a baseline).
 
-  def overall(threshold):
-    # Gate on the overall slice only; per-slice metrics are reported, not gated (small slices
-    # are too noisy to block a release on).
-    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
-                                         threshold=threshold)]
-
-  auc = tfma.MetricConfig(class_name='AUC', per_slice_thresholds=overall(tfma.MetricThreshold(
-      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': gate.auc_floor}),
-      change_threshold=tfma.GenericChangeThreshold(
-          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-          absolute={'value': -gate.auc_tolerance}))))
-  logloss = tfma.MetricConfig(class_name='BinaryCrossentropy',
-                              per_slice_thresholds=overall(tfma.MetricThreshold(
-                                  change_threshold=tfma.GenericChangeThreshold(
-                                      direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                                      absolute={'value': gate.logloss_tolerance}))))
+  TFMA's own validation checks only the AUC floor; the Evaluator then applies the whole rule,
+  intervals included (components/gate_rule.py).
+  """
+  auc = tfma.MetricConfig(class_name='AUC', per_slice_thresholds=[
+      tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=(
+          tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+              lower_bound={'value': config.gate.auc_floor}))))])
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(signature_name=signatures.EXAMPLES_SIGNATURE,
                                   label_key=features.LABEL_KEY)],
       slicing_specs=[tfma.SlicingSpec()] + [
-          tfma.SlicingSpec(feature_keys=[name]) for name in config.slice_features],
+          tfma.SlicingSpec(feature_keys=[name]) for name in features.slice_features()],
       metrics_specs=[tfma.MetricsSpec(metrics=[
-          tfma.MetricConfig(class_name='ExampleCount'), auc, logloss,
+          tfma.MetricConfig(class_name='ExampleCount'), auc,
+          tfma.MetricConfig(class_name='BinaryCrossentropy'),
           tfma.MetricConfig(class_name='Calibration'),
           tfma.MetricConfig(class_name='MeanLabel'),
           tfma.MetricConfig(class_name='MeanPrediction'),
-      ])])
+      ])],
+      options=tfma.Options(compute_confidence_intervals={'value': True}))
 
 
 def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
@@ -72,19 +66,15 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
     data_root: Holds the monthly `span-<N>/ads.csv` and `span-<N>/images/`.
     serving_root: TF Serving's model base path: the Pusher writes, and the baseline is
       read from, `<serving_root>/<config.model_name>/<version>/`.
-    config: What a user tunes (spans, training, gate).
+    config: What a user tunes (spans, split, hyperparameters, gate, tuning, caching).
     metadata_connection_config: MLMD for local runs; None on Kubeflow.
     beam_pipeline_args: For every Beam-based component, e.g. DataflowRunner flags.
     schema_file: The schema as the executors see it (inside the image on Kubeflow).
   """
   model_root = f'{serving_root}/{config.model_name}'
   example_gen = ImageCsvExampleGen(
-      input_base=data_root,
-      output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-          example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-          for name, buckets in config.split_buckets])),
-      range_config=range_config(config),
-      max_rejected_fraction=config.max_rejected_fraction)
+      input_base=data_root, max_rejected_fraction=config.max_rejected_fraction,
+      split_config=config.split, range_config=range_config(config))
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
@@ -99,23 +89,34 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       preprocessing_fn=PREPROCESSING_FN, materialize=False)
   transform.add_upstream_node(data_gate)  # bad data stops the run here
 
+  custom_config = config.trainer_custom_config()
+  train_args = tfx.proto.TrainArgs(splits=[splits.TRAIN])
+  eval_args = tfx.proto.EvalArgs(splits=[splits.VALIDATION])
+  tuner = None
+  if config.tune:
+    tuner = tfx.components.Tuner(
+        tuner_fn=TUNER_FN, examples=example_gen.outputs['examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema_gen.outputs['schema'], train_args=train_args, eval_args=eval_args,
+        custom_config=dict(custom_config, tuner_trials=config.tuner_trials))
   trainer_component = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=example_gen.outputs['examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.train_steps),
-      eval_args=tfx.proto.EvalArgs(splits=['validation'], num_steps=None),
-      custom_config=config.trainer_custom_config())
+      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
+      train_args=train_args, eval_args=eval_args, custom_config=custom_config)
 
   # The model being served, read from the push destination (no Resolver: see the component).
   baseline = ServedModelBaseline(model_root=model_root)
   evaluator = Evaluator(
       examples=example_gen.outputs['examples'],
-      example_splits=['eval'],
+      example_splits=[splits.EVAL],
       model=trainer_component.outputs['model'],
       baseline_model=baseline.outputs['model'],
-      eval_config=eval_config(config))
+      eval_config=eval_config(config),
+      gate=dataclasses.asdict(config.gate),
+      eval_fraction=config.split.eval_fraction)
 
   # Stock Pusher inputs/outputs; the copy is staged so TF Serving never sees a partial version.
   pusher = SafePusher(
@@ -124,11 +125,13 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_root)))
 
+  components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,
+                transform] + ([tuner] if tuner else []) + [
+                    trainer_component, baseline, evaluator, pusher]
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                  transform, trainer_component, baseline, evaluator, pusher],
-      enable_cache=False,
+      components=components,
+      enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

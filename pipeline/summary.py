@@ -1,10 +1,12 @@
 """The end-of-run summary: what a user wants to know after a run, in words and numbers.
 
 Reads the run's artifacts through MLMD (the same store the runner used): rows read and
-rejected, anomalies, the oracle's AUC/log-loss from the generator's ground-truth file (never
-read by the pipeline), the Evaluator's report (the new model against each threshold and the
-served model, overall and per slice, and why it was blessed or not; see
-components/evaluation_report.py) and where the model was pushed.
+rejected, anomalies, the hyperparameters the model used and where they came from, the
+Evaluator's report (the eval protocol, the new model against the rule and the served model,
+overall, per cohort and per slice, and why it was blessed or not; see
+components/evaluation_report.py) and where the model was pushed. With the sample data, the
+oracle's AUC/log-loss on the same eval rows comes from the generator's ground-truth file (never
+read by the pipeline); a log of your own has no oracle and the summary says so.
 """
 import csv
 import dataclasses
@@ -21,8 +23,12 @@ import tensorflow as tf
 
 from components import data_gate
 from components import evaluation_report
+from components.image_csv_example_gen import splits
 from components.image_csv_example_gen.executor import read_rejected_rows
 from components.image_csv_example_gen.executor import SPANS_PROPERTY
+from models import data_layout
+from models import features
+from models import trainer
 
 
 @dataclasses.dataclass
@@ -77,34 +83,50 @@ def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
   return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
-def read_split_labels(examples_uri: str, split: str) -> Dict[str, int]:
-  """impression_id -> clicked for one split of an Examples artifact."""
+def read_split_rows(examples_uri: str, split: str) -> Dict[str, tuple]:
+  """row id -> (label, cohort or None) for one split of an Examples artifact."""
+  row_id, cohort = features.row_id_feature(), features.cohort_feature()
   files = glob.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
-  spec = {'impression_id': tf.io.FixedLenFeature([], tf.string),
-          'clicked': tf.io.FixedLenFeature([], tf.int64)}
+  spec = {row_id.name: tf.io.FixedLenFeature([], tf.string),
+          features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+  if cohort:
+    spec[cohort.name] = tf.io.FixedLenFeature([], tf.string)
   result = {}
   for record in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(1024):
-    parsed = tf.io.parse_example(record, spec)
-    for key, label in zip(parsed['impression_id'].numpy(), parsed['clicked'].numpy()):
-      result[key.decode()] = int(label)
+    parsed = {k: v.numpy() for k, v in tf.io.parse_example(record, spec).items()}
+    cohorts = parsed[cohort.name] if cohort else [None] * len(parsed[row_id.name])
+    for key, label, group in zip(parsed[row_id.name], parsed[features.LABEL_KEY], cohorts):
+      result[key.decode()] = (int(label), group.decode() if group else None)
   return result
 
 
-def oracle_metrics(ground_truth_csv: str, labels: Dict[str, int]) -> Optional[Dict[str, float]]:
-  """AUC/log-loss of the true click probabilities on the rows in `labels`."""
-  if not FileSystems.exists(ground_truth_csv):
-    return None
+def oracle_metrics(ground_truth_csv: str, rows: Dict[str, tuple]) -> Dict[str, Dict[str, float]]:
+  """AUC/log-loss of the true click probabilities on `rows`, overall ('') and per cohort."""
   with FileSystems.open(ground_truth_csv) as f:
-    rows = csv.DictReader(line.decode() for line in f)
-    truth = {r['impression_id']: float(r['click_probability']) for r in rows}
-  keys = [k for k in labels if k in truth]
-  y = np.array([labels[k] for k in keys])
-  p = np.array([truth[k] for k in keys])
-  return {'auc': auc(y, p), 'logloss': log_loss(y, p), 'rows': len(keys)}
+    truth = {r['impression_id']: float(r['click_probability'])
+             for r in csv.DictReader(line.decode() for line in f)}
+  keys = [k for k in rows if k in truth]
+  groups = {'': keys}
+  for key in keys:
+    if rows[key][1]:
+      groups.setdefault(rows[key][1], []).append(key)
+  result = {}
+  for group, members in groups.items():
+    y = np.array([rows[k][0] for k in members])
+    p = np.array([truth[k] for k in members])
+    result[group] = {'auc': auc(y, p), 'logloss': log_loss(y, p), 'rows': len(members)}
+  return result
 
 
-def model_metrics(artifacts: RunArtifacts, data_root: str,
-                  eval_split: str = 'eval') -> Dict[str, object]:
+def _oracle(examples, data_root: str) -> Optional[Dict[str, Dict[str, float]]]:
+  """The oracle on the eval rows, or None when the data has no ground truth (not sample data)."""
+  ground_truth = data_layout.ground_truth_csv(data_root, _prop(examples, 'span'))
+  if features.row_id_feature() is None or not FileSystems.exists(ground_truth):
+    return None
+  return oracle_metrics(ground_truth, read_split_rows(examples.uri, splits.EVAL))
+
+
+def model_metrics(artifacts: RunArtifacts, data_root: str) -> Dict[str, object]:
   """Overall AUC/log-loss of the new model, the baseline (None if none) and the oracle."""
   evaluation = artifacts.latest('ModelEvaluation')
   examples = artifacts.latest('Examples')
@@ -114,16 +136,16 @@ def model_metrics(artifacts: RunArtifacts, data_root: str,
   def of(model_name):
     values = {m: metrics.get((overall, model_name, name, False))
               for m, name in (('auc', 'auc'), ('logloss', 'binary_crossentropy'))}
-    return values if None not in values.values() else None
+    return {m: v.value for m, v in values.items()} if None not in values.values() else None
 
   # TFMA names models only when there is a baseline to compare with.
   candidate_name = 'candidate' if of('candidate') else ''
-  ground_truth = os.path.join(data_root, 'ground_truth', f'span-{_prop(examples, "span")}.csv')
+  rows = metrics.get((overall, candidate_name, 'example_count', False))
   return {
       'candidate': of(candidate_name),
       'baseline': of('baseline'),
-      'oracle': oracle_metrics(ground_truth, read_split_labels(examples.uri, eval_split)),
-      'rows': int(metrics.get((overall, candidate_name, 'example_count', False), 0)),
+      'oracle': _oracle(examples, data_root),
+      'rows': int(rows.value) if rows else 0,
   }
 
 
@@ -133,8 +155,21 @@ def _fmt(metrics: Optional[Dict[str, float]]) -> str:
   return f"AUC {metrics['auc']:.4f}, log-loss {metrics['logloss']:.4f}"
 
 
-def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseException] = None,
-              eval_split: str = 'eval') -> str:
+def _hparams_lines(artifacts: RunArtifacts) -> List[str]:
+  model = artifacts.latest('Model')
+  used = trainer.read_used_hparams(model.uri) if model else None
+  if not used:
+    return []
+  values = ', '.join(f'{k}={v}' for k, v in sorted(used['hparams'].items()))
+  calibration = used['calibration']
+  return [f"Hyperparameters (from {used['source']}): {values}.",
+          f"Training: {used['epochs_trained']} epochs (early stopping on the validation "
+          f"log-loss); calibration scale {calibration['scale']:.3f}, "
+          f"bias {calibration['bias']:+.3f}."]
+
+
+def summarize(artifacts: RunArtifacts, data_root: str,
+              error: Optional[BaseException] = None) -> str:
   lines = ['', '=' * 72, 'Run summary', '=' * 72]
   if artifacts.seconds:
     slowest = sorted(artifacts.seconds.items(), key=lambda kv: -kv[1])[:4]
@@ -152,7 +187,7 @@ def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseExcep
     lines.append(f'Data: {which}, {accepted + len(rejected_rows)} rows read, '
                  f'{accepted} accepted, {len(rejected_rows)} rejected.')
     for row in rejected_rows[:10]:
-      lines.append(f"  rejected ad {row['ad_id']}: {row['reason']}")
+      lines.append(f"  rejected row {row['key']}: {row['reason']}")
     if len(rejected_rows) > 10:
       lines.append(f'  ... {len(rejected_rows) - 10} more in {examples.uri}')
 
@@ -161,17 +196,25 @@ def summarize(artifacts: RunArtifacts, data_root: str, error: Optional[BaseExcep
     with open(os.path.join(gate.uri, data_gate.REPORT_FILE)) as f:
       lines.append('Data validation: ' + ' '.join(f.read().split('\n')[2:3]).strip())
   if error is not None:
-    lines += ['', 'The run STOPPED:', str(error)]
+    lines += ['', 'The run STOPPED:', f'{type(error).__name__}: {error}']
     return '\n'.join(lines)
 
+  lines += _hparams_lines(artifacts)
   evaluation = artifacts.latest('ModelEvaluation')
   if evaluation is not None:
-    metrics = model_metrics(artifacts, data_root, eval_split)
+    metrics = model_metrics(artifacts, data_root)
     served = _fmt(metrics['baseline']) if metrics['baseline'] else 'none: nothing is served yet'
-    lines += [f"Eval split: {metrics['rows']} rows.",
+    oracle = metrics['oracle']
+    lines += [f"Eval split: {metrics['rows']} rows, out of time (see the report below).",
               f"  new model : {_fmt(metrics['candidate'])}",
-              f'  served    : {served}',
-              f"  oracle    : {_fmt(metrics['oracle'])} (true click probabilities; best achievable)"]
+              f'  served    : {served}']
+    if oracle is None:
+      lines.append('  oracle    : n/a (only the generated sample data has true probabilities)')
+    else:
+      lines.append(f"  oracle    : {_fmt(oracle[''])} (true click probabilities; best "
+                   'achievable)')
+      lines += [f'  oracle, {group} ads: {_fmt(values)} on {values["rows"]} rows'
+                for group, values in sorted(oracle.items()) if group]
     report_path = FileSystems.join(evaluation.uri, evaluation_report.REPORT_FILE)
     with FileSystems.open(report_path) as f:
       lines += ['', f.read().decode().rstrip(), f'(Report: {report_path})', '']

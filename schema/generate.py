@@ -14,15 +14,16 @@ from models import features
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'schema.pbtxt')
 TRAINING, SERVING = 'TRAINING', 'SERVING'
-_TYPES = {'string': schema_pb2.BYTES, 'bytes': schema_pb2.BYTES, 'int': schema_pb2.INT,
-          'float': schema_pb2.FLOAT}
+# TensorFlow's dtype of a field (features.tf_dtype) -> the schema's type.
+_SCHEMA_TYPES = {'string': schema_pb2.BYTES, 'int64': schema_pb2.INT,
+                 'float32': schema_pb2.FLOAT}
 
 
 def build_schema() -> schema_pb2.Schema:
   schema = schema_pb2.Schema()
   schema.default_environment.extend([TRAINING, SERVING])
-  for f in features.FEATURES:
-    feature = schema.feature.add(name=f.name, type=_TYPES[f.dtype])
+  for f in features.example_features():
+    feature = schema.feature.add(name=f.name, type=_SCHEMA_TYPES[features.tf_dtype(f).name])
     feature.annotation.comment.append(f'{f.role}: {f.description}')
     # ExampleGen fills defaults for optional fields, so every field is present once a row.
     feature.presence.min_fraction = 1.0
@@ -39,7 +40,7 @@ def build_schema() -> schema_pb2.Schema:
       feature.image_domain.SetInParent()
     if f.drift_threshold is not None:
       feature.drift_comparator.infinity_norm.threshold = f.drift_threshold
-    if f.role == features.LABEL:
+    if f.role in (features.LABEL, features.DERIVED):
       feature.not_in_environment.append(SERVING)
   return schema
 

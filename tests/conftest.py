@@ -24,6 +24,7 @@ def raw_row(i: int, rng: np.random.Generator) -> dict:
   """One raw impression as the pipeline's tf.Examples hold it (values as Python scalars)."""
   return {
       'impression_id': f'imp-{i}', 'ad_id': f'ad_{i % 7:05d}', 'campaign_id': 'cmp_0001',
+      'impression_time': 1767225600 + 3600 * i, 'cohort': features.COHORT_ESTABLISHED,
       'advertiser': f'adv_{i % 5:03d}',
       'category': features.CATEGORIES[i % len(features.CATEGORIES)],
       'creative_format': features.CREATIVE_FORMATS[i % len(features.CREATIVE_FORMATS)],

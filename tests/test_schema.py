@@ -20,4 +20,5 @@ def test_label_is_absent_at_serving_and_domains_are_closed():
   assert list(by_name['device'].string_domain.value) == list(features.DEVICES)
   assert by_name['hour'].int_domain.max == 23
   assert by_name['category'].drift_comparator.infinity_norm.threshold > 0
-  assert set(by_name) == {f.name for f in features.FEATURES}
+  assert set(by_name) == {f.name for f in features.example_features()}
+  assert list(by_name['cohort'].not_in_environment) == [generate.SERVING]

@@ -10,12 +10,14 @@ dataset (the hash split then draws train/eval rows from every span of the window
 Field types, required-ness and defaults come from models/features.py. A row is
 rejected, never crashing the run, when it has the wrong number of columns, an empty
 required field, an unparseable number, or an image that is missing or does not decode.
-An empty optional field takes its default. The example gets the image bytes under
-features.IMAGE_KEY; the image_path column itself is dropped.
+An empty optional field takes its default. When features.py has an IMAGE field, the
+example gets the image bytes under its name and the image_path column is dropped; a log
+without images needs no image column. Rows are then split out of time (splits.py).
 
 Besides the Split-* folders, the executor writes under the output Examples URI:
   rejected_rows/rejected-<input>-SSSSS-of-NNNNN.csv  CSV with the header
-      source_file,ad_id,reason,line  (`line` is the raw CSV line as read)
+      source_file,key,reason,line  (`key` names the row by its KEY fields, `line` is the
+      raw CSV line as read)
   rejected_rows/accepted-<input>.txt                the number of accepted rows
 where <input> is the split pattern made file-name safe. `Do` then sets the integer
 custom properties `rows_accepted` and `rows_rejected` on the Examples artifact, its
@@ -46,15 +48,17 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from components.image_csv_example_gen import spans as spans_lib
+from components.image_csv_example_gen import splits
 from models import features
 
 MAX_REJECTED_FRACTION_KEY = 'max_rejected_fraction'
-DEFAULT_MAX_REJECTED_FRACTION = 0.05
+EVAL_FRACTION_KEY = 'eval_fraction'
+VALIDATION_FRACTION_KEY = 'validation_fraction'
 ROWS_ACCEPTED_PROPERTY = 'rows_accepted'
 ROWS_REJECTED_PROPERTY = 'rows_rejected'
 SPANS_PROPERTY = 'spans'
 REJECTED_ROWS_DIR = 'rejected_rows'
-REJECTED_COLUMNS = ('source_file', 'ad_id', 'reason', 'line')
+REJECTED_COLUMNS = ('source_file', 'key', 'reason', 'line')
 
 # Private exec property through which Do tells the PTransform where to write reports;
 # the base class hands the PTransform nothing but exec_properties and the pattern.
@@ -103,6 +107,9 @@ def _read_header(path: str) -> List[str]:
 def _check_headers(csv_paths: Sequence[str]) -> List[str]:
   """Returns the column names shared by all files; raises ValueError on a bad header."""
   header = _read_header(csv_paths[0])
+  if not header:
+    raise ValueError(f'{csv_paths[0]}: the file is empty; expected a header row '
+                     f'{list(features.csv_columns())}.')
   missing = [c for c in features.csv_columns() if c not in header]
   if missing:
     raise ValueError(f'{csv_paths[0]}: header lacks required columns {missing}; '
@@ -152,13 +159,15 @@ def _format_csv_row(values: Sequence[str]) -> str:
 
 
 class _ParseRow(beam.DoFn):
-  """(csv file, line) -> tf.Example, or a rejected row on the tagged output."""
+  """(span, (csv file, line)) -> (span, tf.Example), or a rejected row on the tagged output."""
 
   def __init__(self, header: Sequence[str]):
     self._num_columns = len(header)
-    self._image_feature = next(f for f in features.FEATURES if f.role == features.IMAGE)
-    self._image_index = header.index(features.IMAGE_PATH_COLUMN)
-    self._ad_id_index = header.index('ad_id')
+    self._image_feature = features.image_feature()
+    self._image_index = (header.index(features.IMAGE_PATH_COLUMN)
+                         if self._image_feature else None)
+    # A rejected row is named by its KEY fields (e.g. impression and ad id).
+    self._key_indexes = [header.index(f.name) for f in features.with_role(features.KEY)]
     self._fields = [(f, header.index(f.name))
                     for f in features.FEATURES if f.role != features.IMAGE]
     self._rows_read = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, 'rows_read')
@@ -195,12 +204,12 @@ class _ParseRow(beam.DoFn):
 
   def _reject(self, csv_path: str, cells: List[str], reason: str, line: str):
     self._rows_rejected.inc()
-    ad_id = cells[self._ad_id_index] if len(cells) > self._ad_id_index else ''
+    key = '/'.join(cells[i] for i in self._key_indexes if i < len(cells))
     return beam.pvalue.TaggedOutput(
-        _REJECTED_TAG, _format_csv_row([csv_path, ad_id, reason, line]))
+        _REJECTED_TAG, _format_csv_row([csv_path, key, reason, line]))
 
-  def process(self, element: Tuple[str, str]) -> Iterator[Any]:
-    csv_path, line = element
+  def process(self, element: Tuple[int, Tuple[str, str]]) -> Iterator[Any]:
+    span, (csv_path, line) = element
     cells = next(csv.reader([line]), [])
     if not cells:  # blank line
       return
@@ -218,32 +227,32 @@ class _ParseRow(beam.DoFn):
         errors.append(error)
       else:
         feature_map[feature.name] = _to_feature(feature.dtype, value)
-    image_cell = cells[self._image_index]
-    if not image_cell:
+    image_cell = cells[self._image_index] if self._image_feature else None
+    if self._image_feature and not image_cell:
       errors.append(f'{features.IMAGE_PATH_COLUMN}: required value is empty')
     if errors:
       yield self._reject(csv_path, cells, '; '.join(errors), line)
       return
 
-    image_path = FileSystems.join(FileSystems.split(csv_path)[0], image_cell)
-    image, error = self._image(image_path)
-    if error:
-      yield self._reject(csv_path, cells, error, line)
-      return
-    feature_map[self._image_feature.name] = _to_feature(self._image_feature.dtype, image)
-    yield tf.train.Example(features=tf.train.Features(feature=feature_map))
+    if self._image_feature:
+      image_path = FileSystems.join(FileSystems.split(csv_path)[0], image_cell)
+      image, error = self._image(image_path)
+      if error:
+        yield self._reject(csv_path, cells, error, line)
+        return
+      feature_map[self._image_feature.name] = _to_feature(self._image_feature.dtype, image)
+    yield span, tf.train.Example(features=tf.train.Features(feature=feature_map))
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
 def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.pvalue.PCollection:
-  """Reads the CSV files of the chosen spans; writes rejected rows and counts."""
+  """Reads the CSV files of the chosen spans into (span, tf.Example); writes rejected rows."""
   input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-  span_patterns = [spans_lib.pattern_for_span(split_pattern, span)
-                   for span in exec_properties[_SPANS_KEY]] or [split_pattern]
-  patterns = [FileSystems.join(input_base, p) for p in span_patterns]
+  spans = exec_properties[_SPANS_KEY] or [0]  # 0: a fixed pattern without {SPAN}
+  patterns = [FileSystems.join(input_base, spans_lib.pattern_for_span(split_pattern, span))
+              for span in spans]
   csv_paths = []
   for pattern in patterns:
     matched = _matched_paths(pattern)
@@ -253,8 +262,11 @@ def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   header = _check_headers(csv_paths)
   logging.info('Reading %d CSV file(s) for %s.', len(csv_paths), ', '.join(patterns))
 
-  lines = [pipeline | f'ReadLines[{i}]' >> beam.io.textio.ReadFromTextWithFilename(
-      pattern, skip_header_lines=1) for i, pattern in enumerate(patterns)]
+  lines = [pipeline
+           | f'ReadLines[{span}]' >> beam.io.textio.ReadFromTextWithFilename(
+               pattern, skip_header_lines=1)
+           | f'TagSpan[{span}]' >> beam.Map(lambda line, s=span: (s, line))
+           for span, pattern in zip(spans, patterns)]
   parsed = (
       lines
       | 'FlattenLines' >> beam.Flatten()
@@ -293,11 +305,28 @@ def _select_spans(exec_properties: Dict[str, Any]) -> List[int]:
                                 pattern, range_config)
 
 
+def _split_config(exec_properties: Dict[str, Any]) -> splits.SplitConfig:
+  return splits.SplitConfig(eval_fraction=exec_properties[EVAL_FRACTION_KEY],
+                            validation_fraction=exec_properties[VALIDATION_FRACTION_KEY])
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-  """Turns ads.csv rows and their creative images into tf.Examples."""
+  """Turns ads.csv rows and their creative images into tf.Examples, split out of time."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _ImageCsvToExample
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                             exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+    """Replaces the base class's hash split with the out-of-time split of splits.py."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    keyed = pipeline | 'InputToRecord' >> _ImageCsvToExample(
+        exec_properties, input_config.splits[0].pattern)
+    latest_span = max(exec_properties[_SPANS_KEY] or [0])
+    return keyed | 'SplitData' >> splits.SplitExamples(latest_span,
+                                                       _split_config(exec_properties))
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -332,13 +361,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     fraction = rejected / total if total else 0.0
     first = rejected_rows[:_FIRST_REJECTED_SHOWN]
     logging.info('ImageCsvExampleGen read %d rows: %d accepted, %d rejected (%.1f%%). '
-                 'First rejected ad ids: %s.', total, accepted, rejected, 100 * fraction,
-                 ', '.join(r['ad_id'] for r in first) or 'none')
-    max_fraction = exec_properties.get(MAX_REJECTED_FRACTION_KEY)
-    if max_fraction is None:
-      max_fraction = DEFAULT_MAX_REJECTED_FRACTION
+                 'First rejected rows: %s.', total, accepted, rejected, 100 * fraction,
+                 ', '.join(r['key'] for r in first) or 'none')
+    max_fraction = exec_properties[MAX_REJECTED_FRACTION_KEY]
     if fraction > max_fraction:
-      details = '; '.join(f"ad {r['ad_id'] or '?'}: {r['reason']}" for r in first)
+      details = '; '.join(f"row {r['key'] or '?'}: {r['reason']}" for r in first)
       raise ValueError(
           f'ImageCsvExampleGen rejected {rejected} of {total} rows ({fraction:.1%}), '
           f'more than max_rejected_fraction={max_fraction:g}. First rejected: '

@@ -19,7 +19,7 @@ from typing import List, Optional
 from apache_beam.io.filesystems import FileSystems
 from tfx.proto import range_config_pb2
 
-SPAN_SPEC = '{SPAN}'
+from models.data_layout import SPAN_SPEC
 
 
 def pattern_for_span(pattern: str, span: int) -> str:

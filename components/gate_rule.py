@@ -1,0 +1,62 @@
+"""The blessing rule, in one place: what the Evaluator decides and the report explains.
+
+On the overall eval slice (out of time, see the ExampleGen's splits.py):
+  1. AUC(new) >= auc_floor.
+  2. With a served model, paired on the same eval rows with TFMA's 95 % jackknife intervals:
+     the lower bound of AUC(new) - AUC(served) >= -auc_tolerance, and
+     the upper bound of logloss(new) - logloss(served) <= +logloss_tolerance.
+     That is: blessed unless the new model may be worse than the served one by more than the
+     tolerance at 95 % confidence, so a difference smaller than the noise decides nothing.
+"""
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+AUC, LOGLOSS = 'auc', 'binary_crossentropy'  # TFMA's metric names
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+  value: float
+  lower: Optional[float] = None  # 95 % interval, when TFMA computed one
+  upper: Optional[float] = None
+
+  def words(self, signed: bool = False) -> str:
+    fmt = '{:+.4f}' if signed else '{:.4f}'
+    if self.lower is None:
+      return fmt.format(self.value)
+    return f'{fmt.format(self.value)} [{fmt.format(self.lower)}, {fmt.format(self.upper)}]'
+
+
+def rule_text(gate) -> str:
+  return (f'AUC >= {gate.auc_floor:.2f}; against the served model, paired on the same rows '
+          f'with 95 % intervals: AUC change lower bound >= {-gate.auc_tolerance:+.3f} and '
+          f'log-loss change upper bound <= {gate.logloss_tolerance:+.3f} (blessed unless '
+          'the new model may be worse by more than that).')
+
+
+def decide(new: Dict[str, Estimate], diff: Dict[str, Estimate], gate) -> Tuple[bool, List[str]]:
+  """(blessed, reasons it was not); `diff` is empty without a served model."""
+  reasons = []
+  auc = new.get(AUC)
+  if auc is None:
+    return False, ['TFMA computed no AUC (no eval rows, or only one class in them).']
+  if auc.value < gate.auc_floor:
+    reasons.append(f'AUC is {auc.words()}; the floor is {gate.auc_floor:.4f}.')
+  if diff:
+    auc_change, loss_change = diff.get(AUC), diff.get(LOGLOSS)
+    if auc_change is not None and _lower(auc_change) < -gate.auc_tolerance:
+      reasons.append(f'AUC change against the served model is {auc_change.words(True)}: it '
+                     f'may be worse by more than {gate.auc_tolerance:.3f} at 95 % confidence.')
+    if loss_change is not None and _upper(loss_change) > gate.logloss_tolerance:
+      reasons.append(f'log-loss change against the served model is {loss_change.words(True)}:'
+                     f' it may be worse by more than {gate.logloss_tolerance:.3f} at 95 % '
+                     'confidence.')
+  return not reasons, reasons
+
+
+def _lower(estimate: Estimate) -> float:
+  return estimate.value if estimate.lower is None else estimate.lower
+
+
+def _upper(estimate: Estimate) -> float:
+  return estimate.value if estimate.upper is None else estimate.upper

@@ -1,0 +1,49 @@
+"""tuner_fn for the TFX Tuner: a bounded KerasTuner random search over the model's HParams.
+
+The search space is SEARCH_SPACE; every other value comes from the pipeline config. Each trial
+trains on the train split with early stopping and is scored by its validation log-loss (the
+out-of-time slice before the eval period). The Trainer then uses the best values and stores
+them (models/trainer.py), so later monthly runs reuse them without searching again.
+Budget: `tuner_trials` trials (PipelineConfig), each at most `TRIAL_EPOCHS` epochs.
+"""
+import keras_tuner
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from models import model as model_lib
+from models import trainer
+
+TRIAL_EPOCHS = 4
+# HParams field -> the values tried.
+SEARCH_SPACE = {
+    'learning_rate': [0.0005, 0.001, 0.002, 0.004],
+    'embedding_dim': [4, 8, 16],
+    'image_filters': [8, 16, 24],
+    'dropout': [0.0, 0.1, 0.3],
+}
+
+
+def hyperparameters() -> keras_tuner.HyperParameters:
+  hp = keras_tuner.HyperParameters()
+  for name, values in SEARCH_SPACE.items():
+    hp.Choice(name, values)
+  return hp
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+  custom = fn_args.custom_config or {}
+  base = model_lib.HParams().replace(custom.get('hparams'))
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  train, validation = trainer.datasets(fn_args, tf_transform_output, base.batch_size)
+
+  def build(hp):
+    return model_lib.build_model(tf_transform_output, base.replace(hp.values))
+
+  tuner = keras_tuner.RandomSearch(
+      build, max_trials=custom.get('tuner_trials', 1), hyperparameters=hyperparameters(),
+      objective=keras_tuner.Objective('val_logloss', 'min'), directory=fn_args.working_dir,
+      project_name='adclick_tuning', seed=1)
+  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
+      'x': train, 'validation_data': validation,
+      'epochs': min(TRIAL_EPOCHS, base.max_epochs), 'callbacks': [trainer.early_stopping(base)],
+      'verbose': 2})
