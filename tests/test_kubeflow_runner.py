@@ -19,6 +19,7 @@ import yaml
 import kubeflow_runner
 from pipeline import kfp_schedule
 from pipeline.pipeline import create_pipeline
+from pipeline.resources import ResourcesConfig
 
 GCS_ROOT = 'gs://adclick-test/prod'
 IMAGE = 'europe-docker.pkg.dev/adclick/pipelines/adclick:test'
@@ -44,6 +45,10 @@ def _spec(path):
 def _executor_args(spec):
   return {name: ' '.join(executor['container']['args'])
           for name, executor in spec['deploymentSpec']['executors'].items()}
+
+
+def _workers(args):
+  return [a for a in args.split() if a.startswith('--direct_num_workers')]
 
 
 def test_spec_is_kfp_v2_schema_2_1_with_every_local_component(spec_path):
@@ -83,6 +88,46 @@ def test_dataflow_flags_reach_every_beam_step(tmp_path):
     assert '--project=adclick-prod' in args[executor]
     assert f'--sdk_container_image={IMAGE}' in args[executor]
     assert f'--temp_location={GCS_ROOT}/beam-tmp' in args[executor]
+  assert not any(_workers(a) for a in args.values())  # Dataflow sizes its own workers
+
+
+# Tasks whose kind is certain, by kind (pipeline/resources.py).
+SIZED = {'trainer': ['Trainer'],
+         'beam': ['ImageCsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'],
+         'default': ['ImportSchemaGen', 'ExampleValidator', 'DataGate', 'ServedModelBaseline',
+                     'SafePusher']}
+
+
+def _pod_sizes(spec):
+  """{task: (cpu request, cpu limit, memory request GiB, memory limit GiB)} from the spec."""
+  sizes = {}
+  for name, executor in spec['deploymentSpec']['executors'].items():
+    res = executor['container']['resources']
+    sizes[name.removesuffix('_executor')] = (
+        res['cpuRequest'], res['cpuLimit'], round(res['memoryRequest'] * 1e9 / 2**30, 6),
+        round(res['memoryLimit'] * 1e9 / 2**30, 6))
+  return sizes
+
+
+def test_every_task_is_sized_by_its_kind_and_beam_workers_follow_the_cpu_request(spec_path):
+  spec = _spec(spec_path)
+  sizes, args, resources = _pod_sizes(spec), _executor_args(spec), ResourcesConfig()
+  assert set(sizes) == set(spec['root']['dag']['tasks'])
+  for kind, tasks in SIZED.items():
+    pod = resources.pod(kind)
+    for task in tasks:
+      assert sizes[task] == (pod.cpu_request, pod.cpu_limit, pod.memory_request_gib,
+                             pod.memory_limit_gib), task
+  assert sizes['Trainer'] != sizes['Transform'] != sizes['ImportSchemaGen']
+  for task in SIZED['beam']:
+    assert _workers(args[f'{task}_executor']) == [
+        f'--direct_num_workers={int(resources.beam_cpu_request)}']
+  assert not any('--direct_num_workers=0' in a for a in args.values())
+
+
+def test_a_pod_size_must_request_no_more_than_its_limit():
+  with pytest.raises(ValueError, match='beam'):
+    ResourcesConfig(beam_memory_request_gib=16, beam_memory_limit_gib=12)
 
 
 class _FakeKfp(http.server.BaseHTTPRequestHandler):
