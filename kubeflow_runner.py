@@ -1,7 +1,8 @@
 """Compiles the pipeline for Kubeflow Pipelines (KFP v2); with --schedule, runs it monthly.
 
     python kubeflow_runner.py [--gcs-root gs://BUCKET/adclick] [--image IMAGE]
-        [--output outputs/kfp/adclick_pipeline.yaml] [--window-spans K]
+        [--output outputs/kfp/adclick_pipeline.yaml]
+        [--span N] [--window-spans K] [--tune] [--set NAME=VALUE ...] [--config FILE.json]
         [--dataflow --project P --region R]
         [--schedule --host https://KFP_ENDPOINT [--experiment adclick]]
 
@@ -11,6 +12,8 @@ roots are on GCS (each can be set on its own):
   --pipeline-root  <gcs-root>/pipeline-root   artifacts (the KFP pipeline root)
   --data-root      <gcs-root>/data            monthly input: span-<N>/ads.csv, span-<N>/images/
   --serving-root   <gcs-root>/serving         TF Serving's base path: <model_name>/<version>/
+The run options (span, window, tuning, any config field with --set) are local_runner.py's,
+from pipeline/options.py; tuned hyperparameters are kept at <gcs-root>/tuned_hparams.json.
 Every step runs in --image (Dockerfile: the repo on requirements.lock), in a pod sized by the
 config's `resources` (pipeline/resources.py). Beam steps run in that container (DirectRunner,
 one worker per requested CPU) by default, or on Dataflow with --dataflow, whose workers then
@@ -33,6 +36,7 @@ import yaml
 
 from pipeline import config as config_lib
 from pipeline import kfp_schedule
+from pipeline import options
 from pipeline.pipeline import create_pipeline
 from pipeline.resources import ResourcesConfig
 
@@ -51,8 +55,6 @@ def parse_args(argv=None):
   parser.add_argument('--serving-root', help='default: <gcs-root>/serving')
   parser.add_argument('--image', default=DEFAULT_IMAGE, help='the pipeline image')
   parser.add_argument('--output', default=DEFAULT_OUTPUT, help='the spec to write (.yaml)')
-  parser.add_argument('--window-spans', type=int, default=1,
-                      help='train on the latest K months (default 1)')
   parser.add_argument('--dataflow', action='store_true', help='run Beam steps on Dataflow')
   parser.add_argument('--project', help='GCP project (Dataflow)')
   parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow)')
@@ -60,6 +62,7 @@ def parse_args(argv=None):
                       help='upload the spec and create the monthly recurring run')
   parser.add_argument('--host', help='KFP API endpoint (with --schedule)')
   parser.add_argument('--experiment', default=config_lib.PipelineConfig.pipeline_name)
+  options.add_run_options(parser)
   args = parser.parse_args(argv)
   args.pipeline_root = args.pipeline_root or f'{args.gcs_root}/pipeline-root'
   args.data_root = args.data_root or f'{args.gcs_root}/data'
@@ -142,7 +145,9 @@ def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
 
 def main(argv=None):
   args = parse_args(argv)
-  config = dataclasses.replace(config_lib.PipelineConfig(), window_spans=args.window_spans)
+  config = options.config_from_args(args)
+  if config.tuned_hparams_uri is None:
+    config = dataclasses.replace(config, tuned_hparams_uri=f'{args.gcs_root}/tuned_hparams.json')
   path = compile_pipeline(args, config)
   print(path)
   if args.schedule:
