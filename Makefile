@@ -11,7 +11,7 @@ ROWS ?= 20000
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 1
 
-.PHONY: venv data demo test bench serve schema kfp clean
+.PHONY: venv data demo tune test test-quick bench serve schema kfp clean
 
 venv: $(STAMP)
 $(STAMP): requirements.lock
@@ -29,10 +29,18 @@ $(DATA_ROOT)/span-2/ads.csv: | $(STAMP)
 data: $(DATA_ROOT)/span-2/ads.csv
 
 demo: venv data
-	$(PY) local_runner.py --data-root $(DATA_ROOT) --output-root outputs
+	$(PY) local_runner.py --data-root $(DATA_ROOT) --output-root outputs $(RUN_ARGS)
+
+# A bounded hyperparameter search; later `make demo` runs reuse its best values.
+tune: venv data
+	$(PY) local_runner.py --data-root $(DATA_ROOT) --output-root outputs --tune $(RUN_ARGS)
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# The edit loop: everything but the end-to-end pipeline runs.
+test-quick: venv
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: venv
 	$(PY) -m benchmarks.pipeline_bench

@@ -23,7 +23,8 @@ import urllib.parse
 
 import numpy as np
 
-from datagen.generate import render_creative
+from models import features
+from models import serving_layout
 from models import signatures
 from serving import client
 from serving import rest_json
@@ -33,11 +34,17 @@ from serving import versions
 OUT = 'bench_out'
 CONCURRENCY = (1, 8, 32)
 WARMUP_REQUESTS = 20
-AD = {'impression_id': 'bench-1', 'ad_id': 'ad_00312', 'campaign_id': 'cmp_0078',
-      'advertiser': 'adv_036', 'category': 'health', 'creative_format': 'square_250x250',
-      'placement': 'feed', 'device': 'mobile', 'country': 'GB', 'hour': 11, 'day_of_week': 0,
-      'bid_price': 1.54, 'headline_length': 56,
-      'image': render_creative(seed=7, key=312, contrast=0.6, badge=True, clutter=3)}
+
+
+def bench_ad() -> dict:
+  """An ad from features.py (versions.sample_ad), with a creative of the sample data's size
+  where there is an image field."""
+  ad = versions.sample_ad()
+  image = features.image_feature()
+  if image is not None:
+    from datagen.generate import render_creative  # pylint: disable=g-import-not-at-top
+    ad[image.name] = render_creative(seed=7, key=312, contrast=0.6, badge=True, clutter=3)
+  return ad
 
 
 def _stats(latencies: List[float], seconds: float) -> Dict[str, float]:
@@ -120,24 +127,25 @@ def main():
   parser.add_argument('--requests', type=int, default=2000, help='per concurrency level')
   parser.add_argument('--seconds', type=float, default=20, help='per concurrency level')
   args = parser.parse_args()
-  model_root = os.path.join(args.serving_root, client.MODEL_NAME)
+  model_root = serving_layout.model_root(args.serving_root)
   found = versions.list_versions(model_root)
   if not found:
     raise SystemExit(f'No pushed model under {model_root}: run `make demo` first, or pass '
                      '--serving-root.')
-  model_dir = os.path.join(model_root, str(found[-1]))
-  instance, problems = client.validate(AD)
+  model_dir = serving_layout.version_dir(model_root, found[-1])
+  instance, problems = client.validate(bench_ad())
   assert not problems, problems
   doc = {'instances': [instance]}
   body = json.dumps(doc).encode()
-  path = f'/v1/models/{client.MODEL_NAME}:predict'
+  path = f'/v1/models/{serving_layout.MODEL_NAME}:predict'
 
   print(f'Benchmarking {model_dir} on {os.cpu_count()} cores ...', flush=True)
   results = {('in-process call (lower bound)', 1): in_process(model_dir, doc, args.requests,
                                                               args.seconds)}
   for name, module, module_args in [
       ('model_server (make serve)', 'serving.model_server',
-       ['--model-base-path', args.serving_root, '--model-name', client.MODEL_NAME, '--port', '0']),
+       ['--model-base-path', args.serving_root, '--model-name', serving_layout.MODEL_NAME,
+        '--port', '0']),
       ('Flask, one model call per request', 'benchmarks.flask_baseline', [model_dir])]:
     print(f'{name} ...', flush=True)
     for concurrency, stats in over_http(module, module_args, path, body, args.requests,

@@ -6,8 +6,11 @@ fields whose schema carries a drift comparator, writes everything to `report.md`
 output artifact and raises DataValidationError listing each anomaly. Transform is wired to
 run after it, so bad data never reaches the Trainer.
 
-The previous span's statistics come straight from `<data_root>/span-<N-1>/ads.csv` (only the
-drift fields), not from a Resolver: open-source Kubeflow Pipelines cannot run resolvers.
+The previous span's statistics come straight from its raw CSV (models/data_layout.py; only the
+drift fields), not from a Resolver: open-source Kubeflow Pipelines cannot run resolvers. Its
+columns are typed by the schema, as ExampleGen typed the new span's: left to guess, TFDV would
+read a categorical of integer codes declared 'string' as numbers, and every comparison with
+the new span's strings would report drift.
 """
 import os
 from typing import Dict, List, Optional
@@ -26,7 +29,10 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-STATS_SPLIT = 'train'  # drift compares the training split of the new span
+from components.image_csv_example_gen import splits
+from models import data_layout
+
+STATS_SPLIT = splits.TRAIN  # drift compares the training split of the new span
 REPORT_FILE = 'report.md'
 
 
@@ -79,8 +85,16 @@ def drift_anomalies(current: statistics_pb2.DatasetFeatureStatisticsList,
 
 
 def previous_span_csv(data_root: str, span: int) -> Optional[str]:
-  path = os.path.join(data_root, f'span-{span - 1}', 'ads.csv')
+  path = data_layout.ads_csv(data_root, span - 1)
   return path if span > 1 and FileSystems.exists(path) else None
+
+
+def csv_statistics(csv_path: str, schema: schema_pb2.Schema
+                   ) -> statistics_pb2.DatasetFeatureStatisticsList:
+  """Statistics of the drift fields of a raw CSV, each column typed as the schema declares."""
+  return tfdv.generate_statistics_from_csv(csv_path, stats_options=tfdv.StatsOptions(
+      schema=schema, infer_type_from_schema=True,
+      feature_allowlist=_drift_features(schema)))
 
 
 def _load_split_anomalies(artifact) -> Dict[str, anomalies_pb2.Anomalies]:
@@ -128,11 +142,8 @@ def DataGate(  # pylint: disable=invalid-name
   drift_result = anomalies_pb2.Anomalies()
   previous_csv = previous_span_csv(data_root, span)
   if previous_csv:
-    previous = tfdv.generate_statistics_from_csv(
-        previous_csv, stats_options=tfdv.StatsOptions(
-            feature_allowlist=_drift_features(schema_proto)))
-    drift_result = drift_anomalies(_load_split_stats(statistics, STATS_SPLIT), previous,
-                                   schema_proto)
+    drift_result = drift_anomalies(_load_split_stats(statistics, STATS_SPLIT),
+                                   csv_statistics(previous_csv, schema_proto), schema_proto)
     problems[f'Drift against span {span - 1}'] = describe(drift_result)
   else:
     notes.append(f'No previous span next to span {span}: drift was not checked.')

@@ -14,15 +14,16 @@ from models import features
 
 REPORT_FILE = 'evaluation_report.md'
 OVERALL = ''
+CALIBRATION = 'calibration'  # mean prediction / mean label, derived from TFMA's two means
 # TFMA metric name -> words; the order of the tables.
 METRIC_LABELS = {
     gate_rule.AUC: 'AUC',
     gate_rule.LOGLOSS: 'log-loss',
-    'calibration': 'calibration (mean prediction / mean label)',
+    CALIBRATION: 'calibration (mean prediction / mean label)',
     'mean_label': 'mean label (CTR)',
     'mean_prediction': 'mean prediction',
 }
-_GROUP_METRICS = (gate_rule.AUC, gate_rule.LOGLOSS, 'calibration')
+_GROUP_METRICS = (gate_rule.AUC, gate_rule.LOGLOSS, CALIBRATION)
 PROTOCOL = {
     True: ('Eval data: the last {eval:.0%} of the latest month\'s time range, which neither '
            'the new model (trained on the earlier rows of the window) nor the served model '
@@ -74,13 +75,22 @@ class Results:
     self.metrics = evaluation_metrics(evaluation_uri)
     self.candidate, self.baseline = model_names(eval_config)
 
+  def _get(self, slice_name: str, model: str, metric: str) -> Optional[Estimate]:
+    if metric == CALIBRATION:
+      prediction = self.metrics.get((slice_name, model, 'mean_prediction', False))
+      label = self.metrics.get((slice_name, model, 'mean_label', False))
+      if prediction is None or not label or not label.value:
+        return None
+      return Estimate(prediction.value / label.value)
+    return self.metrics.get((slice_name, model, metric, False))
+
   def new(self, slice_name: str, metric: str) -> Optional[Estimate]:
-    return self.metrics.get((slice_name, self.candidate, metric, False))
+    return self._get(slice_name, self.candidate, metric)
 
   def served(self, slice_name: str, metric: str) -> Optional[Estimate]:
     if self.baseline is None:
       return None
-    return self.metrics.get((slice_name, self.baseline, metric, False))
+    return self._get(slice_name, self.baseline, metric)
 
   def change(self, slice_name: str, metric: str) -> Optional[Estimate]:
     if self.baseline is None:
@@ -126,8 +136,10 @@ def _group_table(results: Results, slice_names: List[str]) -> List[str]:
     ctr = results.new(slice_name, 'mean_label')
     # With a handful of clicks a group's AUC says little; the count lets a reader judge.
     clicks = rows * (ctr.value if ctr else 0)
+    # Without clicks (or without non-clicks) AUC and calibration are undefined, not 0.
+    defined = 0 < round(clicks) < rows
     cells = [f'{_words(results.new(slice_name, m))} | {_words(results.served(slice_name, m))}'
-             for m in _GROUP_METRICS]
+             if defined or m == gate_rule.LOGLOSS else 'n/a | n/a' for m in _GROUP_METRICS]
     lines.append(f'| {slice_name} | {rows:.0f} | {clicks:.0f} | ' + ' | '.join(cells) + ' |')
   return lines
 

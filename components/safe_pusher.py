@@ -3,11 +3,25 @@
 The stock Pusher copies the model into `<base_directory>/<version>/` file by file, so TF
 Serving can find the version directory before everything is in it. SafePusher takes the same
 inputs (model, model_blessing) and push_destination and records the same PushedModel (custom
-properties pushed, pushed_destination, pushed_version); only the copy differs: it goes through
-serving/safe_push.py (staging directory, then an atomic rename or a saved_model.pb-last copy).
+properties pushed, pushed_destination, pushed_version); only the copy differs (push()).
+
+push() first copies the model to `<base>/.push-<version>-<token>/`, a name no server takes for a
+version (models/serving_layout.py). Then:
+  * local disk: one rename moves it into place, which POSIX makes atomic;
+  * GCS (and other object stores): there is no rename, so the files are copied into
+    `<base>/<version>/` with saved_model.pb last, and the staging copy is deleted.
+    Each GCS object appears whole once its upload ends and listings are strongly consistent,
+    so by the time saved_model.pb is visible every other file is. TF Serving cannot load a
+    version without saved_model.pb; if it polls in between, that load fails and is retried
+    (--load_retry_interval_micros, see deploy/), never served half-written.
+Every file operation goes through Beam FileSystems (as ServedModelBaseline's reads do), so
+the base may be a local path or gs://.
 """
 import time
+import uuid
 
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
@@ -17,9 +31,26 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
-from serving import safe_push
+from components import served_baseline
+from models import serving_layout
 
 _TIMESTAMP_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
+
+
+def push(model_dir: str, base_dir: str, version: str) -> str:
+  """Copies model_dir to base_dir/version and returns that path; an existing one is kept."""
+  target = serving_layout.version_dir(base_dir, version)
+  if FileSystems.exists(target) or served_baseline.relative_files(target):
+    return target  # (a directory on an object store exists only as the prefix of its files)
+  staging = FileSystems.join(base_dir, serving_layout.staging_name(version, uuid.uuid4().hex[:8]))
+  served_baseline.copy_tree(model_dir, staging)
+  if isinstance(FileSystems.get_filesystem(base_dir), LocalFileSystem):
+    FileSystems.rename([staging], [target])
+  else:
+    served_baseline.copy_tree(staging, target)
+    FileSystems.delete([FileSystems.join(staging, path)
+                        for path in served_baseline.relative_files(staging)])
+  return target
 
 
 class Executor(pusher_executor.Executor):
@@ -41,7 +72,7 @@ class Executor(pusher_executor.Executor):
         destination.filesystem.versioning not in _TIMESTAMP_VERSIONING):
       raise NotImplementedError(f'SafePusher pushes to a filesystem only: {destination}')
     version = str(int(time.time()))
-    serving_path = safe_push.push(model_path, destination.filesystem.base_directory, version)
+    serving_path = push(model_path, destination.filesystem.base_directory, version)
     io_utils.copy_dir(model_path, pushed_model.uri)
     self._MarkPushed(pushed_model, pushed_destination=serving_path, pushed_version=version)
 

@@ -1,17 +1,18 @@
 """ServedModelBaseline: the Evaluator's baseline is the model TF Serving serves right now.
 
 TF Serving serves the newest version directory under `<serving_root>/<model_name>/` (an
-integer name, see the platform notes). This component finds the newest *complete* one
-there (`is_complete_version`) and copies it into its output Model artifact under
-`Format-Serving`, the layout the Evaluator loads a Trainer's model from. With nothing
-served, the artifact stays empty and the Evaluator in components/gated_evaluator.py drops
-it, so only the absolute thresholds apply.
+integer name, models/serving_layout.py). This component finds the newest *complete* one
+there (`is_complete_version`, the rule the model server applies too) and copies it into its
+output Model artifact under `Format-Serving`, the layout the Evaluator loads a Trainer's model
+from. With nothing served, the artifact stays empty and the Evaluator in
+components/gated_evaluator.py drops it, so only the absolute thresholds apply.
 
 Why not a Resolver (LatestBlessedModelStrategy): open-source Kubeflow Pipelines cannot run
 TFX Resolver nodes, and the metadata store's last blessed model need not be the one being
 served (a failed push, a rollback, a manual push). Why a copy: the evaluation records exactly
 the model it was compared with, even if a new version is pushed meanwhile. Every read goes
-through Beam FileSystems, so the serving root may be a local path or gs://.
+through Beam FileSystems, so the serving root may be a local path or gs://; SafePusher writes
+through relative_files() and copy_tree() here too.
 """
 import shutil
 from typing import List, Optional
@@ -26,39 +27,35 @@ from tfx.types import artifact
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from serving import versions
+from models import serving_layout
 
 SERVED_VERSION_PROPERTY = 'served_version'
 SERVED_PATH_PROPERTY = 'served_path'
 
 
-def _files(directory: str) -> List[str]:
+def relative_files(directory: str) -> List[str]:
   """Every file under directory, as paths relative to it."""
   matched = FileSystems.match([FileSystems.join(directory, '**')])[0].metadata_list
   return [m.path[len(directory):].lstrip('/') for m in matched]
 
 
 def is_complete_version(version_dir: str) -> bool:
-  """Whether a SavedModel directory has every file TF Serving needs to load it (the same
-  rule the local model server applies)."""
-  return versions.is_complete(_files(version_dir))
+  """Whether a SavedModel directory has every file TF Serving needs to load it."""
+  return serving_layout.is_complete(relative_files(version_dir))
 
 
 def served_versions(model_root: str) -> List[int]:
-  """Integer-named version directories under model_root holding a saved_model.pb, sorted."""
-  pattern = FileSystems.join(model_root, '*', versions.SAVED_MODEL)
-  found = []
-  for metadata in FileSystems.match([pattern])[0].metadata_list:
-    name = FileSystems.split(FileSystems.split(metadata.path)[0])[1]
-    if name.isdigit():
-      found.append(int(name))
-  return sorted(found)
+  """Version directories under model_root holding a saved_model.pb, sorted."""
+  pattern = FileSystems.join(model_root, '*', serving_layout.SAVED_MODEL)
+  names = (FileSystems.split(FileSystems.split(m.path)[0])[1]
+           for m in FileSystems.match([pattern])[0].metadata_list)
+  return sorted(v for v in map(serving_layout.version_number, names) if v is not None)
 
 
 def latest_complete_version(model_root: str) -> Optional[int]:
   """The version TF Serving would serve from model_root, skipping incomplete ones."""
   for version in reversed(served_versions(model_root)):
-    if is_complete_version(FileSystems.join(model_root, str(version))):
+    if is_complete_version(serving_layout.version_dir(model_root, version)):
       return version
     logging.warning('Skipping incomplete model version %s under %s.', version, model_root)
   return None
@@ -69,10 +66,11 @@ def has_model(model: artifact.Artifact) -> bool:
   return is_complete_version(path_utils.serving_model_dir(model.uri))
 
 
-def _copy_tree(source_dir: str, target_dir: str) -> None:
-  """Copies every file under source_dir byte for byte, also from one filesystem to another."""
+def copy_tree(source_dir: str, target_dir: str) -> None:
+  """Copies every file of a SavedModel byte for byte, also from one file system to another,
+  saved_model.pb last (serving_layout.copy_order)."""
   raw = CompressionTypes.UNCOMPRESSED  # never (de)compress *.gz assets on the way
-  for relative in _files(source_dir):
+  for relative in serving_layout.copy_order(relative_files(source_dir)):
     source = FileSystems.join(source_dir, relative)
     target = FileSystems.join(target_dir, relative)
     with FileSystems.open(source, compression_type=raw) as reader, FileSystems.create(
@@ -89,8 +87,8 @@ def ServedModelBaseline(  # pylint: disable=invalid-name
   if version is None:
     logging.info('No model is served under %s: only absolute thresholds apply.', model_root)
     return
-  version_dir = FileSystems.join(model_root, str(version))
-  _copy_tree(version_dir, path_utils.serving_model_dir(model.uri))
+  version_dir = serving_layout.version_dir(model_root, version)
+  copy_tree(version_dir, path_utils.serving_model_dir(model.uri))
   model.set_int_custom_property(SERVED_VERSION_PROPERTY, version)
   model.set_string_custom_property(SERVED_PATH_PROPERTY, version_dir)
   logging.info('Baseline: served version %s from %s.', version, version_dir)

@@ -27,6 +27,7 @@ import functools
 import io
 import os
 import shutil
+import sys
 import time
 from typing import Dict, Optional, Sequence
 
@@ -36,15 +37,37 @@ from PIL import Image, ImageDraw
 from models import data_layout
 from models import features
 
-CATEGORIES = features.BY_NAME['category'].domain
-CREATIVE_FORMATS = features.BY_NAME['creative_format'].domain
-PLACEMENTS = features.BY_NAME['placement'].domain
-DEVICES = features.BY_NAME['device'].domain
-COUNTRIES = features.BY_NAME['country'].domain
-HOURS = np.arange(features.BY_NAME['hour'].value_range[0],
-                  features.BY_NAME['hour'].value_range[1] + 1)
-BID_RANGE = features.BY_NAME['bid_price'].value_range
-HEADLINE_RANGE = features.BY_NAME['headline_length'].value_range
+# The fields of the sample ad log this generator simulates. models/features.py must define
+# exactly these (the domains and ranges below are read from it); with a log of your own it
+# does not, and the generator says so instead of crashing.
+SAMPLE_FIELDS = ('impression_id', 'ad_id', 'campaign_id', 'impression_time', 'advertiser',
+                 'category', 'creative_format', 'placement', 'device', 'country', 'hour',
+                 'day_of_week', 'bid_price', 'headline_length', 'image', 'clicked')
+
+
+def sample_fields_problem() -> Optional[str]:
+  """Why models/features.py does not describe the sample ad log, in one sentence; or None."""
+  missing = [name for name in SAMPLE_FIELDS if name not in features.BY_NAME]
+  unknown = [name for name in features.BY_NAME if name not in SAMPLE_FIELDS]
+  if missing:
+    return ('datagen generates the sample ad log only; models/features.py no longer has '
+            f"field{'s' if len(missing) > 1 else ''} {', '.join(missing)}.")
+  if unknown:
+    return ('datagen generates the sample ad log only; it cannot write the field'
+            f"{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} of models/features.py.")
+  return None
+
+
+if sample_fields_problem() is None:  # otherwise simulate() says why before any use of these
+  CATEGORIES = features.BY_NAME['category'].domain
+  CREATIVE_FORMATS = features.BY_NAME['creative_format'].domain
+  PLACEMENTS = features.BY_NAME['placement'].domain
+  DEVICES = features.BY_NAME['device'].domain
+  COUNTRIES = features.BY_NAME['country'].domain
+  HOURS = np.arange(features.BY_NAME['hour'].value_range[0],
+                    features.BY_NAME['hour'].value_range[1] + 1)
+  BID_RANGE = features.BY_NAME['bid_price'].value_range
+  HEADLINE_RANGE = features.BY_NAME['headline_length'].value_range
 
 IMAGE_SIDE = 64
 FIRST_MONTH = (2026, 1)  # span 1
@@ -282,7 +305,14 @@ def _broken_copies(ads: Ads, span: int, state: int, label: str) -> Ads:
 
 
 def simulate(rows: int, seed: int = 7, span: int = 1, drift: bool = False) -> Simulation:
-  """Draws one span's impressions and clicks without writing anything."""
+  """Draws one span's impressions and clicks without writing anything.
+
+  Raises:
+    ValueError: models/features.py does not define the sample log's fields, or span < 1.
+  """
+  problem = sample_fields_problem()
+  if problem:
+    raise ValueError(problem)
   if span < 1:
     raise ValueError(f'span must be >= 1, got {span}')
   advertisers, universe = _universe(seed)
@@ -464,6 +494,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                       help='Write drifted months (category shift, new advertiser, '
                       'broken images).')
   args = parser.parse_args(argv)
+  problem = sample_fields_problem()
+  if problem:
+    sys.exit(problem)
   for span in args.spans:
     start = time.perf_counter()
     summary = generate_span(args.root, span, args.rows, seed=args.seed, drift=args.drift)

@@ -68,9 +68,17 @@ def _raw_serving_fn(model, tf_transform_output):
   return serve
 
 
+def _raw_spec(tf_transform_output, *drop_roles):
+  """The raw feature spec without ExampleGen's derived fields (callers' examples may lack
+  them) and without the fields of `drop_roles`."""
+  roles = (features.DERIVED,) + drop_roles
+  dropped = {f.name for f in features.example_features() if f.role in roles}
+  return {name: spec for name, spec in tf_transform_output.raw_feature_spec().items()
+          if name not in dropped}
+
+
 def _examples_serving_fn(model, tf_transform_output):
-  raw_spec = tf_transform_output.raw_feature_spec()
-  raw_spec.pop(features.LABEL_KEY)
+  raw_spec = _raw_spec(tf_transform_output, features.LABEL)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve(serialized):
@@ -83,7 +91,7 @@ def _examples_serving_fn(model, tf_transform_output):
 def _transform_features_fn(model, tf_transform_output):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform(serialized):
-    raw = tf.io.parse_example(serialized, tf_transform_output.raw_feature_spec())
+    raw = tf.io.parse_example(serialized, _raw_spec(tf_transform_output))
     return model.tft_layer(raw)
 
   return transform
@@ -138,8 +146,13 @@ def read_used_hparams(model_uri: str) -> Optional[dict]:
   return _read_json(os.path.join(model_uri, HPARAMS_FILE))
 
 
-def _fit_platt(logits: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
-  """(a, b) minimising the log-loss of sigmoid(a * logit + b): Newton's method."""
+def _fit_platt(logits: np.ndarray, labels: np.ndarray,
+               fit_scale: bool = True) -> Tuple[float, float]:
+  """(a, b) minimising the log-loss of sigmoid(a * logit + b): Newton's method.
+
+  A scale below zero would turn the model's ranking upside down on the strength of the
+  validation rows alone; then only the bias is fitted.
+  """
   a, b = 1.0, 0.0
   for _ in range(50):
     p = 1 / (1 + np.exp(-(a * logits + b)))
@@ -147,10 +160,12 @@ def _fit_platt(logits: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
     w = p * (1 - p)
     h = np.array([[np.sum(w * logits ** 2), np.sum(w * logits)],
                   [np.sum(w * logits), np.sum(w)]]) + 1e-6 * np.eye(2)
-    step = np.linalg.solve(h, g)
+    step = np.linalg.solve(h, g) if fit_scale else np.array([0.0, g[1] / h[1, 1]])
     a, b = a - step[0], b - step[1]
     if np.abs(step).max() < 1e-6:
       break
+  if a <= 0:
+    return _fit_platt(logits, labels, fit_scale=False)
   return float(a), float(b)
 
 

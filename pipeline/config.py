@@ -8,6 +8,7 @@ import os
 from typing import Optional
 
 from components.image_csv_example_gen import splits
+from models import serving_layout
 from models.model import HParams
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ class GateConfig:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   pipeline_name: str = 'adclick'
-  model_name: str = 'adclick'  # TF Serving model name: <serving_root>/<model_name>/<version>
+  model_name: str = serving_layout.MODEL_NAME  # <serving_root>/<model_name>/<version>
   span: Optional[int] = None  # None = latest span under data_root
   # Train on this many months: the span above and the window_spans - 1 before it (those
   # that exist).

@@ -2,12 +2,13 @@
 
     client = Client('http://127.0.0.1:8501')
     client.predict({'ad_id': 'ad_00312', 'advertiser': 'adv_036', ..., 'image': png_bytes})
-    -> {'success': True, 'message': '...', 'prediction': {'click_probability': 0.031,
-                                                         'model_version': '1795273561'}}
+    -> {'success': True, 'message': '...',
+        'prediction': {<signatures.PREDICTION_KEY>: 0.031, 'model_version': '1795273561'}}
 
-An ad is checked against models/features.py before anything is sent: required fields, types,
-defaults for optional fields, ranges, closed domains and a decodable PNG/JPEG creative. Every
-problem comes back as success=False with a message that names it, never as an exception.
+An ad is checked against models/features.py, read at each call, before anything is sent:
+required fields, types, defaults for optional fields, ranges, closed domains and, where
+features.py has an image field, a decodable PNG/JPEG creative. Every problem comes back as
+success=False with a message that names it, never as an exception.
 """
 import base64
 import io
@@ -19,12 +20,11 @@ from PIL import Image
 import requests
 
 from models import features
+from models import serving_layout
 from models import signatures
-from pipeline.config import PipelineConfig
-from serving import REST_PORT
 
-DEFAULT_URL = f'http://127.0.0.1:{REST_PORT}'
-MODEL_NAME = PipelineConfig.model_name
+DEFAULT_URL = f'http://127.0.0.1:{serving_layout.REST_PORT}'
+VERSION_KEY = 'model_version'  # beside signatures.PREDICTION_KEY in a prediction
 IMAGE_FORMATS = ('PNG', 'JPEG')
 _BATCH_ROWS = 64  # ads per request in predict_many
 
@@ -108,7 +108,7 @@ class Client:
   """Calls `:predict` with a timeout, retrying a bounded number of times on 503 and on
   connection errors (a server starting up, a replica going away)."""
 
-  def __init__(self, url: str = DEFAULT_URL, model_name: str = MODEL_NAME,
+  def __init__(self, url: str = DEFAULT_URL, model_name: str = serving_layout.MODEL_NAME,
                timeout: float = 5.0, retries: int = 2, backoff: float = 0.2):
     self.url = url.rstrip('/')
     self.model_name = model_name
@@ -142,7 +142,7 @@ class Client:
       for (i, _), probability in zip(chunk, probabilities):
         results[i] = result(True, f'click probability {probability:.4f} from model '
                             f'{self.model_name} version {version}',
-                            {signatures.PREDICTION_KEY: probability, 'model_version': version})
+                            {signatures.PREDICTION_KEY: probability, VERSION_KEY: version})
     return results
 
   def serving_version(self) -> str:

@@ -1,6 +1,6 @@
 """A local model server that speaks TF Serving's REST API.
 
-    python -m serving.model_server --model-base-path outputs/serving --model-name adclick
+    python -m serving.model_server --model-base-path outputs/serving [--model-name adclick]
 
 tensorflow_model_server cannot be installed on these machines; production runs the
 tensorflow/serving image (deploy/). This server answers the same requests with the same bytes:
@@ -9,11 +9,12 @@ tensorflow/serving image (deploy/). This server answers the same requests with t
   POST /v1/models/{name}[/versions/{N}]:predict    row ("instances") or columnar ("inputs")
 and errors as {"error": "..."} with TF Serving's status codes and messages.
 
-Like the tensorflow/serving image it serves `<model-base-path>/<model-name>/<version>/`, the
-newest complete version (see versions.py), polling for new ones. A new version takes over once
-it has loaded and answered a warmup request; requests under way finish on the version they
-started on. A version that fails to load shows in status as END with its error, and the
-previous version keeps serving. Concurrent predict calls are batched (batching.py).
+Like the tensorflow/serving image it serves `<model-base-path>/<model-name>/<version>/`
+(models/serving_layout.py), the newest complete version (see versions.py), polling for new
+ones. A new version takes over once it has loaded and answered a warmup request; requests
+under way finish on the version they started on. A version that fails to load shows in
+status as END with its error, and the previous version keeps serving. Concurrent predict calls
+are batched (batching.py).
 """
 import argparse
 import asyncio
@@ -26,9 +27,9 @@ import urllib.parse
 from typing import Dict, Optional, Tuple
 
 from aiohttp import web
+import tensorflow as tf
 
-from pipeline.config import PipelineConfig
-from serving import REST_PORT
+from models import serving_layout
 from serving import batching
 from serving import rest_json
 from serving import versions
@@ -98,7 +99,7 @@ class ModelVersions:
     return {v: versions.snapshot(self._path(v)) for v in versions.list_versions(self.base_path)}
 
   def _path(self, version: int) -> str:
-    return os.path.join(self.base_path, str(version))
+    return serving_layout.version_dir(self.base_path, version)
 
   async def _load(self, version: int, files: versions.Snapshot):
     self.states[version] = ('LOADING', 'OK', '')
@@ -167,7 +168,9 @@ class RestApi:
     if method != 'predict':
       raise rest_json.RestError('UNIMPLEMENTED', f'Only :predict is served here, not :{method}')
     doc = rest_json.parse(body)
-    signature = rest_json.signature_name(doc) or 'serving_default'
+    # TF Serving's default is TF's default key, whatever the model (ours is signatures.py's).
+    signature = (rest_json.signature_name(doc) or
+                 tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
     model = self._servable(name, version, label)
     if signature not in model.inputs:
       raise rest_json.invalid(f'Serving signature name: "{signature}" not found in signature def')
@@ -201,8 +204,8 @@ def _version(text: str) -> int:
 
 
 async def serve(args: argparse.Namespace):
-  models = ModelVersions(os.path.join(args.model_base_path, args.model_name), args.model_name,
-                         args.poll_seconds)
+  models = ModelVersions(serving_layout.model_root(args.model_base_path, args.model_name),
+                         args.model_name, args.poll_seconds)
   # Two polls, so that a version still being written is not taken for a complete one.
   await models.poll()
   await asyncio.sleep(args.poll_seconds)
@@ -244,9 +247,10 @@ def main(argv=None):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--model-base-path', default='outputs/serving',
                       help='the serving root; the model is served from <this>/<model-name>')
-  parser.add_argument('--model-name', default=PipelineConfig.model_name)
+  parser.add_argument('--model-name', default=serving_layout.MODEL_NAME)
   parser.add_argument('--host', default='127.0.0.1')
-  parser.add_argument('--port', type=int, default=REST_PORT, help='0 picks a free port')
+  parser.add_argument('--port', type=int, default=serving_layout.REST_PORT,
+                      help='0 picks a free port')
   parser.add_argument('--poll-seconds', type=float, default=1.0,
                       help="TF Serving's --file_system_poll_wait_seconds")
   # The batching flags are named after TF Serving's BatchingParameters.

@@ -1,10 +1,9 @@
 """Versions under a model's base path: which are complete, and loading one so it can serve.
 
-TF Serving's rule: `<base>/<N>/` where N is an integer is version N; other names (a push in
-progress under `.push-<N>`, see safe_push.py) are ignored. A version is complete when
-saved_model.pb, variables/variables.index and every variables shard exist and none of its files
-changed since the previous poll: the stock TFX Pusher copies file by file, so a directory that
-is still growing is not loaded yet. It is served only once it has loaded and answered one
+The layout and which names are versions are TF Serving's (models/serving_layout.py). A version
+is complete when its files make a whole SavedModel (serving_layout.is_complete) and none of
+them changed since the previous poll: the stock TFX Pusher copies file by file, so a directory
+that is still growing is not loaded yet. It is served only once it has loaded and answered one
 request built from features.py.
 
 A version loads as TF Serving loads it: the SavedModel's graph in a Session, each signature run
@@ -14,21 +13,17 @@ load()). One ad costs ~1.5 ms that way against ~3.3 ms through the TF2 signature
 import dataclasses
 import io
 import os
-import re
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
 from models import features
+from models import serving_layout
 
-SAVED_MODEL = 'saved_model.pb'
-VARIABLES_INDEX = 'variables/variables.index'
-_SHARD = re.compile(r'variables/variables\.data-\d+-of-(\d+)$')
 # TF's DataTypeString names, which TF Serving's messages use (DT_FLOAT is "float").
 _DTYPE_NAMES = {'float32': 'float', 'float64': 'double'}
-_NUMPY = {'string': object, 'bytes': object, 'int': np.int64, 'float': np.float32}
 
 # Session.run in the caller's thread instead of the session's inter-op pool.
 _RUN_OPTIONS = tf.compat.v1.RunOptions(inter_op_thread_pool=-1)
@@ -52,8 +47,8 @@ class LoadedModel:
 def list_versions(base_path: str) -> List[int]:
   if not tf.io.gfile.isdir(base_path):
     return []
-  names = (name.rstrip('/') for name in tf.io.gfile.listdir(base_path))
-  return sorted(int(name) for name in names if name.isdigit() and int(name) < 2**63)
+  numbers = map(serving_layout.version_number, tf.io.gfile.listdir(base_path))
+  return sorted(number for number in numbers if number is not None)
 
 
 def relative_files(directory: str) -> List[str]:
@@ -65,19 +60,10 @@ def relative_files(directory: str) -> List[str]:
 def snapshot(version_dir: str) -> Optional[Snapshot]:
   """Every file of a version, or None while a file that a SavedModel needs is missing."""
   paths = relative_files(version_dir)
-  if not is_complete(paths):
+  if not serving_layout.is_complete(paths):
     return None
   stats = {path: tf.io.gfile.stat(os.path.join(version_dir, path)) for path in paths}
   return tuple(sorted((path, s.length, s.mtime_nsec) for path, s in stats.items()))
-
-
-def is_complete(relative_paths: Iterable[str]) -> bool:
-  """Whether a version's files (paths relative to its directory) make a whole SavedModel:
-  saved_model.pb, the variables index and every variables shard."""
-  present = set(relative_paths)
-  shard_counts = [int(m.group(1)) for m in map(_SHARD.match, present) if m]
-  return (SAVED_MODEL in present and VARIABLES_INDEX in present and bool(shard_counts) and
-          len(shard_counts) == shard_counts[0] and len(set(shard_counts)) == 1)
 
 
 def load(path: str, version: int) -> LoadedModel:
@@ -121,25 +107,31 @@ def _runner(session, signature) -> Callable[..., Arrays]:
   return call
 
 
+def sample_ad() -> Dict[str, Any]:
+  """One synthetic ad from features.py: domain values, defaults, range minimums, a tiny PNG."""
+  return {f.name: _sample_value(f) for f in features.serving_features()}
+
+
+def _sample_value(feature: features.Feature) -> Any:
+  if feature.role == features.IMAGE:
+    png = io.BytesIO()
+    Image.new('RGB', (8, 8), (90, 120, 200)).save(png, format='PNG')
+    return png.getvalue()
+  if feature.domain:
+    return feature.domain[0]
+  if feature.default is not None:
+    return feature.default
+  if feature.value_range:
+    return feature.value_range[0]
+  return feature.name
+
+
 def warmup_inputs() -> Dict[str, np.ndarray]:
-  """One synthetic ad from features.py: domain values, defaults, a tiny PNG."""
-  png = io.BytesIO()
-  Image.new('RGB', (8, 8), (90, 120, 200)).save(png, format='PNG')
-  inputs = {}
-  for feature in features.serving_features():
-    if feature.dtype == 'bytes':
-      value = png.getvalue()
-    elif feature.domain:
-      value = feature.domain[0]
-    elif feature.default is not None:
-      value = feature.default
-    elif feature.value_range:
-      value = feature.value_range[0]
-    else:
-      value = feature.name
-    inputs[feature.name] = np.array([value.encode() if isinstance(value, str) else value],
-                                    dtype=_NUMPY[feature.dtype])
-  return inputs
+  """sample_ad() as the raw serving signature takes it: one [1] array per field."""
+  ad = sample_ad()
+  return {f.name: np.array([ad[f.name].encode() if isinstance(ad[f.name], str) else ad[f.name]],
+                           dtype=features.tf_dtype(f).as_numpy_dtype)
+          for f in features.serving_features()}
 
 
 def dtype_name(dtype) -> str:

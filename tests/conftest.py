@@ -24,7 +24,7 @@ def raw_row(i: int, rng: np.random.Generator) -> dict:
   """One raw impression as the pipeline's tf.Examples hold it (values as Python scalars)."""
   return {
       'impression_id': f'imp-{i}', 'ad_id': f'ad_{i % 7:05d}', 'campaign_id': 'cmp_0001',
-      'impression_time': 1767225600 + 3600 * i, 'cohort': features.COHORT_ESTABLISHED,
+      'impression_time': 1767225600 + 3600 * i,
       'advertiser': f'adv_{i % 5:03d}',
       'category': features.CATEGORIES[i % len(features.CATEGORIES)],
       'creative_format': features.CREATIVE_FORMATS[i % len(features.CREATIVE_FORMATS)],
@@ -70,7 +70,10 @@ def transformed(raw_rows, tmp_path_factory):
 
   out = tmp_path_factory.mktemp('transform')
   metadata = dataset_metadata.DatasetMetadata(generate.build_schema())
-  rows = [{k: [v] for k, v in row.items()} for row in raw_rows]  # dense fields are [1]
+  # Dense fields are [1]; ExampleGen adds the derived cohort to every example it writes.
+  derived = {f.name: [f.domain[-1]] for f in features.example_features()
+             if f.role == features.DERIVED}
+  rows = [dict({k: [v] for k, v in row.items()}, **derived) for row in raw_rows]
   with tft_beam.Context(temp_dir=str(out / 'tmp'), force_tf_compat_v1=False):
     (data, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
         preprocessing.preprocessing_fn, output_record_batches=False)
@@ -98,12 +101,12 @@ def serving_model_dir(transformed, tmp_path_factory):
 def model_server(serving_model_dir, tmp_path_factory):
   """The local model server on a free port, serving serving_model_dir as version 1 of
   adclick; yields (the server, the model's directory to push more versions into)."""
-  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
-  from serving import safe_push  # pylint: disable=g-import-not-at-top
+  from components import safe_pusher  # pylint: disable=g-import-not-at-top
+  from models import serving_layout  # pylint: disable=g-import-not-at-top
   from serving import server_process  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('serving')
-  model_dir = str(root / PipelineConfig.model_name)
-  safe_push.push(serving_model_dir, model_dir, '1')
-  with server_process.model_server(str(root), PipelineConfig.model_name,
+  model_dir = serving_layout.model_root(str(root))
+  safe_pusher.push(serving_model_dir, model_dir, '1')
+  with server_process.model_server(str(root), serving_layout.MODEL_NAME,
                                    '--poll-seconds', '0.2') as server:
     yield server, model_dir

@@ -1,4 +1,5 @@
-"""The client and the predict CLI: validation against features.py, errors in words, retries."""
+"""The client and the predict CLI: validation against features.py, errors in words, retries;
+the same for a feature set without an image."""
 import base64
 import csv
 import http.server
@@ -9,13 +10,20 @@ import socket
 import threading
 import time
 
+import numpy as np
 from PIL import Image
 import pytest
 
 from models import features
+from models import serving_layout
+from models import signatures
 from serving import client as client_lib
 from serving import predict
+from serving import server_process
+from tests import fake_models
 from tests.conftest import png_bytes
+
+PREDICTION = signatures.PREDICTION_KEY
 
 
 @pytest.fixture
@@ -146,7 +154,7 @@ def test_503_is_retried(ad, stub):
                     (200, {'predictions': [0.25]}, 0)]
   outcome = client_lib.Client(url, retries=2, backoff=0.01).predict(ad)
   assert outcome['success'], outcome
-  assert outcome['prediction'] == {'click_probability': 0.25, 'model_version': '7'}
+  assert outcome['prediction'] == {PREDICTION: 0.25, client_lib.VERSION_KEY: '7'}
   assert [m for m, _ in handler.seen] == ['GET', 'POST', 'POST', 'POST']
 
 
@@ -168,34 +176,50 @@ def test_timeout_is_explained(ad, stub):
 
 def test_server_errors_are_explained(ad, stub):
   url, handler = stub
-  handler.script = [(404, {'error': 'Could not find any versions of model adclick'}, 0)]
-  outcome = client_lib.Client(url).predict(ad)
-  assert outcome['message'] == (f"the server at {url} does not serve model 'adclick': Could "
-                                'not find any versions of model adclick')
+  handler.script = [(404, {'error': 'Could not find any versions of model x'}, 0)]
+  outcome = client_lib.Client(url, model_name='x').predict(ad)
+  assert outcome['message'] == (f"the server at {url} does not serve model 'x': Could "
+                                'not find any versions of model x')
+  assert handler.seen == [('GET', '/v1/models/x')]
 
 
-def test_predict_against_the_local_server(model_server, ad):
-  server, _ = model_server
+def _wait_for(condition, seconds=60):
+  deadline = time.time() + seconds
+  while not condition():
+    assert time.time() < deadline, 'timed out'
+    time.sleep(0.1)
+
+
+def test_predict_against_the_local_server(model_server, serving_model_dir, ad):
+  from components import safe_pusher  # pylint: disable=g-import-not-at-top  (TFX, slow)
+  server, model_dir = model_server
+  version = 1 + max(filter(None, map(serving_layout.version_number, os.listdir(model_dir))))
+  safe_pusher.push(serving_model_dir, model_dir, str(version))
+  _wait_for(lambda: f'Serving model {serving_layout.MODEL_NAME} version {version} from' in
+            ''.join(server.output))
   client = client_lib.Client(server.url)
   outcome = client.predict(ad)
   assert outcome['success'], outcome
-  assert 0 < outcome['prediction']['click_probability'] < 1
-  assert outcome['prediction']['model_version'] == client.serving_version()
+  assert outcome['prediction'] == {
+      PREDICTION: pytest.approx(fake_models.serving_predictions(serving_model_dir, [ad])[0],
+                                rel=1e-5),
+      client_lib.VERSION_KEY: str(version)}
   many = client.predict_many([ad, dict(ad, device='tv'), ad])
   assert [o['success'] for o in many] == [True, False, True]
   assert many[0]['prediction'] == many[2]['prediction']
 
 
-def test_cli_one_ad(model_server, ad, tmp_path, capsys):
+def test_cli_one_ad(model_server, serving_model_dir, ad, tmp_path, capsys):
   server, _ = model_server
-  image = ad.pop('image')
-  (tmp_path / 'ad.json').write_text(json.dumps(ad))
-  (tmp_path / 'creative.png').write_bytes(image)
+  image = features.image_feature().name
+  (tmp_path / 'ad.json').write_text(json.dumps({k: v for k, v in ad.items() if k != image}))
+  (tmp_path / 'creative.png').write_bytes(ad[image])
   code = predict.main(['--ad', str(tmp_path / 'ad.json'), '--image',
                        str(tmp_path / 'creative.png'), '--url', server.url])
   printed = json.loads(capsys.readouterr().out)
   assert code == 0 and printed['success']
-  assert 0 < printed['prediction']['click_probability'] < 1
+  expected = fake_models.serving_predictions(serving_model_dir, [ad])[0]
+  assert printed['prediction'][PREDICTION] == pytest.approx(expected, rel=1e-5)
 
 
 def test_cli_one_ad_with_user_errors(tmp_path, capsys):
@@ -206,30 +230,33 @@ def test_cli_one_ad_with_user_errors(tmp_path, capsys):
     predict.main(['--ad', 'ad.json'])  # argparse explains the usage
 
 
-def test_cli_csv(model_server, raw_rows, tmp_path):
+def test_cli_csv(model_server, serving_model_dir, raw_rows, tmp_path):
   server, _ = model_server
-  columns = features.csv_columns()
+  image = features.image_feature().name
   (tmp_path / 'images').mkdir()
   with open(tmp_path / 'ads.csv', 'w', newline='') as f:
-    writer = csv.DictWriter(f, columns)
+    writer = csv.DictWriter(f, features.csv_columns())
     writer.writeheader()
     for i, row in enumerate(raw_rows[:5]):
-      (tmp_path / 'images' / f'{i}.png').write_bytes(row['image'])
-      out = {k: v for k, v in row.items() if k != 'image'}
+      (tmp_path / 'images' / f'{i}.png').write_bytes(row[image])
+      out = {k: v for k, v in row.items() if k != image}
       out[features.IMAGE_PATH_COLUMN] = f'images/{i}.png'
       writer.writerow(out)
     writer.writerow(dict(out, device='tv'))
-    writer.writerow(dict(out, image_path='images/gone.png'))
+    writer.writerow(dict(out, **{features.IMAGE_PATH_COLUMN: 'images/gone.png'}))
   code = predict.main(['--csv', str(tmp_path / 'ads.csv'), '--out', str(tmp_path / 'p.csv'),
                        '--url', server.url])
   assert code == 1
   with open(tmp_path / 'p.csv') as f:
     rows = list(csv.DictReader(f))
-  assert list(rows[0]) == list(predict.OUTPUT_COLUMNS)
-  assert all(0 < float(r['click_probability']) < 1 and not r['error'] for r in rows[:5])
+  assert list(rows[0]) == predict.output_columns()
+  assert not any(r['error'] for r in rows[:5])
+  np.testing.assert_allclose([float(r[PREDICTION]) for r in rows[:5]],
+                             fake_models.serving_predictions(serving_model_dir, raw_rows[:5]),
+                             rtol=1e-5)
   assert rows[5]['error'].startswith('line 7: invalid ad: device must be one of')
   assert rows[6]['error'] == "line 8: image 'images/gone.png' not found next to the CSV"
-  assert rows[0]['impression_id'] == raw_rows[0]['impression_id']
+  assert [r['impression_id'] for r in rows[:5]] == [r['impression_id'] for r in raw_rows[:5]]
 
 
 def test_cli_csv_without_the_needed_columns(tmp_path, capsys):
@@ -238,3 +265,76 @@ def test_cli_csv_without_the_needed_columns(tmp_path, capsys):
                       ) == 1
   assert 'lacks the column(s) impression_id' in json.loads(capsys.readouterr().out)['message']
   assert not os.path.exists(tmp_path / 'o.csv')
+
+
+# Another log: other key and label, an integer-coded categorical, no image at all.
+NO_IMAGE_AD = {'id': 'imp-1', 'site_category': 'news', 'hour': '3', 'price': '2.5'}
+
+
+def _no_image_probability(ad):
+  """fake_models.no_image_probability, by hand."""
+  hour = int(ad['hour']) + int(ad.get('banner_pos') or 0)
+  return ((hour + 1) / 50 + 0.3 * (ad['site_category'] == 'news') +
+          0.1 * (ad.get('C1', '1005') in ('', '1005')) + float(ad['price']) / 1000)
+
+
+@pytest.fixture
+def no_image(monkeypatch):
+  fake_models.use_features(monkeypatch, fake_models.NO_IMAGE_FEATURES)
+
+
+@pytest.fixture(scope='module')
+def no_image_server(tmp_path_factory):
+  """The model server serving a fake model of NO_IMAGE_FEATURES as version 1."""
+  root = tmp_path_factory.mktemp('no_image')
+  with pytest.MonkeyPatch.context() as patch:
+    fake_models.use_features(patch, fake_models.NO_IMAGE_FEATURES)
+    fake_models.save_raw(serving_layout.version_dir(serving_layout.model_root(str(root)), 1),
+                         fake_models.no_image_probability)
+  with server_process.model_server(str(root), serving_layout.MODEL_NAME,
+                                   '--poll-seconds', '0.2') as server:
+    yield server.url
+
+
+def test_validation_without_an_image_field(no_image):
+  instance, problems = client_lib.validate(NO_IMAGE_AD)
+  assert not problems
+  assert instance == {'id': 'imp-1', 'site_category': 'news', 'C1': '1005', 'hour': 3,
+                      'banner_pos': 0, 'price': 2.5}
+  problems = _problems(dict(NO_IMAGE_AD, C1=1005, image=png_bytes((0, 0, 0)), hour=24,
+                            site_category=None))
+  assert problems == ("unknown field 'image' (the fields are id, site_category, C1, hour, "
+                      'banner_pos, price); site_category is missing (Category of the site.); '
+                      'C1 must be text, got 1005; hour must be between 0 and 23, got 24')
+
+
+def test_cli_csv_without_an_image_field(no_image, no_image_server, tmp_path):
+  ads = [dict(NO_IMAGE_AD, id=f'imp-{i}', hour=str(i), C1=code, banner_pos=str(i % 3))
+         for i, code in enumerate(['1005', '1002', '', '7'])]
+  ads.append(dict(NO_IMAGE_AD, id='imp-bad', hour='30'))
+  with open(tmp_path / 'ads.csv', 'w', newline='') as f:
+    writer = csv.DictWriter(f, features.csv_columns())
+    writer.writeheader()
+    writer.writerows(dict(ad, click='0') for ad in ads)
+  code = predict.main(['--csv', str(tmp_path / 'ads.csv'), '--out', str(tmp_path / 'p.csv'),
+                       '--url', no_image_server])
+  assert code == 1
+  with open(tmp_path / 'p.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ['id', PREDICTION, client_lib.VERSION_KEY, 'error']
+  assert [r['id'] for r in rows] == [ad['id'] for ad in ads]
+  np.testing.assert_allclose([float(r[PREDICTION]) for r in rows[:4]],
+                             [_no_image_probability(ad) for ad in ads[:4]], rtol=1e-6)
+  assert [r[client_lib.VERSION_KEY] for r in rows[:4]] == ['1'] * 4
+  assert rows[4]['error'] == 'line 6: invalid ad: hour must be between 0 and 23, got 30'
+
+
+def test_cli_one_ad_without_an_image_field(no_image, no_image_server, tmp_path, capsys):
+  (tmp_path / 'ad.json').write_text(json.dumps(NO_IMAGE_AD))
+  code = predict.main(['--ad', str(tmp_path / 'ad.json'), '--url', no_image_server])
+  printed = json.loads(capsys.readouterr().out)
+  assert code == 0, printed
+  assert printed['prediction'][PREDICTION] == pytest.approx(_no_image_probability(NO_IMAGE_AD))
+  with pytest.raises(SystemExit):  # argparse explains there is no image to give
+    predict.main(['--ad', str(tmp_path / 'ad.json'), '--image', 'creative.png'])
+  assert 'features.py has no image field' in capsys.readouterr().err

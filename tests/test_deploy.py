@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from serving import REST_PORT
+from models import serving_layout
 from serving import client
 
 DEPLOY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'deploy')
@@ -58,18 +58,19 @@ def test_tf_serving_serves_the_pushed_model_from_gcs(container):
   assert image == 'tensorflow/serving'
   assert tag.split('.')[:2] == metadata.version('tensorflow').split('.')[:2]
   env = {e['name']: e['value'] for e in container['env']}
-  assert env['MODEL_NAME'] == client.MODEL_NAME
+  assert env['MODEL_NAME'] == serving_layout.MODEL_NAME
   assert env['MODEL_BASE_PATH'].startswith('gs://')
   flags = dict(arg.lstrip('-').split('=', 1) for arg in container['args'])
   assert int(flags['max_num_load_retries']) > 0  # what makes a mid-copy poll harmless
-  assert _port(container, 'http') == REST_PORT
+  assert _port(container, 'http') == serving_layout.REST_PORT
+  assert _port(container, 'grpc') == serving_layout.GRPC_PORT
 
 
 @pytest.mark.parametrize('probe', ['startupProbe', 'readinessProbe', 'livenessProbe'])
 def test_probes_ask_the_rest_status_of_the_model(container, probe):
   check = container[probe]['httpGet']
-  assert check['path'] == f'/v1/models/{client.MODEL_NAME}'
-  assert _port(container, check['port']) == REST_PORT
+  assert check['path'] == f'/v1/models/{serving_layout.MODEL_NAME}'
+  assert _port(container, check['port']) == serving_layout.REST_PORT
 
 
 def test_resources_are_requested(container):
@@ -95,8 +96,8 @@ def test_service_exposes_the_rest_port_to_the_pods(manifests, container):
   labels = manifests['Deployment']['spec']['template']['metadata']['labels']
   assert service['spec']['selector'].items() <= labels.items()
   http = next(p for p in service['spec']['ports'] if p['name'] == 'http')
-  assert http['port'] == REST_PORT
-  assert _port(container, http['targetPort']) == REST_PORT
+  assert http['port'] == serving_layout.REST_PORT
+  assert _port(container, http['targetPort']) == serving_layout.REST_PORT
   assert client.DEFAULT_URL.endswith(f':{http["port"]}')
 
 

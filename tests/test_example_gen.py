@@ -12,10 +12,10 @@ from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components.image_csv_example_gen import component
 from components.image_csv_example_gen import executor
+from components.image_csv_example_gen import splits
 from models import features
 
 
@@ -28,7 +28,7 @@ def _png(color) -> bytes:
 def _row(i: int, ad_id: str, **overrides) -> dict:
   row = {
       'impression_id': f'imp-{i}', 'ad_id': ad_id, 'campaign_id': 'cmp_1',
-      'advertiser': 'adv_001', 'category': features.CATEGORIES[i % 3],
+      'impression_time': str(1767225600 + 3600 * i), 'advertiser': 'adv_001', 'category': features.CATEGORIES[i % 3],
       'creative_format': features.CREATIVE_FORMATS[0], 'placement': features.PLACEMENTS[0],
       'device': features.DEVICES[i % 2], 'country': 'US', 'hour': str(i), 'day_of_week': '2',
       'bid_price': f'{1 + i / 4:.2f}', 'headline_length': '30',
@@ -73,23 +73,17 @@ def mixed_span(tmp_path):
   return tmp_path / 'data'
 
 
-def _run_executor(input_base, output_dir, **extra_exec_properties):
+def _run_executor(input_base, output_dir, max_rejected_fraction=0.05):
+  """Runs the executor on span 1 with the exec properties the pipeline's component has."""
   examples = standard_artifacts.Examples()
   examples.uri = str(output_dir)
-  exec_properties = {
-      standard_component_specs.INPUT_BASE_KEY: str(input_base),
-      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Input(splits=[
-              example_gen_pb2.Input.Split(name='single_split', pattern='span-1/ads.csv')])),
-      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-              example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=2),
-              example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)]))),
-      standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-      **extra_exec_properties,
-  }
+  example_gen = component.ImageCsvExampleGen(
+      input_base=str(input_base), max_rejected_fraction=max_rejected_fraction,
+      split_config=splits.SplitConfig(),
+      input_config=example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name='single_split', pattern='span-1/ads.csv')]))
   executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
-                         exec_properties)
+                         dict(example_gen.exec_properties))
   return examples
 
 
@@ -100,8 +94,7 @@ def _read_examples(uri: str):
 
 
 def test_executor_accepts_valid_rows_and_reports_rejected(mixed_span, tmp_path):
-  examples = _run_executor(mixed_span, tmp_path / 'out',
-                           **{executor.MAX_REJECTED_FRACTION_KEY: 0.5})
+  examples = _run_executor(mixed_span, tmp_path / 'out', max_rejected_fraction=0.5)
 
   accepted = _read_examples(examples.uri)
   assert len(accepted) == 9
@@ -117,10 +110,11 @@ def test_executor_accepts_valid_rows_and_reports_rejected(mixed_span, tmp_path):
   assert features.IMAGE_PATH_COLUMN not in first
   for feature in by_impression.values():
     ad_id = feature['ad_id'].bytes_list.value[0].decode()
-    assert feature[features.IMAGE_KEY].bytes_list.value == [GOOD_IMAGES[ad_id]]
-    assert set(feature) == {f.name for f in features.FEATURES}
+    assert feature[features.image_feature().name].bytes_list.value == [GOOD_IMAGES[ad_id]]
+    assert set(feature) == {f.name for f in features.example_features()}
 
-  rejected = {row['ad_id']: row for row in executor.read_rejected_rows(examples.uri)}
+  # Rejected rows are named by their key fields: impression / ad / campaign.
+  rejected = {row['key'].split('/')[1]: row for row in executor.read_rejected_rows(examples.uri)}
   assert set(rejected) == {'ad_missing', 'ad_corrupt', 'ad_1'}
   assert rejected['ad_missing']['reason'].startswith('image missing: ')
   assert rejected['ad_missing']['reason'].endswith('ad_missing.png')
@@ -139,7 +133,7 @@ def test_executor_fails_above_max_rejected_fraction(tmp_path):
   message = str(error.value)
   assert 'max_rejected_fraction=0.05' in message
   assert 'clicked: required value is empty' in message
-  assert 'expected 15 columns, got 3' in message
+  assert f'expected {len(features.csv_columns())} columns, got 3' in message
   assert 'rejected_rows' in message
 
 
@@ -157,7 +151,8 @@ def test_component_picks_latest_span(tmp_path):
   _write_span(input_base, 2, _good_rows(5), GOOD_IMAGES)
   metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       str(tmp_path / 'metadata.sqlite'))
-  example_gen = component.ImageCsvExampleGen(input_base=str(input_base))
+  example_gen = component.ImageCsvExampleGen(
+      input_base=str(input_base), max_rejected_fraction=0.05, split_config=splits.SplitConfig())
 
   tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
       pipeline_name='example_gen_test', pipeline_root=str(tmp_path / 'root'),

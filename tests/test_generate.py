@@ -1,5 +1,7 @@
 """Tests of the sample-data generator (datagen/generate.py)."""
+import calendar
 import csv
+import datetime
 import os
 import re
 
@@ -11,6 +13,10 @@ from datagen import generate
 from models import features
 
 ROWS = 2000
+# The generator writes the sample ad log only; with a features.py of one's own only the test
+# that it says so runs.
+sample_data_only = pytest.mark.skipif(generate.sample_fields_problem() is not None,
+                                      reason=str(generate.sample_fields_problem()))
 
 
 def _read(path):
@@ -66,6 +72,7 @@ def drift_span(tmp_path_factory):
   return root, generate.generate_span(root, 2, 5000, drift=True)
 
 
+@sample_data_only
 def test_layout_header_and_images(normal_span):
   root, summary = normal_span
   span_dir = os.path.join(root, 'span-1')
@@ -84,6 +91,7 @@ def test_layout_header_and_images(normal_span):
   assert len(os.listdir(summary['paths']['images'])) == summary['n_ads']
 
 
+@sample_data_only
 def test_deterministic(tmp_path, normal_span):
   root, summary = normal_span
   again = generate.generate_span(str(tmp_path), 1, ROWS)
@@ -98,6 +106,7 @@ def test_deterministic(tmp_path, normal_span):
   assert not np.array_equal(other_seed.clicked, generate.simulate(ROWS).clicked)
 
 
+@sample_data_only
 def test_ctr_and_domains(normal_span):
   _, summary = normal_span
   cols = _columns(summary['paths']['csv'])
@@ -122,6 +131,7 @@ def test_ctr_and_domains(normal_span):
   assert all(a.startswith('adv_') for a in cols['advertiser'])
 
 
+@sample_data_only
 def test_ground_truth_aligns(normal_span):
   _, summary = normal_span
   cols = _columns(summary['paths']['csv'])
@@ -135,6 +145,7 @@ def test_ground_truth_aligns(normal_span):
   assert probability.mean() == pytest.approx(summary['ctr'], abs=0.01)
 
 
+@sample_data_only
 def test_image_matters():
   sim = generate.simulate(20000, seed=7)
   labels = sim.clicked
@@ -146,6 +157,7 @@ def test_image_matters():
   assert abs(np.corrcoef(sim.image_logit, sim.blind_logit)[0, 1]) < 0.1
 
 
+@sample_data_only
 def test_universe_shared_across_spans():
   one, two = generate.simulate(ROWS, span=1), generate.simulate(ROWS, span=2)
   ads_one, ads_two = set(one.ads.ad_id), set(two.ads.ad_id)
@@ -158,6 +170,7 @@ def test_universe_shared_across_spans():
   assert one.ads.advertiser[i] == two.ads.advertiser[j]
 
 
+@sample_data_only
 def test_consecutive_normal_spans_stay_within_drift_thresholds():
   one, two = generate.simulate(20000, span=1), generate.simulate(20000, span=2)
   for feature in features.FEATURES:
@@ -166,6 +179,7 @@ def test_consecutive_normal_spans_stay_within_drift_thresholds():
       assert distance < feature.drift_threshold, feature.name
 
 
+@sample_data_only
 def test_drift(normal_span, drift_span):
   _, normal = normal_span
   root, drifted = drift_span
@@ -193,6 +207,7 @@ def test_drift(normal_span, drift_span):
   assert all(_opens(p) for p in others)
 
 
+@sample_data_only
 def test_no_drift_artifacts_without_flag(normal_span):
   _, summary = normal_span
   cols = _columns(summary['paths']['csv'])
@@ -200,6 +215,7 @@ def test_no_drift_artifacts_without_flag(normal_span):
   assert all(re.fullmatch(r'ad_\d{5}', a) for a in cols['ad_id'])
 
 
+@sample_data_only
 def test_cli(tmp_path, capsys):
   generate.main(['--root', str(tmp_path), '--rows', '300', '--spans', '1', '2'])
   out = capsys.readouterr().out.splitlines()
@@ -207,3 +223,59 @@ def test_cli(tmp_path, capsys):
   for span in (1, 2):
     assert os.path.exists(tmp_path / f'span-{span}' / 'ads.csv')
     assert os.path.exists(tmp_path / 'ground_truth' / f'span-{span}.csv')
+
+
+@sample_data_only
+def test_impression_time_is_in_the_month_and_matches_hour_and_day():
+  sim = generate.simulate(ROWS, span=2)
+  start = generate.month_start(2)
+  times = [datetime.datetime.fromtimestamp(t, tz=datetime.timezone.utc)
+           for t in sim.impression_time]
+  assert {(t.year, t.month) for t in times} == {(start.year, start.month)}
+  assert [t.hour for t in times] == list(sim.hour)
+  assert [t.weekday() for t in times] == list(sim.day_of_week)
+  assert len({t.day for t in times}) > 20  # spread over the month
+
+
+@sample_data_only
+def test_new_ads_launch_mid_month():
+  span = 2
+  sim = generate.simulate(20000, span=span)
+  month = generate.month_start(span)
+  month_days = calendar.monthrange(month.year, month.month)[1]
+  start = int(month.timestamp())
+  days = (sim.impression_time - start) // 86400
+  ad_ids = sim.shown.ad_id
+  is_new = np.array([int(a[len('ad_'):]) > generate.MAX_ADS for a in ad_ids])
+  assert 0.01 < is_new.mean() < 0.1
+  # No impression of a new ad before its launch day.
+  assert (days[is_new] >= np.floor(sim.shown.launch[is_new] * month_days)).all()
+  first_day = {}
+  for ad_id, day in zip(ad_ids, days):
+    first_day[ad_id] = min(day, first_day.get(ad_id, day))
+  new_first = [first_day[a] for a in set(ad_ids[is_new])]
+  established_first = [first_day[a] for a in set(ad_ids[~is_new])]
+  # Some creatives are first seen in the month's last fifth (the eval period), and only
+  # new ones: the established ones all show up in the first half.
+  assert max(new_first) >= 0.8 * month_days and max(established_first) < month_days / 2
+
+
+@pytest.mark.parametrize('change,sentence', [
+    (lambda by_name: by_name.pop('category'),
+     'datagen generates the sample ad log only; models/features.py no longer has field '
+     'category.'),
+    (lambda by_name: by_name.update(site_code=None),
+     'datagen generates the sample ad log only; it cannot write the field site_code of '
+     'models/features.py.'),
+])
+def test_other_fields_are_refused_in_one_sentence(monkeypatch, tmp_path, change, sentence):
+  by_name = {name: None for name in generate.SAMPLE_FIELDS}
+  change(by_name)
+  monkeypatch.setattr(features, 'BY_NAME', by_name)
+  with pytest.raises(ValueError) as error:
+    generate.generate_span(str(tmp_path), 1, 10)
+  assert str(error.value) == sentence
+  with pytest.raises(SystemExit) as exit_info:
+    generate.main(['--root', str(tmp_path), '--spans', '1'])
+  assert exit_info.value.code == sentence
+  assert not os.listdir(tmp_path)  # nothing half-written

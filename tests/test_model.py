@@ -1,94 +1,160 @@
 """The Keras model builds, trains a step, and every exported signature takes what it promises."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from datagen import generate
 from models import features
 from models import model as model_lib
 from models import signatures
 from models import trainer
 from tests.conftest import to_example
 
+# The fixture rows (tests/conftest.py raw_row) are rows of the sample ad log.
+needs_sample_rows = pytest.mark.skipif(
+    generate.sample_fields_problem() is not None,
+    reason=f'the fixture rows are the sample log\'s: {generate.sample_fields_problem()}')
+needs_image = pytest.mark.skipif(features.image_feature() is None,
+                                 reason='models/features.py has no image field')
+# Calibration values far from the identity, so their effect on the served output shows.
+SCALE, BIAS = 0.5, -1.5
+
+
+@dataclasses.dataclass
+class Exported:
+  model: tf.keras.Model
+  transform_output: tft.TFTransformOutput
+  loaded: object  # the SavedModel, as TF Serving loads it
+
+
+def _label(rows):
+  return np.array([row[features.label_feature().name] for row in rows], dtype=np.float32)
+
 
 def _fit_one_step(transform_dir, data, hparams):
   output = tft.TFTransformOutput(transform_dir)
   model = model_lib.build_model(output, hparams)
   x = {name: np.stack([row[name] for row in data]) for name in model.input_names}
-  y = np.array([row[features.LABEL_KEY] for row in data], dtype=np.float32)
-  model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+  model.fit(x, _label(data), epochs=1, batch_size=32, verbose=0)
   return model, output
 
 
 def _raw_args(rows):
   """What TF Serving decodes from {"instances": [{...}]}: one [batch] tensor per field, the
   image from {"b64": ...} as raw bytes, numbers in the signature's dtypes."""
-  dtypes = {'string': tf.string, 'bytes': tf.string, 'int': tf.int64, 'float': tf.float32}
-  return {f.name: tf.constant([r[f.name] for r in rows], dtype=dtypes[f.dtype])
+  return {f.name: tf.constant([r[f.name] for r in rows], dtype=features.tf_dtype(f))
           for f in features.serving_features()}
 
 
+def _as_example_gen_writes(row):
+  """A raw row as a tf.Example from ExampleGen: with its derived fields (e.g. the cohort)."""
+  derived = {f.name: f.domain[-1] for f in features.example_features()
+             if f.role == features.DERIVED}
+  return to_example(dict(row, **derived))
+
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
 @pytest.fixture(scope='module')
-def saved_model(transformed, tmp_path_factory):
+def exported(transformed, tmp_path_factory):
   transform_dir, data = transformed
   model, output = _fit_one_step(transform_dir, data, model_lib.HParams())
+  calibration = model.get_layer(signatures.PREDICTION_KEY)
+  calibration.scale.assign(SCALE)
+  calibration.bias.assign(BIAS)
   path = str(tmp_path_factory.mktemp('model') / 'serving_model')
   model.save(path, save_format='tf', signatures=trainer.signatures(model, output))
-  return tf.saved_model.load(path)
+  return Exported(model, output, tf.saved_model.load(path))
 
 
+@needs_sample_rows
+@needs_image
 def test_tabular_only_variant_has_no_image_input(transformed):
-  transform_dir, data = transformed
-  model, _ = _fit_one_step(transform_dir, data, model_lib.HParams(use_image=False))
-  assert features.transformed_name('image') not in model.input_names
-  assert len(model.input_names) > 5
+  output = tft.TFTransformOutput(transformed[0])
+  full = model_lib.build_model(output, model_lib.HParams())
+  tabular = model_lib.build_model(output, model_lib.HParams(use_image=False))
+  image_input = features.transformed_name(features.image_feature().name)
+  assert set(tabular.input_names) == set(full.input_names) - {image_input}
+  assert image_input in full.input_names
 
 
-def test_signatures_exported(saved_model):
-  assert set(saved_model.signatures) == {
+@needs_sample_rows
+def test_signatures_exported(exported):
+  assert set(exported.loaded.signatures) == {
       signatures.SERVING_SIGNATURE, signatures.EXAMPLES_SIGNATURE, signatures.TRANSFORM_SIGNATURE}
 
 
-def test_serving_default_takes_raw_json_friendly_features(saved_model, raw_rows):
-  serve = saved_model.signatures[signatures.SERVING_SIGNATURE]
-  rows = raw_rows[:3]
-  out = serve(**_raw_args(rows))[signatures.PREDICTION_KEY].numpy()
-  assert out.shape == (3,) and np.all((out > 0) & (out < 1))
-  assert features.LABEL_KEY not in serve.structured_input_signature[1]
+@needs_sample_rows
+def test_serving_default_is_the_calibrated_keras_model_on_raw_fields(exported, raw_rows):
+  rows = raw_rows[:5]
+  serve = exported.loaded.signatures[signatures.SERVING_SIGNATURE]
+  served = serve(**_raw_args(rows))[signatures.PREDICTION_KEY].numpy()
+  assert features.label_feature().name not in serve.structured_input_signature[1]
+  # The same rows through the Transform layer and the Keras model's logit, calibrated by hand.
+  raw = {f.name: tf.constant([[r[f.name]] for r in rows], dtype=features.tf_dtype(f))
+         for f in features.model_features()}
+  inputs = exported.transform_output.transform_features_layer()(raw)
+  logit_model = tf.keras.Model(exported.model.inputs, exported.model.get_layer('logit').output)
+  logits = logit_model({k: inputs[k] for k in exported.model.input_names}).numpy().reshape(-1)
+  np.testing.assert_allclose(served, _sigmoid(SCALE * logits + BIAS), rtol=1e-4)
+  assert np.abs(served - _sigmoid(logits)).max() > 0.05  # calibration did change the output
 
 
-def test_serving_examples_matches_serving_default(saved_model, raw_rows):
+@needs_sample_rows
+def test_serving_examples_matches_serving_default(exported, raw_rows):
   rows = raw_rows[:4]
-  serialized = [to_example({k: v for k, v in r.items() if k != features.LABEL_KEY})
+  label = features.label_feature().name
+  serialized = [_as_example_gen_writes({k: v for k, v in r.items() if k != label})
                 .SerializeToString() for r in rows]
-  from_examples = saved_model.signatures[signatures.EXAMPLES_SIGNATURE](
+  from_examples = exported.loaded.signatures[signatures.EXAMPLES_SIGNATURE](
       examples=tf.constant(serialized))[signatures.PREDICTION_KEY].numpy()
-  args = _raw_args(rows)
-  from_raw = saved_model.signatures[signatures.SERVING_SIGNATURE](**args)[
+  from_raw = exported.loaded.signatures[signatures.SERVING_SIGNATURE](**_raw_args(rows))[
       signatures.PREDICTION_KEY].numpy()
   np.testing.assert_allclose(from_examples, from_raw, rtol=1e-5)
 
 
-def test_transform_signature_outputs_model_inputs(saved_model, raw_rows):
-  serialized = [to_example(r).SerializeToString() for r in raw_rows[:2]]
-  out = saved_model.signatures[signatures.TRANSFORM_SIGNATURE](examples=tf.constant(serialized))
-  assert out[features.transformed_name('image')].shape == (
-      2, features.IMAGE_SIZE, features.IMAGE_SIZE, 3)
-  assert features.transformed_name('advertiser') in out
+@needs_sample_rows
+def test_transform_signature_outputs_model_inputs(exported, raw_rows):
+  serialized = [_as_example_gen_writes(r).SerializeToString() for r in raw_rows[:2]]
+  out = exported.loaded.signatures[signatures.TRANSFORM_SIGNATURE](
+      examples=tf.constant(serialized))
+  assert set(exported.model.input_names) <= set(out)
+  image = features.image_feature()
+  if image:
+    assert out[features.transformed_name(image.name)].shape == (
+        2, features.IMAGE_SIZE, features.IMAGE_SIZE, 3)
 
 
-def test_serving_rejects_undecodable_image(saved_model, raw_rows):
+@needs_sample_rows
+@needs_image
+def test_serving_rejects_undecodable_image(exported, raw_rows):
   args = _raw_args(raw_rows[:1])
-  args['image'] = tf.constant([b'not an image'])
+  args[features.image_feature().name] = tf.constant([b'not an image'])
   with pytest.raises(tf.errors.InvalidArgumentError):
-    saved_model.signatures[signatures.SERVING_SIGNATURE](**args)
+    exported.loaded.signatures[signatures.SERVING_SIGNATURE](**args)
 
 
-def test_hparams_from_custom_config_ignores_unknown_keys():
-  hparams = model_lib.HParams.from_custom_config({'use_image': False, 'epochs': 3, 'x': 1})
-  assert hparams.use_image is False and hparams.epochs == 3
+def test_hparams_replace_sets_known_fields_only():
+  hparams = model_lib.HParams().replace(
+      {'use_image': False, 'max_epochs': 3, 'deep_units': [16, 8], 'not_a_field': 1})
+  assert hparams.use_image is False and hparams.max_epochs == 3
+  assert hparams.deep_units == (16, 8)  # JSON lists become the dataclass's tuples
+  assert hparams.learning_rate == model_lib.HParams().learning_rate
+  assert not hasattr(hparams, 'not_a_field')
 
 
-@pytest.mark.parametrize('steps,epochs,expected', [(1200, 8, (8, 150)), (3, 8, (3, 1))])
-def test_step_budget_split_into_epochs(steps, epochs, expected):
-  assert trainer._epochs_and_steps(steps, epochs) == expected  # pylint: disable=protected-access
+def test_platt_scaling_recovers_a_known_miscalibration():
+  rng = np.random.default_rng(0)
+  true_logit = rng.normal(-3, 1, 20000)
+  labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logit))).astype(float)
+  # A model whose logits are twice too confident and shifted: Platt must undo both.
+  a, b = trainer._fit_platt(2 * true_logit + 1, labels)  # pylint: disable=protected-access
+  assert abs(a - 0.5) < 0.05 and abs(b - (-0.5)) < 0.15
+  # Logits that rank backwards never get a negative scale: only the bias moves.
+  a, _ = trainer._fit_platt(-true_logit, labels)  # pylint: disable=protected-access
+  assert a == 1.0

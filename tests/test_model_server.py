@@ -13,16 +13,17 @@ import time
 import numpy as np
 import pytest
 import requests
-import tensorflow as tf
 
 from models import features
+from models import serving_layout
 from models import signatures
 from serving import batching
 from serving import client
 from serving import rest_json
 from serving import versions
+from tests import fake_models
 
-MODEL = client.MODEL_NAME
+MODEL = serving_layout.MODEL_NAME
 
 
 def _instance(row):
@@ -35,15 +36,7 @@ def _instance(row):
 @pytest.fixture(scope='module')
 def in_process(serving_model_dir):
   """rows -> what the model says when called in this process."""
-  serve = tf.saved_model.load(serving_model_dir).signatures[signatures.SERVING_SIGNATURE]
-  dtypes = {'string': tf.string, 'bytes': tf.string, 'int': tf.int64, 'float': tf.float32}
-
-  def predict(rows):
-    args = {f.name: tf.constant([r[f.name] for r in rows], dtype=dtypes[f.dtype])
-            for f in features.serving_features()}
-    return serve(**args)[signatures.PREDICTION_KEY].numpy()
-
-  return predict
+  return lambda rows: fake_models.serving_predictions(serving_model_dir, rows)
 
 
 def _status(url, path=''):
@@ -101,7 +94,7 @@ def test_metadata(url, path):
   assert signature['inputs']['image'] == {
       'dtype': 'DT_STRING',
       'tensor_shape': {'dim': [{'size': '-1', 'name': ''}], 'unknown_rank': False},
-      'name': 'serving_default_image:0'}
+      'name': f'{signatures.SERVING_SIGNATURE}_image:0'}
   assert signature['inputs']['hour']['dtype'] == 'DT_INT64'
   assert signature['inputs']['bid_price']['dtype'] == 'DT_FLOAT'
   assert signature['outputs'][signatures.PREDICTION_KEY]['dtype'] == 'DT_FLOAT'
@@ -297,7 +290,7 @@ def test_missing_instance_key_names_every_input(url, raw_rows):
 
 
 def test_hot_swap_under_load_fails_no_request(model_server, raw_rows, serving_model_dir):
-  from serving import safe_push  # pylint: disable=g-import-not-at-top
+  from components import safe_pusher  # pylint: disable=g-import-not-at-top
   server, model_dir = model_server
   old = _serving_version(server.url)
   body = json.dumps({'instances': [_instance(raw_rows[0])]})
@@ -319,7 +312,7 @@ def test_hot_swap_under_load_fails_no_request(model_server, raw_rows, serving_mo
     thread.start()
   try:
     _wait_for(lambda: len(answered) > 20)
-    safe_push.push(serving_model_dir, model_dir, str(old + 1))
+    safe_pusher.push(serving_model_dir, model_dir, str(old + 1))
     _wait_for(lambda: _serving_version(server.url) == old + 1 or failed)
     swapped = len(answered)
     _wait_for(lambda: len(answered) > swapped + 20 or failed)  # answered by the new version
@@ -337,13 +330,14 @@ def test_partial_or_broken_versions_are_never_served(model_server, serving_model
                                                      raw_rows):
   server, model_dir = model_server
   current = _serving_version(server.url)
-  new = os.path.join(model_dir, str(current + 1))
+  new = serving_layout.version_dir(model_dir, current + 1)
   # A copy in progress: saved_model.pb and the index are there, the variables shard is not.
   os.makedirs(os.path.join(new, 'variables'))
-  for name in (versions.SAVED_MODEL, versions.VARIABLES_INDEX):
+  for name in (serving_layout.SAVED_MODEL, serving_layout.VARIABLES_INDEX):
     shutil.copy(os.path.join(serving_model_dir, name), os.path.join(new, name))
   # A complete model under a name that is not a version (a push being staged).
-  shutil.copytree(serving_model_dir, os.path.join(model_dir, '.push-99'))
+  shutil.copytree(serving_model_dir,
+                  os.path.join(model_dir, serving_layout.staging_name(current + 1, 'ab')))
   time.sleep(1.5)  # several polls
   assert _serving_version(server.url) == current
   assert str(current + 1) not in {s['version'] for s in _status(server.url)['model_version_status']}
@@ -366,6 +360,22 @@ def test_partial_or_broken_versions_are_never_served(model_server, serving_model
   shutil.copy(os.path.join(serving_model_dir, 'variables', 'variables.data-00000-of-00001'),
               shard)
   _wait_for(lambda: _serving_version(server.url) == current + 1)
+
+
+def test_a_model_without_an_image_field_loads_and_warms_up(tmp_path, monkeypatch):
+  fake_models.use_features(monkeypatch, fake_models.NO_IMAGE_FEATURES)
+  path = fake_models.save_raw(str(tmp_path / '1'), fake_models.no_image_probability)
+  warmup = versions.warmup_inputs()
+  assert {name: array.dtype for name, array in warmup.items()} == {
+      'id': object, 'site_category': object, 'C1': object, 'hour': np.int64,
+      'banner_pos': np.int64, 'price': np.float32}
+  model = versions.load(path, 1)
+  assert model.inputs[signatures.SERVING_SIGNATURE] == {
+      'id': 'string', 'site_category': 'string', 'C1': 'string', 'hour': 'int64',
+      'banner_pos': 'int64', 'price': 'float'}
+  # The sample ad: hour and price at their range's minimum, C1 and banner_pos at their default.
+  outputs = model.signatures[signatures.SERVING_SIGNATURE](**warmup)
+  assert outputs[signatures.PREDICTION_KEY].tolist() == pytest.approx([1 / 50 + 0.1])
 
 
 @pytest.mark.parametrize('value,text', [

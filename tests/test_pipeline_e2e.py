@@ -8,12 +8,14 @@ import pytest
 
 import local_runner
 from components import evaluation_report
+from datagen import generate
 from datagen.generate import generate_span
 from models import model as model_lib
 from pipeline import config as config_lib
 from tests import fake_models
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
 ROWS = 4000
 # Tiny data: a short training budget keeps each run around a minute on 2 cores.
 CONFIG = config_lib.PipelineConfig(hparams=model_lib.HParams(max_epochs=3),

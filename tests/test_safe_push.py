@@ -1,24 +1,31 @@
-"""safe_push and the SafePusher component: a version appears complete, in one step."""
+"""SafePusher: a version appears complete, in one step, on local disk and on GCS; and the names
+the pusher, the baseline and the model server agree are versions."""
 import filecmp
 import os
+import pathlib
 
+from apache_beam.io.filesystems import FileSystems
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
+from tfx.utils import path_utils
 from tfx.utils import proto_utils
 
 from components import safe_pusher
-from serving import safe_push
+from components import served_baseline
+from models import serving_layout
 from serving import versions
+from tests import gcs_emulator
 
 
 @pytest.fixture
 def model_dir(tmp_path):
   """The files of a SavedModel (their content does not matter to a push)."""
   root = tmp_path / 'model'
-  for name, content in [(versions.SAVED_MODEL, b'graph'), (versions.VARIABLES_INDEX, b'index'),
+  for name, content in [(serving_layout.SAVED_MODEL, b'graph'),
+                        (serving_layout.VARIABLES_INDEX, b'index'),
                         ('variables/variables.data-00000-of-00001', b'weights' * 1000),
                         ('assets/category', b'food\ntravel\n'), ('fingerprint.pb', b'fp')]:
     (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -34,45 +41,79 @@ def _same_tree(a, b) -> bool:
               for d in comparison.common_dirs))
 
 
+@pytest.fixture
+def created(monkeypatch):
+  """The paths FileSystems.create opens for writing, in order."""
+  paths = []
+  create = FileSystems.create
+
+  def recording(path, *args, **kwargs):
+    paths.append(path)
+    return create(path, *args, **kwargs)
+
+  monkeypatch.setattr(FileSystems, 'create', recording)
+  return paths
+
+
 def test_local_push_renames_a_complete_copy_into_place(model_dir, tmp_path):
   base = str(tmp_path / 'serving' / 'adclick')
-  target = safe_push.push(model_dir, base, '17')
+  target = safe_pusher.push(model_dir, base, '17')
   assert target == os.path.join(base, '17')
   assert _same_tree(model_dir, target)
   assert os.listdir(base) == ['17']  # no staging copy left behind
   assert versions.list_versions(base) == [17]
   assert versions.snapshot(target) is not None
+  assert served_baseline.latest_complete_version(base) == 17
 
 
 def test_existing_version_is_kept(model_dir, tmp_path):
   base = str(tmp_path / 'adclick')
   os.makedirs(os.path.join(base, '17'))
-  assert safe_push.push(model_dir, base, '17') == os.path.join(base, '17')
+  assert safe_pusher.push(model_dir, base, '17') == os.path.join(base, '17')
   assert os.listdir(os.path.join(base, '17')) == []
 
 
-def test_object_store_copy_writes_saved_model_pb_last(model_dir, tmp_path, monkeypatch):
-  copied = []
-  copy = tf.io.gfile.copy
-  monkeypatch.setattr(tf.io.gfile, 'copy',
-                      lambda src, dst, *args: copied.append(dst) or copy(src, dst, *args))
-  safe_push.copy_saved_model(model_dir, str(tmp_path / 'out'))
-  assert len(copied) == 5
-  assert copied[-1] == str(tmp_path / 'out' / versions.SAVED_MODEL)
+def test_copy_writes_saved_model_pb_last(model_dir, tmp_path, created):
+  served_baseline.copy_tree(model_dir, str(tmp_path / 'out'))
+  assert len(created) == 5
+  assert created[-1] == str(tmp_path / 'out' / serving_layout.SAVED_MODEL)
   assert _same_tree(model_dir, str(tmp_path / 'out'))
+
+
+def test_push_to_gcs_copies_saved_model_pb_last_and_leaves_no_staging_copy(model_dir, created):
+  with gcs_emulator.running('push-test') as bucket:
+    base = 'gs://push-test/serving/adclick'
+    assert safe_pusher.push(model_dir, base, '17') == f'{base}/17'
+    blobs = {blob.name: blob.download_as_bytes() for blob in bucket.list_blobs()}
+    assert served_baseline.latest_complete_version(base) == 17
+  files = served_baseline.relative_files(model_dir)
+  assert blobs == {f'serving/adclick/17/{path}': pathlib.Path(model_dir, path).read_bytes()
+                   for path in files}
+  into_version = [path for path in created if path.startswith(f'{base}/17/')]
+  assert len(into_version) == len(files)
+  assert into_version[-1] == f'{base}/17/{serving_layout.SAVED_MODEL}'
 
 
 def test_staging_directories_are_not_versions(model_dir, tmp_path):
   base = str(tmp_path / 'adclick')
-  safe_push.copy_saved_model(model_dir, os.path.join(base, safe_push.STAGING_PREFIX + '5-ab'))
+  served_baseline.copy_tree(model_dir, os.path.join(base, serving_layout.staging_name(5, 'ab')))
   assert versions.list_versions(base) == []
+  assert served_baseline.served_versions(base) == []
+
+
+@pytest.mark.parametrize('name,version', [
+    ('17', 17), ('1795273561/', 1795273561), (str(2**63 - 1), 2**63 - 1), (str(2**63), None),
+    ('-1', None), ('1.5', None), ('17.partial', None), ('', None),
+    (serving_layout.staging_name(17, 'ab'), None)])
+def test_which_names_are_versions(name, version):
+  assert serving_layout.version_number(name) == version
 
 
 def _run_executor(model_dir, tmp_path, blessed: bool):
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / 'trainer_model')
   tf.io.gfile.makedirs(model.uri)
-  safe_push.copy_saved_model(model_dir, os.path.join(model.uri, 'Format-Serving'))
+  served_baseline.copy_tree(model_dir, path_utils.serving_model_dir(model.uri))
   blessing = standard_artifacts.ModelBlessing()
   blessing.uri = str(tmp_path / 'blessing')
   blessing.set_int_custom_property('blessed', int(blessed))

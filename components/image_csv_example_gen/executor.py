@@ -104,7 +104,7 @@ def _read_header(path: str) -> List[str]:
     return next(csv.reader([f.readline().decode('utf-8-sig')]), [])
 
 
-def _check_headers(csv_paths: Sequence[str]) -> List[str]:
+def check_headers(csv_paths: Sequence[str]) -> List[str]:
   """Returns the column names shared by all files; raises ValueError on a bad header."""
   header = _read_header(csv_paths[0])
   if not header:
@@ -120,7 +120,7 @@ def _check_headers(csv_paths: Sequence[str]) -> List[str]:
   return header
 
 
-def _parse_value(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]]:
+def parse_value(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]]:
   """Returns (value, None), or (None, reason) when the cell is unusable."""
   if not cell:
     if feature.required:
@@ -222,7 +222,7 @@ class _ParseRow(beam.DoFn):
     feature_map = {}
     errors = []
     for feature, index in self._fields:
-      value, error = _parse_value(feature, cells[index])
+      value, error = parse_value(feature, cells[index])
       if error:
         errors.append(error)
       else:
@@ -259,7 +259,7 @@ def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     if not matched:
       raise ValueError(f'Split pattern {pattern} does not match any files.')
     csv_paths += matched
-  header = _check_headers(csv_paths)
+  header = check_headers(csv_paths)
   logging.info('Reading %d CSV file(s) for %s.', len(csv_paths), ', '.join(patterns))
 
   lines = [pipeline

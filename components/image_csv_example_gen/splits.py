@@ -47,6 +47,12 @@ def _key_value(example: tf.train.Example, name: str) -> bytes:
 
 def time_cuts(t_min: int, t_max: int, config: SplitConfig) -> Tuple[float, float]:
   """(validation start, eval start) inside the latest span's time range [t_min, t_max]."""
+  if t_max <= t_min:
+    raise ValueError(
+        f'Every row of the latest span has the same {features.time_feature().name} '
+        f'({t_min}): an out-of-time split needs a range of times. Give the rows their '
+        'impression times, or remove the TIME field from models/features.py to split at '
+        'random.')
   span = t_max - t_min
   return (t_min + (1 - config.eval_fraction - config.validation_fraction) * span,
           t_min + (1 - config.eval_fraction) * span)

@@ -1,0 +1,52 @@
+"""A one-trial Tuner search through the real pipeline, then a monthly run that reuses it."""
+import dataclasses
+import json
+import os
+
+from ml_metadata import metadata_store
+import pytest
+
+import local_runner
+from datagen import generate
+from datagen.generate import generate_span
+from models import model as model_lib
+from models import tuner
+from pipeline import config as config_lib
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
+ROWS = 1500
+
+
+def _execution_counts(output_root):
+  store = metadata_store.MetadataStore(local_runner.metadata_config(output_root))
+  return {t.name.rsplit('.', 1)[-1]: len(store.get_executions_by_type(t.name))
+          for t in store.get_execution_types()}
+
+
+def test_tune_once_then_reuse_the_stored_values(tmp_path, capsys):
+  data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
+  for span in (1, 2):
+    generate_span(data, span, ROWS)
+  store = str(tmp_path / 'tuned' / 'hparams.json')
+  config = config_lib.PipelineConfig(
+      tune=True, tuner_trials=1, tuned_hparams_uri=store,
+      hparams=model_lib.HParams(max_epochs=1), gate=config_lib.GateConfig(auc_floor=0.0))
+
+  assert local_runner.run(data, out, config)
+  first = capsys.readouterr().out
+  with open(store) as f:
+    tuned = json.load(f)['hparams']
+  assert set(tuned) == set(tuner.SEARCH_SPACE)
+  assert f"Hyperparameters (from this run's Tuner search, stored at {store})" in first
+  assert _execution_counts(out)['Tuner'] == 1
+  # Calibration is fitted and reported; cohorts are reported next to the overall figures.
+  assert 'calibration scale' in first and 'calibration (mean prediction / mean label)' in first
+  assert '| cohort=established |' in first
+
+  assert local_runner.run(data, out, dataclasses.replace(config, tune=False))
+  second = capsys.readouterr().out
+  assert f'Hyperparameters (from an earlier Tuner search, read from {store})' in second
+  for name, value in tuned.items():
+    assert f'{name}={value}' in second
+  assert _execution_counts(out)['Tuner'] == 1  # no second search
