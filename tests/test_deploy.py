@@ -120,7 +120,8 @@ def test_only_the_internal_api_reaches_the_serving_ports(manifests, container):
   with open(os.path.join(DEPLOY, 'README.md')) as f:
     assert f'`{key}: {value}`' in f.read()  # the label the internal API's pods must carry
   served = {_port(container, p['targetPort']) for p in manifests['Service']['spec']['ports']}
-  assert {p['port'] for p in rule['ports']} == served == {REST_PORT, _port(container, 'grpc')}
+  assert {p['port'] for p in rule['ports']} == served == {serving_layout.REST_PORT,
+                                                          serving_layout.GRPC_PORT}
 
 
 def test_serving_pods_run_unprivileged(manifests, container):
