@@ -1,25 +1,42 @@
 """Runs the pipeline on this machine: local files, SQLite MLMD, Beam DirectRunner.
 
-    python local_runner.py [--data-root data] [--output-root outputs] [--span N]
+    python local_runner.py [--data-root data] [--output-root outputs] [--verbose] [--span N]
                            [--window-spans K] [--tune] [--set NAME=VALUE ...] [--config F]
+Prints a line when each component starts and ends (with its key figure), then the run
+summary; everything TFX, Beam and TensorFlow print goes to <output-root>/logs/run-<time>.log
+(--verbose shows it on the console instead). A repeated run over unchanged inputs reuses the
+components that finished (TFX caching, see pipeline/cache_keys.py); the served model is
+re-read every run.
+
 Pipeline artifacts and metadata go to <output-root>/pipeline and <output-root>/metadata.db,
 pushed models to <output-root>/serving/<model_name>/<version>/ (the newest complete version
 there is also the baseline the new model must beat), and the run summary, with the
 Evaluator's report, is printed and saved as <output-root>/last_run_summary.md.
 """
-import argparse
-import dataclasses
-import os
 import sys
 
-import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from absl import logging
+from pipeline import console
+
+if __name__ == '__main__':
+  console.hold_output()  # TensorFlow, Beam and TFX print while they load: that is for the log
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import argparse
+import dataclasses
+import datetime
+import os
+import traceback
+from typing import Optional
+
 from tfx import v1 as tfx
 
+from pipeline import cache_keys
 from pipeline import config as config_lib
 from pipeline import options
+from pipeline import progress
 from pipeline import summary
 from pipeline.pipeline import create_pipeline
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def parse_args(argv):
@@ -27,6 +44,9 @@ def parse_args(argv):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--data-root', default='data')
   parser.add_argument('--output-root', default='outputs')
+  parser.add_argument('--verbose', action='store_true',
+                      help='show the TFX, Beam and TensorFlow output on the console '
+                      'instead of writing it to the run\'s log')
   options.add_run_options(parser)
   return parser.parse_args(argv)
 
@@ -41,32 +61,68 @@ def metadata_config(output_root: str):
       os.path.join(output_root, 'metadata.db'))
 
 
-def run(data_root: str, output_root: str, config: config_lib.PipelineConfig) -> bool:
-  """Runs the pipeline once, prints and saves the summary; True if it completed."""
+def _summary(metadata, data_root: str, error: Optional[BaseException]) -> str:
+  """The run summary; if building it fails, says so (the traceback goes to the log)."""
+  try:
+    return summary.summarize(summary.run_artifacts(metadata), data_root, error)
+  except Exception as e:  # pylint: disable=broad-except
+    traceback.print_exc()  # to the log
+    lines = ['', 'The run summary could not be built:'] + [
+        f'  {line}' for line in progress.error_paragraph(e)]
+    if error is not None:
+      lines += ['The run STOPPED:'] + [f'  {line}' for line in progress.error_paragraph(error)]
+    return '\n'.join(lines)
+
+
+def run(data_root: str, output_root: str, config: config_lib.PipelineConfig,
+        verbose: bool = False, preamble: bytes = b'') -> bool:
+  """Runs the pipeline once, prints and saves the summary; True if it completed.
+
+  Without `verbose`, what TFX, Beam and TensorFlow print goes to the run's log (after
+  `preamble`, what they printed while loading), and the console gets the component lines.
+  """
   data_root, output_root = os.path.abspath(data_root), os.path.abspath(output_root)
   metadata = metadata_config(output_root)
+  started = datetime.datetime.now()
+  log = None if verbose else console.log_path(output_root, started)
   error = None
-  try:
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(
-        pipeline_root=os.path.join(output_root, 'pipeline'), data_root=data_root,
-        serving_root=os.path.join(output_root, 'serving'), config=config,
-        metadata_connection_config=metadata))
-  except Exception as e:  # pylint: disable=broad-except
-    error = e  # reported in the summary in plain words, with the run's other results
-  text = summary.summarize(summary.run_artifacts(metadata), data_root, error)
+  with console.to_log(log, preamble) as screen:
+    watcher = progress.Progress(screen, metadata, config.pipeline_name)
+    watcher.line(f'Run of {data_root}' + (f'; the full log is {log}' if log else ''))
+    try:
+      with progress.watching(watcher):
+        fingerprints = cache_keys.compute(data_root, config_lib.SCHEMA_FILE,
+                                          config.tuned_hparams_uri)
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(
+            pipeline_root=os.path.join(output_root, 'pipeline'), data_root=data_root,
+            serving_root=os.path.join(output_root, 'serving'), config=config,
+            metadata_connection_config=metadata, fingerprints=fingerprints))
+    except BaseException as e:  # pylint: disable=broad-except
+      traceback.print_exc()  # to the log
+      watcher.failed(e, log)
+      if not isinstance(e, Exception):
+        raise  # Ctrl-C: stop here (main exits quietly)
+      error = e  # the summary reports it with the run's other results
+    text = _summary(metadata, data_root, error)
   print(text)
+  if log:
+    print(f'\nFull log of this run: {log}')
   with open(os.path.join(output_root, 'last_run_summary.md'), 'w') as f:
     f.write(text + '\n')
   return error is None
 
 
 def main(argv=None):
+  preamble = console.release_held()
   args = parse_args(argv)
-  logging.set_verbosity(logging.INFO)
   config = options.config_from_args(args)
   if config.tuned_hparams_uri is None:
     config = dataclasses.replace(config, tuned_hparams_uri=tuned_hparams_uri(args.output_root))
-  sys.exit(0 if run(args.data_root, args.output_root, config) else 1)
+  try:
+    ok = run(args.data_root, args.output_root, config, args.verbose, preamble)
+  except KeyboardInterrupt:
+    sys.exit(130)  # the component lines said where; the traceback is in the log
+  sys.exit(0 if ok else 1)
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ from components.served_baseline import ServedModelBaseline
 from models import features
 from models import serving_layout
 from models import signatures
+from pipeline import cache_keys
 from pipeline.config import PREPROCESSING_FN, RUN_FN, SCHEMA_FILE, TUNER_FN, PipelineConfig
 
 
@@ -65,7 +66,8 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
                     config: PipelineConfig = PipelineConfig(),
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    schema_file: str = SCHEMA_FILE) -> tfx.dsl.Pipeline:
+                    schema_file: str = SCHEMA_FILE,
+                    fingerprints: Optional[cache_keys.Fingerprints] = None) -> tfx.dsl.Pipeline:
   """The pipeline; every root may be a local path or gs://.
 
   Args:
@@ -77,6 +79,9 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
     metadata_connection_config: MLMD for local runs; None on Kubeflow.
     beam_pipeline_args: For every Beam-based component, e.g. DataflowRunner flags.
     schema_file: The schema as the executors see it (inside the image on Kubeflow).
+    fingerprints: What the run reads that TFX's cache key misses (cache_keys.py), computed
+      by the runner just before the run. Caching (config.enable_cache) needs them: without
+      them (Kubeflow, whose spec is compiled once for many monthly runs) it is off.
   """
   model_root = serving_layout.model_root(serving_root, config.model_name)
   example_gen = ImageCsvExampleGen(
@@ -132,6 +137,17 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_root)))
 
+  if fingerprints is not None:
+    # Recorded on the outputs, so each is part of that node's cache key (cache_keys.py).
+    for channel, name, value in (
+        (example_gen.outputs['examples'], cache_keys.DATA_PROPERTY, fingerprints.data),
+        (schema_gen.outputs['schema'], cache_keys.SCHEMA_PROPERTY, fingerprints.schema),
+        (trainer_component.outputs['model'], cache_keys.TUNED_HPARAMS_PROPERTY,
+         fingerprints.tuned_hparams),
+        # The served model is re-read every run; the Evaluator and Pusher follow it.
+        (baseline.outputs['model'], cache_keys.RUN_PROPERTY, fingerprints.run)):
+      channel.additional_custom_properties[name] = value
+
   components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,
                 transform] + ([tuner] if tuner else []) + [
                     trainer_component, baseline, evaluator, pusher]
@@ -139,6 +155,6 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       pipeline_name=config.pipeline_name,
       pipeline_root=pipeline_root,
       components=components,
-      enable_cache=config.enable_cache,
+      enable_cache=config.enable_cache and fingerprints is not None,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

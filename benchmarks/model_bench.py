@@ -1,0 +1,448 @@
+"""Model benchmark: what the gate reports against what the next month shows, and what runs cost.
+
+    make bench    # or: python -m benchmarks.model_bench [--rows 20000 100000] [--seed 7 ...]
+                  #                                      [--months 3] [--out bench_out]
+    python -m benchmarks.model_bench --rows 1000000 --months 2 --timing-only
+
+For each size and seed, with N = --months:
+1. generates months 1..N+1 under <out>/data-<rows>-seed<seed> (kept: a later call reuses them);
+2. runs the pipeline (local_runner.py, the default config without the TFX cache, see NO_CACHE;
+   one subprocess per run, its output in <run root>/span-<N>.log) on month N-1 and then on
+   month N in one fresh output root, so the month-N candidate is gated against the served
+   month-(N-1) model; and once more on month N with hparams.use_image=false (the tabular-only
+   variant) in its own root;
+3. scores month N+1, which no run has seen, with each run's model through its serving_default
+   signature, next to a logistic regression and a gradient-boosted tree trained on the rows the
+   month-N model trained on (its ExampleGen's train and validation splits) and the generator's
+   true probabilities (the oracle), overall and for new ads (whose cohort_key value is absent
+   from those training rows) and established ones;
+4. prints one quality table and one wall-time table (per component from MLMD, the whole run,
+   its peak RSS) and writes them to <out>/model_bench.md.
+--timing-only generates months 1..N and runs the pipeline once, on month N (no peers, no
+scoring), for the wall-time table alone, written to <out>/model_bench_timing.md.
+"""
+import argparse
+import collections
+import dataclasses
+import glob
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
+from sklearn.preprocessing import StandardScaler
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tfx.utils import path_utils
+
+import local_runner
+from components import evaluation_report
+from components import gate_rule
+from components.gate_rule import Estimate
+from components.image_csv_example_gen import executor
+from components.image_csv_example_gen import splits
+from datagen.generate import generate_span
+from models import data_layout
+from models import features
+from models import signatures
+from pipeline import config as config_lib
+from pipeline import summary
+
+OUT = 'bench_out'
+ALL = 'all'  # the cohort of every row
+TABULAR_ONLY = 'hparams.use_image=false'
+# Every run starts from a fresh output root, so caching could only reuse ImportSchemaGen and
+# the served-model baseline; TFX 1.16 does reuse the latter (its inputs never change), and the
+# month-N run would then see no served model.
+NO_CACHE = 'enable_cache=false'
+BATCH = 2048  # rows per serving_default call
+ORACLE = 'oracle'  # read_month's column of true click probabilities
+
+
+@dataclasses.dataclass
+class Run:
+  """One pipeline run: its artifacts (MLMD), wall time and peak RSS of its process."""
+  label: str
+  artifacts: summary.RunArtifacts
+  wall_s: float
+  peak_rss_gib: float
+
+  def model_dir(self) -> str:
+    """The Trainer's SavedModel (what the Pusher copies when the model is blessed)."""
+    return path_utils.serving_model_path(self.artifacts.latest('Model', '/Trainer/').uri)
+
+  def pushed(self) -> bool:
+    pushed = self.artifacts.latest('PushedModel')
+    return bool(pushed and pushed.custom_properties['pushed'].int_value)
+
+  def examples_property(self, name: str):
+    value = self.artifacts.latest('Examples').custom_properties[name]
+    return value.int_value if value.HasField('int_value') else value.string_value
+
+
+@dataclasses.dataclass
+class Row:
+  """One line of the quality table."""
+  size: str
+  model: str
+  cohort: str
+  gate_auc: Optional[Estimate] = None  # the Evaluator's, on its run's eval split
+  gate_gain: Optional[Estimate] = None  # paired AUC change vs the served model, same rows
+  next_month: Optional[Dict[str, float]] = None  # figures() on month N+1
+  next_gain: Optional[float] = None  # AUC change vs the served model on month N+1
+
+
+# ---------------------------------------------------------------- data and pipeline runs
+
+def generate(data_root: str, spans: Sequence[int], rows: int, seed: int) -> None:
+  for span in spans:
+    # The ground truth is written last: when it exists, the span is complete.
+    if not os.path.exists(data_layout.ground_truth_csv(data_root, span)):
+      generate_span(data_root, span, rows, seed=seed)
+
+
+def run_pipeline(label: str, data_root: str, output_root: str, span: int,
+                 *settings: str) -> Run:
+  """Runs local_runner.py on `span` in its own process, so its peak RSS is its own."""
+  os.makedirs(output_root, exist_ok=True)
+  log_path = os.path.join(output_root, f'span-{span}.log')
+  command = [sys.executable, 'local_runner.py', '--data-root', data_root,
+             '--output-root', output_root, '--span', str(span)]
+  command += [arg for setting in (NO_CACHE,) + settings for arg in ('--set', setting)]
+  print(f'[{label}] running the pipeline (log: {log_path}) ...', flush=True)
+  start = time.time()
+  with open(log_path, 'w') as log:
+    process = subprocess.Popen(command, cwd=config_lib.REPO_ROOT, stdout=log,
+                               stderr=subprocess.STDOUT)
+    # wait4 gives this child's own rusage; RUSAGE_CHILDREN would be the max over all runs.
+    _, status, usage = os.wait4(process.pid, 0)
+  process.returncode = os.waitstatus_to_exitcode(status)
+  wall_s = time.time() - start
+  if process.returncode != 0:
+    raise RuntimeError(f'[{label}] the pipeline failed (exit {process.returncode}); see '
+                       f'{log_path} and {output_root}/last_run_summary.md')
+  print(f'[{label}] {wall_s:.0f} s', flush=True)
+  return Run(label, summary.run_artifacts(local_runner.metadata_config(output_root)),
+             wall_s, usage.ru_maxrss / 2**20)  # ru_maxrss is in KiB on Linux
+
+
+def gate_figures(run: Run, cohort: str) -> Dict[str, Optional[Estimate]]:
+  """The Evaluator's AUC of the new model and its paired AUC change vs the served model."""
+  cohort_feature = features.cohort_feature()
+  slice_name = (evaluation_report.OVERALL if cohort == ALL
+                else f'{cohort_feature.name}={cohort}')
+  metrics = evaluation_report.evaluation_metrics(run.artifacts.latest('ModelEvaluation').uri)
+  # TFMA names the models only when there is a baseline (as summary.model_metrics reads it).
+  auc = (metrics.get((slice_name, tfma.CANDIDATE_KEY, gate_rule.AUC, False)) or
+         metrics.get((slice_name, '', gate_rule.AUC, False)))
+  return {'gate_auc': auc,
+          'gate_gain': metrics.get((slice_name, tfma.CANDIDATE_KEY, gate_rule.AUC, True))}
+
+
+# ---------------------------------------------------------------- next month's rows
+
+def read_month(data_root: str, span: int) -> pd.DataFrame:
+  """A span's ads.csv with the oracle's probability (column ORACLE) joined by row id."""
+  strings = {f.name: str for f in features.FEATURES if f.dtype == 'string'}
+  frame = pd.read_csv(data_layout.ads_csv(data_root, span), dtype=strings,
+                      keep_default_na=False)
+  row_id = features.row_id_feature().name
+  truth = pd.read_csv(data_layout.ground_truth_csv(data_root, span), dtype={row_id: str})
+  frame[ORACLE] = frame[row_id].map(truth.set_index(row_id).squeeze('columns'))
+  return frame
+
+
+def serving_inputs(frame: pd.DataFrame, span_dir: str) -> Dict[str, np.ndarray]:
+  """One array per serving feature; the image column holds the creative's bytes."""
+  images = {}
+
+  def image(path):
+    if path not in images:  # each ad's creative is read once
+      with open(os.path.join(span_dir, path), 'rb') as f:
+        images[path] = f.read()
+    return images[path]
+
+  inputs = {}
+  for feature in features.serving_features():
+    if feature.role == features.IMAGE:
+      inputs[feature.name] = np.array(
+          [image(path) for path in frame[features.IMAGE_PATH_COLUMN]], dtype=object)
+    else:
+      inputs[feature.name] = frame[feature.name].to_numpy()
+  return inputs
+
+
+def predict(model_dir: str, inputs: Dict[str, np.ndarray]) -> np.ndarray:
+  """Click probabilities from the SavedModel's serving_default signature, in batches."""
+  model = tf.saved_model.load(model_dir)
+  serve = model.signatures[signatures.SERVING_SIGNATURE]
+  specs = serve.structured_input_signature[1]  # name -> TensorSpec
+  rows = len(next(iter(inputs.values())))
+  out = []
+  for start in range(0, rows, BATCH):
+    batch = {name: tf.constant(inputs[name][start:start + BATCH], dtype=spec.dtype)
+             for name, spec in specs.items()}
+    out.append(serve(**batch)[signatures.PREDICTION_KEY].numpy())
+  return np.concatenate(out)
+
+
+def read_examples(examples_uri: str, split_names: Sequence[str]) -> pd.DataFrame:
+  """The tabular fields, label and cohort key of some splits of an Examples artifact."""
+  wanted = [f for f in tabular_features() + [features.label_feature(),
+                                             features.cohort_key_feature()] if f]
+  spec = {f.name: tf.io.FixedLenFeature([], features.tf_dtype(f)) for f in wanted}
+  files = [path for split in split_names
+           for path in sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))]
+  columns = {f.name: [] for f in wanted}
+  for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
+    for name, values in tf.io.parse_example(batch, spec).items():
+      columns[name].append(values.numpy())
+  frame = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
+  for feature in wanted:
+    if feature.dtype == 'string':
+      frame[feature.name] = frame[feature.name].str.decode('utf-8')
+  return frame
+
+
+def new_ads(frame: pd.DataFrame, training: pd.DataFrame) -> Optional[np.ndarray]:
+  """Whether each row's ad (cohort_key) is absent from the training rows; None without a key."""
+  key = features.cohort_key_feature()
+  if key is None:
+    return None
+  return ~frame[key.name].isin(set(training[key.name])).to_numpy()
+
+
+# ---------------------------------------------------------------- peers and metrics
+
+def tabular_features() -> List[features.Feature]:
+  return list(features.with_role(features.CATEGORICAL, features.INTEGER, features.NUMERIC))
+
+
+def _numeric(frame: pd.DataFrame) -> np.ndarray:
+  """NUMERIC fields as the model sees them before z-scoring: log1p where features.py says."""
+  return np.column_stack([np.log1p(frame[f.name]) if f.log_scale else frame[f.name]
+                          for f in features.with_role(features.NUMERIC)]).astype(float)
+
+
+def peers() -> Dict[str, object]:
+  """Unfitted scikit-learn baselines on the tabular fields (no image)."""
+  one_hot = [f.name for f in features.with_role(features.CATEGORICAL, features.INTEGER)]
+  numeric = [f.name for f in features.with_role(features.NUMERIC)]
+  categorical = [f.name for f in features.with_role(features.CATEGORICAL)]
+  ordered = [f.name for f in features.with_role(features.INTEGER, features.NUMERIC)]
+  logistic = make_pipeline(
+      ColumnTransformer([
+          ('one_hot', OneHotEncoder(handle_unknown='ignore'), one_hot),
+          ('numeric', make_pipeline(FunctionTransformer(_numeric), StandardScaler()), numeric)]),
+      LogisticRegression(max_iter=2000))
+  # Trees need no scaling; categories unseen in training become missing values.
+  gbdt = make_pipeline(
+      ColumnTransformer([
+          ('ordinal', OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=np.nan),
+           categorical),
+          ('ordered', 'passthrough', ordered)]),
+      HistGradientBoostingClassifier(
+          categorical_features=[True] * len(categorical) + [False] * len(ordered),
+          learning_rate=0.05, max_iter=500, early_stopping=True, n_iter_no_change=20,
+          random_state=0))
+  return {'logistic regression': logistic, 'gradient-boosted tree': gbdt}
+
+
+def figures(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
+  clicks = int(labels.sum())
+  return {'auc': summary.auc(labels, probabilities),
+          'logloss': summary.log_loss(labels, probabilities),
+          'calibration': probabilities.mean() / labels.mean() if clicks else float('nan'),
+          'rows': len(labels), 'clicks': clicks}
+
+
+def by_cohort(labels: np.ndarray, probabilities: np.ndarray,
+              is_new: Optional[np.ndarray]) -> Dict[str, Dict[str, float]]:
+  """figures() for all rows, and for new and established ads when the log can tell them."""
+  groups = {ALL: np.ones(len(labels), bool)}
+  if is_new is not None:
+    groups.update({features.COHORT_NEW: is_new, features.COHORT_ESTABLISHED: ~is_new})
+  return {name: figures(labels[mask], probabilities[mask])
+          for name, mask in groups.items() if mask.any()}
+
+
+# ---------------------------------------------------------------- tables
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  return '\n'.join(['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] +
+                   ['| ' + ' | '.join(row) + ' |' for row in rows])
+
+
+def _cell(value, fmt='{:.4f}') -> str:
+  if value is None or (isinstance(value, float) and np.isnan(value)):
+    return '-'
+  return value.words(signed=fmt.startswith('{:+')) if isinstance(value, Estimate) \
+      else fmt.format(value)
+
+
+def quality_table(rows: Sequence[Row]) -> str:
+  header = ['rows/month', 'model', 'ads', 'gate AUC (eval split)', 'gate gain vs served',
+            'next-month AUC', 'next-month gain', 'next-month log-loss', 'calibration',
+            'next-month rows (clicks)']
+  lines = []
+  for row in rows:
+    month = row.next_month or {}
+    lines.append([row.size, row.model, row.cohort, _cell(row.gate_auc),
+                  _cell(row.gate_gain, '{:+.4f}'), _cell(month.get('auc')),
+                  _cell(row.next_gain, '{:+.4f}'), _cell(month.get('logloss')),
+                  _cell(month.get('calibration'), '{:.3f}'),
+                  f"{month['rows']} ({month['clicks']})" if month else '-'])
+  return markdown(header, lines)
+
+
+def timing_table(runs: Sequence[Run]) -> str:
+  total = collections.Counter()
+  for run in runs:
+    total.update(run.artifacts.seconds)
+  components = [name for name, _ in total.most_common()]  # the slowest first
+  header = (['run', 'rows read'] + [f'{name} s' for name in components] +
+            ['components s', 'whole run s', 'peak RSS GiB', 'pushed'])
+  lines = []
+  for run in runs:
+    seconds = run.artifacts.seconds
+    lines.append([run.label, str(run.examples_property(executor.ROWS_ACCEPTED_PROPERTY))] +
+                 [_cell(seconds.get(name), '{:.0f}') for name in components] +
+                 [f'{sum(seconds.values()):.0f}', f'{run.wall_s:.0f}',
+                  f'{run.peak_rss_gib:.2f}', 'yes' if run.pushed() else 'no'])
+  return markdown(header, lines)
+
+
+# ---------------------------------------------------------------- the benchmark
+
+def bench_quality(out: str, rows: int, seed: int, months: int):
+  """Three pipeline runs and next month's scores for one size; (table rows, runs)."""
+  size = f'{rows}, seed {seed}'
+  data_root = os.path.abspath(os.path.join(out, f'data-{rows}-seed{seed}'))
+  generate(data_root, range(1, months + 2), rows, seed)
+  root = os.path.abspath(os.path.join(out, f'run-{rows}-seed{seed}'))
+  tabular_root = root + '-tabular'
+  for path in (root, tabular_root):
+    shutil.rmtree(path, ignore_errors=True)  # a served model from an earlier call must not gate
+  served = run_pipeline(f'{size}: model, month {months - 1}', data_root, root, months - 1)
+  new = run_pipeline(f'{size}: model, month {months}', data_root, root, months)
+  tabular = run_pipeline(f'{size}: tabular-only, month {months}', data_root, tabular_root,
+                         months, TABULAR_ONLY)
+
+  if served.pushed() and gate_figures(new, ALL)['gate_gain'] is None:
+    print(f'[{size}] WARNING: the month-{months - 1} model was pushed, but the month-{months} '
+          'run did not compare with it (no gate gain).', flush=True)
+  print(f'[{size}] scoring month {months + 1} and training the peers ...', flush=True)
+  month = read_month(data_root, months + 1)
+  labels = month[features.LABEL_KEY].to_numpy()
+  training = read_examples(new.artifacts.latest('Examples').uri,
+                           (splits.TRAIN, splits.VALIDATION))
+  is_new = new_ads(month, training)
+  inputs = serving_inputs(month, data_layout.span_dir(data_root, months + 1))
+  model_n, model_served = f'model, month {months}', f'model, month {months - 1} (served)'
+  scores = {model_n: predict(new.model_dir(), inputs),
+            model_served: predict(served.model_dir(), inputs),
+            'tabular-only model': predict(tabular.model_dir(), inputs)}
+  names = [f.name for f in tabular_features()]
+  for name, peer in peers().items():
+    peer.fit(training[names], training[features.LABEL_KEY])
+    scores[name] = peer.predict_proba(month[names])[:, 1]
+  scores[ORACLE] = month[ORACLE].to_numpy()
+
+  results = {name: by_cohort(labels, p, is_new) for name, p in scores.items()}
+  gate_oracle = summary.model_metrics(new.artifacts, data_root)['oracle'] or {}
+  gated = {model_n: new, model_served: served, 'tabular-only model': tabular}
+  table = []
+  for name, cohorts in results.items():
+    for cohort, values in cohorts.items():
+      row = Row(size, name, cohort, next_month=values)
+      if name in gated:
+        row = dataclasses.replace(row, **gate_figures(gated[name], cohort))
+      if name == ORACLE:
+        oracle = gate_oracle.get('' if cohort == ALL else cohort)
+        row.gate_auc = Estimate(oracle['auc']) if oracle else None
+      if name == model_n:
+        row.next_gain = values['auc'] - results[model_served][cohort]['auc']
+      table.append(row)
+  return table, [served, new, tabular]
+
+
+NOTES = """\
+Gate figures: each run's Evaluator on its out-of-time eval split (the last {eval:.0%} of the
+month it trained on: month {n} for the month-{n} and tabular-only models, month {p} for the
+served one; for the oracle, the true probabilities on month {n}'s eval split), cohorts as
+ExampleGen assigns them (new: the ad was first seen in the eval period). Gate gain: the
+month-{n} candidate's AUC minus the served month-{p} model's, paired on the same rows, with
+TFMA's 95 % interval. Next-month figures: month {m}, which no run has seen, scored through
+each model's serving_default signature; next-month gain: AUC(month-{n} model) minus
+AUC(month-{p} model) there. New ads there: ads (the cohort_key field) absent from the rows the
+month-{n} model trained on (its ExampleGen's train and validation splits). The logistic
+regression (one-hot categorical and integer fields; numeric ones z-scored, after log1p where
+features.py says) and the gradient-boosted tree (scikit-learn HistGradientBoostingClassifier)
+were trained on those same rows. Calibration: mean prediction / mean label. Oracle: the
+generator's true click probabilities."""
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--rows', type=int, nargs='+', default=[20000, 100000],
+                      help='rows a month')
+  parser.add_argument('--seed', type=int, nargs='+', default=[7])
+  parser.add_argument('--months', type=int, default=3,
+                      help='N: the pipeline trains through month N; month N+1 is scored')
+  parser.add_argument('--out', default=OUT)
+  parser.add_argument('--timing-only', action='store_true',
+                      help='one pipeline run on month N per size: wall times and memory only')
+  args = parser.parse_args(argv)
+  if args.months < (1 if args.timing_only else 2):
+    parser.error('--months must be at least 2 (1 with --timing-only)')
+
+  quality, runs = [], []
+  for rows in args.rows:
+    for seed in args.seed:
+      if args.timing_only:
+        data_root = os.path.abspath(os.path.join(args.out, f'data-{rows}-seed{seed}'))
+        generate(data_root, range(1, args.months + 1), rows, seed)
+        root = os.path.abspath(os.path.join(args.out, f'timing-{rows}-seed{seed}'))
+        shutil.rmtree(root, ignore_errors=True)
+        runs.append(run_pipeline(f'{rows}, seed {seed}: model, month {args.months}',
+                                 data_root, root, args.months))
+      else:
+        table, size_runs = bench_quality(args.out, rows, seed, args.months)
+        quality += table
+        runs += size_runs
+
+  parts = []
+  if quality:
+    n = args.months
+    parts += [quality_table(quality), '',
+              NOTES.format(eval=config_lib.PipelineConfig().split.eval_fraction,
+                           n=n, p=n - 1, m=n + 1), '']
+  window = config_lib.PipelineConfig().window_spans
+  parts += [timing_table(runs), '',
+            f'Wall time per component from MLMD (the default config: a window of {window} '
+            'months, so "rows read" covers the months of the window); whole run: the '
+            'local_runner.py process, imports included; peak RSS: that process. This process '
+            f'(scoring, peers) peaked at '
+            f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB.']
+  text = '\n'.join(parts)
+  print(text)
+  name = 'model_bench_timing.md' if args.timing_only else 'model_bench.md'
+  with open(os.path.join(args.out, name), 'w') as f:
+    f.write(text + '\n')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,185 @@
+"""local_runner.py: one screen per run (log file, component lines, failures) and TFX caching."""
+import os
+import re
+import subprocess
+import sys
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+import pytest
+
+import local_runner
+from datagen.generate import generate_span
+from pipeline import cache_keys
+from pipeline import config as config_lib
+from pipeline import console
+from pipeline import progress
+from pipeline.pipeline import create_pipeline
+
+RUNNER = os.path.join(config_lib.REPO_ROOT, 'local_runner.py')
+ROWS = 1200
+# Tiny and quick: the tabular model, one epoch, no floor worth failing on.
+FAST = ['--set', 'hparams.max_epochs=1', '--set', 'hparams.use_image=false',
+        '--set', 'gate.auc_floor=0.0']
+BEFORE_MODEL = ['ImageCsvExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+                'DataGate', 'Transform', 'Trainer']
+EVERY_RUN = ['ServedModelBaseline', 'Evaluator', 'SafePusher']
+NOISE = re.compile(r'INFO|WARNING|Warning:|absl|tensorflow/|Epoch 1/')
+
+
+def _write(path, text):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    f.write(text)
+
+
+def test_data_fingerprint_follows_the_span_files(tmp_path):
+  data, schema = str(tmp_path / 'data'), str(tmp_path / 'schema.pbtxt')
+  _write(os.path.join(data, 'span-1', 'ads.csv'), 'a,b\n1,2\n')
+  _write(schema, 'feature {}\n')
+  first = cache_keys.compute(data, schema, None)
+  assert cache_keys.compute(data, schema, None).data == first.data
+
+  _write(os.path.join(data, 'span-1', 'images', 'ad_1.png'), 'png')  # an image added
+  with_image = cache_keys.compute(data, schema, None)
+  _write(os.path.join(data, 'span-1', 'ads.csv'), 'a,b\n1,2\n3,4\n')  # rows added
+  with_rows = cache_keys.compute(data, schema, None)
+  _write(os.path.join(data, 'span-2', 'ads.csv'), 'a,b\n')  # a new month
+  with_span = cache_keys.compute(data, schema, None)
+  assert len({first.data, with_image.data, with_rows.data, with_span.data}) == 4
+  assert with_span.schema == first.schema
+  _write(schema, 'feature {}\nfeature {}\n')
+  assert cache_keys.compute(data, schema, None).schema != first.schema
+
+  tuned = str(tmp_path / 'tuned.json')
+  assert first.tuned_hparams == cache_keys.compute(data, schema, tuned).tuned_hparams == ''
+  _write(tuned, '{}')
+  assert cache_keys.compute(data, schema, tuned).tuned_hparams != ''
+
+
+def test_caching_only_with_fingerprints(tmp_path):
+  data, schema = str(tmp_path), config_lib.SCHEMA_FILE
+  roots = ('/tmp/root', data, '/tmp/serving')
+  assert not create_pipeline(*roots).enable_cache  # Kubeflow: no fingerprints, no cache
+  fingerprints = cache_keys.compute(data, schema, None)
+  local = create_pipeline(*roots, fingerprints=fingerprints)
+  assert local.enable_cache
+  examples = next(c for c in local.components if c.id == 'ImageCsvExampleGen').outputs['examples']
+  assert examples.additional_custom_properties[cache_keys.DATA_PROPERTY] == fingerprints.data
+
+
+def _raise_bare():
+  raise StopIteration
+
+
+def test_error_paragraph_names_type_message_and_place():
+  with pytest.raises(StopIteration) as bare:
+    _raise_bare()
+  text = progress.error_paragraph(bare.value)
+  assert text[0] == 'StopIteration (the exception has no message)'
+  assert re.fullmatch(r'\(raised at tests/test_local_runner\.py:\d+ in _raise_bare\)', text[-1])
+
+  long = ValueError('first line\n\n' + '\n'.join(f'line {i}' for i in range(40)))
+  text = progress.error_paragraph(long)
+  assert text[0] == 'ValueError: first line' and text[1] == 'line 0'
+  assert len(text) == progress.MAX_ERROR_LINES + 1 and '16 more lines' in text[-1]
+
+
+def test_to_log_sends_file_descriptors_to_the_log(tmp_path, capfd):
+  log = str(tmp_path / 'logs' / 'run.log')
+  with console.to_log(log, b'loading\n') as screen:
+    os.write(1, b'C++ to stdout\n')
+    os.write(2, b'C++ to stderr\n')
+    screen.write('for a person\n')
+  out, err = capfd.readouterr()
+  assert 'for a person' in out and 'C++' not in out + err
+  with open(log) as f:
+    assert f.read() == 'loading\nC++ to stdout\nC++ to stderr\n'
+
+
+def _run(data, out, *extra):
+  env = dict(os.environ, PYTHONPATH=config_lib.REPO_ROOT)
+  return subprocess.run([sys.executable, RUNNER, '--data-root', data, '--output-root', out,
+                         *FAST, *extra], capture_output=True, text=True, env=env,
+                        check=False, timeout=900)
+
+
+def _states_of_latest_run(out):
+  """{node id: execution state} of the latest pipeline run, from MLMD."""
+  store = metadata_store.MetadataStore(local_runner.metadata_config(out))
+  run = max(store.get_contexts_by_type('pipeline_run'), key=lambda c: c.id)
+  nodes = {c.id: c.name.split('.', 1)[1] for c in store.get_contexts_by_type('node')}
+  states = {}
+  for execution in store.get_executions_by_context(run.id):
+    node = next(nodes[c.id] for c in store.get_contexts_by_execution(execution.id)
+                if c.id in nodes)
+    states[node] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+  return states
+
+
+def _component_lines(text, node, word):
+  return [line for line in text.splitlines() if re.match(rf'\d\d:\d\d:\d\d  {node} +{word}',
+                                                           line)]
+
+
+def _log_path(text):
+  """The run's log, named on the first line and on the last one."""
+  lines = text.rstrip().splitlines()
+  paths = [re.search(r'(/\S+/logs/run-\d{8}-\d{6}\.log)$', lines[i]) for i in (0, -1)]
+  assert paths[0] and paths[1] and paths[0][1] == paths[1][1], text
+  return paths[0][1]
+
+
+@pytest.mark.slow
+def test_one_screen_per_run_and_caching(tmp_path):
+  data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
+  for span in (1, 2):
+    generate_span(data, span, ROWS)
+
+  first = _run(data, out)
+  assert first.returncode == 0, first.stdout + first.stderr
+  screen = first.stdout
+  for node in BEFORE_MODEL + EVERY_RUN:
+    assert len(_component_lines(screen, node, 'started')) == 1, (node, screen)
+    assert len(_component_lines(screen, node, r'done +\d+\.\d s')) == 1, (node, screen)
+  assert f'spans 1,2: {2 * ROWS} rows read' in _component_lines(
+      screen, 'ImageCsvExampleGen', 'done')[0]
+  assert '1 epoch trained' in _component_lines(screen, 'Trainer', 'done')[0]
+  assert 'no anomalies' in _component_lines(screen, 'ExampleValidator', 'done')[0]
+  assert 'no model is served yet' in _component_lines(screen, 'ServedModelBaseline', 'done')[0]
+  assert re.search(r'AUC 0\.\d{4}, BLESSED$', _component_lines(screen, 'Evaluator', 'done')[0])
+  pushed = re.search(r'pushed version (\d+)$', _component_lines(screen, 'SafePusher', 'done')[0])
+  assert 'Run summary' in screen
+  assert not NOISE.search(screen + first.stderr), screen + first.stderr
+  with open(_log_path(screen)) as f:
+    log = f.read()
+  assert 'Component Trainer is running.' in log and 'FutureWarning' in log
+
+  second = _run(data, out)
+  assert second.returncode == 0, second.stdout + second.stderr
+  states = _states_of_latest_run(out)
+  assert states == {**{n: 'CACHED' for n in BEFORE_MODEL},
+                    **{n: 'COMPLETE' for n in EVERY_RUN}}, states
+  for node in BEFORE_MODEL:
+    assert len(_component_lines(second.stdout, node, 'cached')) == 1, second.stdout
+  assert _log_path(second.stdout) != _log_path(screen)
+  # The baseline was read again: it is now the model the first run pushed.
+  assert f'served version {pushed[1]}' in _component_lines(
+      second.stdout, 'ServedModelBaseline', 'done')[0]
+
+  # Changed data under the same root: ExampleGen must read it again, not reuse the cache.
+  csv_path = os.path.join(data, 'span-2', 'ads.csv')
+  with open(csv_path) as f:
+    lines = f.read().splitlines()
+  _write(csv_path, '\n'.join(lines[:1] + ['broken,row' if i % 5 == 0 else line
+                                          for i, line in enumerate(lines[1:])]) + '\n')
+  third = _run(data, out)
+  assert third.returncode == 1
+  assert _states_of_latest_run(out) == {'ImageCsvExampleGen': 'FAILED'}
+  screen = third.stdout
+  assert len(_component_lines(screen, 'ImageCsvExampleGen', r'FAILED +\d+\.\d s')) == 1, screen
+  assert 'The run stopped: ImageCsvExampleGen failed.' in screen
+  assert '  ValueError: ImageCsvExampleGen rejected' in screen
+  assert f'  Full log: {_log_path(screen)}' in screen
+  assert 'Run summary' in screen and 'The run STOPPED' in screen
+  assert not NOISE.search(screen + third.stderr), screen + third.stderr
