@@ -1,7 +1,8 @@
 """Compiles the pipeline for Kubeflow Pipelines (KFP v2); with --schedule, runs it monthly.
 
     python kubeflow_runner.py [--gcs-root gs://BUCKET/adclick] [--image IMAGE]
-        [--output outputs/kfp/adclick_pipeline.yaml] [--window-spans K]
+        [--output outputs/kfp/adclick_pipeline.yaml]
+        [--span N] [--window-spans K] [--tune] [--set NAME=VALUE ...] [--config FILE.json]
         [--dataflow --project P --region R]
         [--schedule --host https://KFP_ENDPOINT [--experiment adclick]]
 
@@ -11,9 +12,12 @@ roots are on GCS (each can be set on its own):
   --pipeline-root  <gcs-root>/pipeline-root   artifacts (the KFP pipeline root)
   --data-root      <gcs-root>/data            monthly input: span-<N>/ads.csv, span-<N>/images/
   --serving-root   <gcs-root>/serving         TF Serving's base path: <model_name>/<version>/
-Every step runs in --image (Dockerfile: the repo on requirements.lock). Beam steps run in
-that container (DirectRunner, all cores) by default, or on Dataflow with --dataflow, whose
-workers then use the same image.
+The run options (span, window, tuning, any config field with --set) are local_runner.py's,
+from pipeline/options.py; tuned hyperparameters are kept at <gcs-root>/tuned_hparams.json.
+Every step runs in --image (Dockerfile: the repo on requirements.lock), in a pod sized by the
+config's `resources` (pipeline/resources.py). Beam steps run in that container (DirectRunner,
+one worker per requested CPU) by default, or on Dataflow with --dataflow, whose workers then
+use the same image.
 
 --schedule uploads the spec and makes sure one recurring run starts it at 00:00 on the 1st
 of every month, without catch-up and never two at once (pipeline/kfp_schedule.py).
@@ -25,12 +29,16 @@ from typing import List
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import kfp
+from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
+from tfx.dsl.components.base import base_beam_component
 import yaml
 
 from pipeline import config as config_lib
 from pipeline import kfp_schedule
+from pipeline import options
 from pipeline.pipeline import create_pipeline
+from pipeline.resources import ResourcesConfig
 
 # Where the Dockerfile puts the repository inside the image.
 IMAGE_REPO_ROOT = '/pipeline'
@@ -47,8 +55,6 @@ def parse_args(argv=None):
   parser.add_argument('--serving-root', help='default: <gcs-root>/serving')
   parser.add_argument('--image', default=DEFAULT_IMAGE, help='the pipeline image')
   parser.add_argument('--output', default=DEFAULT_OUTPUT, help='the spec to write (.yaml)')
-  parser.add_argument('--window-spans', type=int, default=1,
-                      help='train on the latest K months (default 1)')
   parser.add_argument('--dataflow', action='store_true', help='run Beam steps on Dataflow')
   parser.add_argument('--project', help='GCP project (Dataflow)')
   parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow)')
@@ -56,6 +62,7 @@ def parse_args(argv=None):
                       help='upload the spec and create the monthly recurring run')
   parser.add_argument('--host', help='KFP API endpoint (with --schedule)')
   parser.add_argument('--experiment', default=config_lib.PipelineConfig.pipeline_name)
+  options.add_run_options(parser)
   args = parser.parse_args(argv)
   args.pipeline_root = args.pipeline_root or f'{args.gcs_root}/pipeline-root'
   args.data_root = args.data_root or f'{args.gcs_root}/data'
@@ -69,7 +76,9 @@ def parse_args(argv=None):
 
 def beam_pipeline_args(args) -> List[str]:
   if not args.dataflow:
-    return ['--direct_running_mode=multi_processing', '--direct_num_workers=0']
+    # The worker count comes per task from its pod's CPU request (size_tasks); 0 would
+    # start one worker per core of the node.
+    return ['--direct_running_mode=multi_processing']
   return [
       '--runner=DataflowRunner',
       f'--project={args.project}',
@@ -82,16 +91,47 @@ def beam_pipeline_args(args) -> List[str]:
   ]
 
 
+def _gb(gib: float) -> float:
+  """The spec counts memory in GB (10^9 bytes), as kfp's own set_memory_limit() writes it."""
+  return gib * 2**30 / 1e9
+
+
+def task_kind(component) -> str:
+  """Which pod size of pipeline/resources.py a component's task gets."""
+  if isinstance(component, (tfx.components.Trainer, tfx.components.Tuner)):
+    return 'trainer'
+  if isinstance(component, base_beam_component.BaseBeamComponent):
+    return 'beam'
+  return 'default'
+
+
+def size_tasks(tfx_pipeline: tfx.dsl.Pipeline, resources: ResourcesConfig, dataflow: bool):
+  """Sets each task's CPU and memory, and a Beam task's DirectRunner workers to its CPUs."""
+  for component in tfx_pipeline.components:
+    kind = task_kind(component)
+    size = resources.pod(kind)
+    component.with_platform_config(
+        pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
+            cpu_request=size.cpu_request, cpu_limit=size.cpu_limit,
+            memory_request=_gb(size.memory_request_gib),
+            memory_limit=_gb(size.memory_limit_gib)))
+    if kind == 'beam' and not dataflow:
+      component.with_beam_pipeline_args([f'--direct_num_workers={resources.beam_workers()}'])
+
+
 def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
   """Writes the KFP pipeline spec; returns its path."""
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           default_image=args.image, use_pipeline_spec_2_1=True))
-  job = runner.run(create_pipeline(
+  tfx_pipeline = create_pipeline(
       pipeline_root=args.pipeline_root, data_root=args.data_root,
       serving_root=args.serving_root, config=config,
       beam_pipeline_args=beam_pipeline_args(args),
-      schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt')), write_out=False)
+      schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt'))
+  # Until PipelineConfig has its `resources` field, the defaults.
+  size_tasks(tfx_pipeline, getattr(config, 'resources', ResourcesConfig()), args.dataflow)
+  job = runner.run(tfx_pipeline, write_out=False)
   spec = job['pipelineSpec']
   # TFX leaves the pipeline root to each run; naming it in the spec makes every run (the
   # schedule's, or one started in the KFP UI) write its artifacts to GCS.
@@ -105,7 +145,9 @@ def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
 
 def main(argv=None):
   args = parse_args(argv)
-  config = dataclasses.replace(config_lib.PipelineConfig(), window_spans=args.window_spans)
+  config = options.config_from_args(args)
+  if config.tuned_hparams_uri is None:
+    config = dataclasses.replace(config, tuned_hparams_uri=f'{args.gcs_root}/tuned_hparams.json')
   path = compile_pipeline(args, config)
   print(path)
   if args.schedule:

@@ -1,5 +1,6 @@
 """deploy/ as far as it can be checked without a cluster: it parses, has what a zero-downtime
-TF Serving deployment needs, and points at the model name and REST port the client uses."""
+TF Serving deployment needs, points at the model name and REST port the client uses, and is
+locked down (only the internal API reaches it; the pods run unprivileged)."""
 from importlib import metadata
 import os
 
@@ -81,7 +82,8 @@ def test_batching_config_is_mounted_where_the_flag_points(manifests, container):
   flags = dict(arg.lstrip('-').split('=', 1) for arg in container['args'])
   mounts = {m['name']: m['mountPath'] for m in container['volumeMounts']}
   volumes = {v['name']: v['configMap']['name']
-             for v in manifests['Deployment']['spec']['template']['spec']['volumes']}
+             for v in manifests['Deployment']['spec']['template']['spec']['volumes']
+             if 'configMap' in v}
   config = manifests['ConfigMap']
   (key,) = config['data']
   assert flags['enable_batching'] == 'true'
@@ -104,3 +106,33 @@ def test_pods_run_as_the_workload_identity_account(manifests):
   assert manifests['Deployment']['spec']['template']['spec']['serviceAccountName'] == (
       account['metadata']['name'])
   assert 'iam.gke.io/gcp-service-account' in account['metadata']['annotations']
+
+
+def test_only_the_internal_api_reaches_the_serving_ports(manifests, container):
+  policy = manifests['NetworkPolicy']['spec']
+  labels = manifests['Deployment']['spec']['template']['metadata']['labels']
+  assert policy['podSelector']['matchLabels'].items() <= labels.items()
+  assert 'Ingress' in policy['policyTypes']
+  (rule,) = policy['ingress']
+  (source,) = rule['from']
+  assert list(source) == ['podSelector']  # no namespaceSelector or ipBlock widening it
+  ((key, value),) = source['podSelector']['matchLabels'].items()
+  with open(os.path.join(DEPLOY, 'README.md')) as f:
+    assert f'`{key}: {value}`' in f.read()  # the label the internal API's pods must carry
+  served = {_port(container, p['targetPort']) for p in manifests['Service']['spec']['ports']}
+  assert {p['port'] for p in rule['ports']} == served == {serving_layout.REST_PORT,
+                                                          serving_layout.GRPC_PORT}
+
+
+def test_serving_pods_run_unprivileged(manifests, container):
+  pod = manifests['Deployment']['spec']['template']['spec']
+  assert pod['securityContext']['runAsNonRoot'] is True
+  assert pod['securityContext']['runAsUser'] > 0
+  context = container['securityContext']
+  assert context['readOnlyRootFilesystem'] is True
+  assert context['allowPrivilegeEscalation'] is False
+  assert context['capabilities'] == {'drop': ['ALL']}
+  writable = {m['mountPath'] for m in container['volumeMounts'] if not m.get('readOnly')}
+  empty_dirs = {v['name'] for v in pod['volumes'] if 'emptyDir' in v}
+  assert writable == {m['mountPath'] for m in container['volumeMounts']
+                      if m['name'] in empty_dirs} == {'/tmp'}

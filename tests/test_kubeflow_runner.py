@@ -4,6 +4,8 @@ No Kubeflow cluster runs here. The schedule is exercised against a small HTTP se
 127.0.0.1 implementing the few KFP v2beta1 REST endpoints kfp.Client calls; the test
 asserts on the requests it received.
 """
+import argparse
+import dataclasses
 import http.server
 import json
 import shutil
@@ -17,8 +19,12 @@ import pytest
 import yaml
 
 import kubeflow_runner
+import local_runner
+from pipeline import config as config_lib
 from pipeline import kfp_schedule
+from pipeline import options
 from pipeline.pipeline import create_pipeline
+from pipeline.resources import ResourcesConfig
 
 GCS_ROOT = 'gs://adclick-test/prod'
 IMAGE = 'europe-docker.pkg.dev/adclick/pipelines/adclick:test'
@@ -44,6 +50,10 @@ def _spec(path):
 def _executor_args(spec):
   return {name: ' '.join(executor['container']['args'])
           for name, executor in spec['deploymentSpec']['executors'].items()}
+
+
+def _workers(args):
+  return [a for a in args.split() if a.startswith('--direct_num_workers')]
 
 
 def test_spec_is_kfp_v2_schema_2_1_with_every_local_component(spec_path):
@@ -83,6 +93,107 @@ def test_dataflow_flags_reach_every_beam_step(tmp_path):
     assert '--project=adclick-prod' in args[executor]
     assert f'--sdk_container_image={IMAGE}' in args[executor]
     assert f'--temp_location={GCS_ROOT}/beam-tmp' in args[executor]
+  assert not any(_workers(a) for a in args.values())  # Dataflow sizes its own workers
+
+
+# Tasks whose kind is certain, by kind (pipeline/resources.py).
+SIZED = {'trainer': ['Trainer'],
+         'beam': ['ImageCsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'],
+         'default': ['ImportSchemaGen', 'ExampleValidator', 'DataGate', 'ServedModelBaseline',
+                     'SafePusher']}
+
+
+def _pod_sizes(spec):
+  """{task: (cpu request, cpu limit, memory request GiB, memory limit GiB)} from the spec."""
+  sizes = {}
+  for name, executor in spec['deploymentSpec']['executors'].items():
+    res = executor['container']['resources']
+    sizes[name.removesuffix('_executor')] = (
+        res['cpuRequest'], res['cpuLimit'], round(res['memoryRequest'] * 1e9 / 2**30, 6),
+        round(res['memoryLimit'] * 1e9 / 2**30, 6))
+  return sizes
+
+
+def test_every_task_is_sized_by_its_kind_and_beam_workers_follow_the_cpu_request(spec_path):
+  spec = _spec(spec_path)
+  sizes, args, resources = _pod_sizes(spec), _executor_args(spec), ResourcesConfig()
+  assert set(sizes) == set(spec['root']['dag']['tasks'])
+  for kind, tasks in SIZED.items():
+    pod = resources.pod(kind)
+    for task in tasks:
+      assert sizes[task] == (pod.cpu_request, pod.cpu_limit, pod.memory_request_gib,
+                             pod.memory_limit_gib), task
+  assert sizes['Trainer'] != sizes['Transform'] != sizes['ImportSchemaGen']
+  for task in SIZED['beam']:
+    assert _workers(args[f'{task}_executor']) == [
+        f'--direct_num_workers={int(resources.beam_cpu_request)}']
+  assert not any('--direct_num_workers=0' in a for a in args.values())
+
+
+def test_a_pod_size_must_request_no_more_than_its_limit():
+  with pytest.raises(ValueError, match='beam'):
+    ResourcesConfig(beam_memory_request_gib=16, beam_memory_limit_gib=12)
+
+
+RUN_OPTIONS = ['--span', '5', '--window-spans', '2', '--tune',
+               '--set', 'gate.auc_floor=0.71', '--set', 'hparams.learning_rate=0.0042']
+
+
+def _parser(runner, monkeypatch):
+  """The ArgumentParser a runner's parse_args builds."""
+  built = []
+  parse = argparse.ArgumentParser.parse_args
+  monkeypatch.setattr(argparse.ArgumentParser, 'parse_args',
+                      lambda self, *a, **k: built.append(self) or parse(self, *a, **k))
+  runner.parse_args([])
+  return built[-1]
+
+
+@pytest.mark.parametrize('runner', [local_runner, kubeflow_runner])
+def test_both_runners_take_the_run_options_of_pipeline_options(runner, monkeypatch):
+  reference = argparse.ArgumentParser()
+  options.add_run_options(reference)
+  parser = _parser(runner, monkeypatch)
+  run_options = {a.dest: (a.option_strings, a.default, a.type)
+                 for a in reference._actions if a.dest != 'help'}  # pylint: disable=protected-access
+  assert {a.dest: (a.option_strings, a.default, a.type) for a in parser._actions  # pylint: disable=protected-access
+          if a.dest in run_options} == run_options
+  # No config field is set any other way (a runner's own --window-spans or --learning-rate).
+  fields = {name.split('.')[-1] for name in options.field_names()}
+  assert not ({a.dest for a in parser._actions} - set(run_options)) & fields  # pylint: disable=protected-access
+
+  config = options.config_from_args(runner.parse_args(RUN_OPTIONS))
+  assert config == options.config_from_args(reference.parse_args(RUN_OPTIONS))
+  assert (config.span, config.window_spans, config.tune, config.gate.auc_floor,
+          config.hparams.learning_rate) == (5, 2, True, 0.71, 0.0042)
+
+
+def _task_parameter(spec, task, name):
+  return spec['root']['dag']['tasks'][task]['inputs']['parameters'][name]['runtimeValue'][
+      'constant']
+
+
+def test_run_options_reach_the_compiled_spec(tmp_path):
+  spec = _spec(_compile(tmp_path, *RUN_OPTIONS))
+  assert json.loads(_task_parameter(spec, 'ImageCsvExampleGen', 'range_config')) == {
+      'static_range': {'start_span_number': 4, 'end_span_number': 5}}
+  assert json.loads(_task_parameter(spec, 'Evaluator', 'gate'))['auc_floor'] == 0.71
+  for task in ('Tuner', 'Trainer'):
+    custom = json.loads(_task_parameter(spec, task, 'custom_config'))
+    assert custom['hparams']['learning_rate'] == 0.0042
+    assert custom['tuned_hparams_uri'] == f'{GCS_ROOT}/tuned_hparams.json'
+  assert _pod_sizes(spec)['Tuner'] == _pod_sizes(spec)['Trainer']
+
+
+@pytest.mark.skipif('resources.beam_cpu_request' not in options.field_names(),
+                    reason='PipelineConfig has no `resources` field yet (pipeline/config.py)')
+def test_pod_sizes_set_in_the_config_reach_the_spec(tmp_path):
+  spec = _spec(_compile(tmp_path, '--set', 'resources.beam_cpu_request=2',
+                        '--set', 'resources.beam_cpu_limit=3',
+                        '--set', 'resources.trainer_memory_limit_gib=24'))
+  assert _pod_sizes(spec)['Transform'][:2] == (2, 3)
+  assert _pod_sizes(spec)['Trainer'][3] == 24
+  assert _workers(_executor_args(spec)['Transform_executor']) == ['--direct_num_workers=2']
 
 
 class _FakeKfp(http.server.BaseHTTPRequestHandler):
