@@ -10,6 +10,7 @@ from typing import Optional
 from components.image_csv_example_gen import splits
 from models import serving_layout
 from models.model import HParams
+from pipeline.resources import ResourcesConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_FILE = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
@@ -50,6 +51,7 @@ class PipelineConfig:
   tune: bool = False
   tuner_trials: int = 6
   tuned_hparams_uri: Optional[str] = None  # runners default it beside their outputs
+  resources: ResourcesConfig = ResourcesConfig()  # Kubeflow pod sizes (pipeline/resources.py)
   # TFX caching: a repeated run over unchanged inputs reuses finished components (the
   # served-model baseline is always re-read).
   enable_cache: bool = True
