@@ -11,7 +11,7 @@ ROWS ?= 20000
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 1
 
-.PHONY: venv data demo tune test test-quick bench serve schema kfp clean
+.PHONY: venv data demo tune test test-quick bench serve schema check-csv kfp clean
 
 venv: $(STAMP)
 $(STAMP): requirements.lock
@@ -42,8 +42,9 @@ test: venv
 test-quick: venv
 	$(PY) -m pytest -q -m "not slow" tests
 
+# Gate vs next month at 20,000 and 100,000 rows a month (docs/benchmarks.md), then serving.
 bench: venv
-	$(PY) -m benchmarks.pipeline_bench
+	$(PY) -m benchmarks.model_bench
 	$(PY) -m benchmarks.serving_bench
 
 # TF Serving's REST API on 127.0.0.1:8501 for the models `make demo` pushed.
@@ -56,6 +57,10 @@ kfp: venv
 
 schema: venv
 	$(PY) -m schema.generate
+
+# Checks a CSV against models/features.py before a run: make check-csv CSV=data/span-2/ads.csv
+check-csv: venv
+	$(PY) -m pipeline.check_csv $(CSV)
 
 clean:
 	rm -rf outputs bench_out
