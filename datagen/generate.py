@@ -473,7 +473,7 @@ def generate_span(root: str, span: int, rows: int, seed: int = 7,
   _write_csv(csv_path, columns, [sim.column(c) for c in columns])
   truth_path = data_layout.ground_truth_csv(root, span)
   os.makedirs(os.path.dirname(truth_path), exist_ok=True)
-  _write_csv(truth_path, ['impression_id', 'click_probability'],
+  _write_csv(truth_path, data_layout.GROUND_TRUTH_COLUMNS,
              [sim.impression_ids(), np.char.mod('%.8f', sim.probability)])
   return {
       'rows': rows,

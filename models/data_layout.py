@@ -8,6 +8,8 @@ ADS_FILE = 'ads.csv'
 IMAGE_DIR = 'images'  # image paths in ads.csv are relative to the span folder
 SPLIT_PATTERN = f'span-{SPAN_SPEC}/{ADS_FILE}'  # ExampleGen's input pattern, relative to root
 GROUND_TRUTH_DIR = 'ground_truth'  # sample data only: the generator's true probabilities
+# Its columns: the row id and the true click probability of that impression.
+GROUND_TRUTH_COLUMNS = ('impression_id', 'click_probability')
 
 
 def span_dir(root: str, span: int) -> str:

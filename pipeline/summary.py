@@ -103,7 +103,8 @@ def read_split_rows(examples_uri: str, split: str) -> Dict[str, tuple]:
 def oracle_metrics(ground_truth_csv: str, rows: Dict[str, tuple]) -> Dict[str, Dict[str, float]]:
   """AUC/log-loss of the true click probabilities on `rows`, overall ('') and per cohort."""
   with FileSystems.open(ground_truth_csv) as f:
-    truth = {r['impression_id']: float(r['click_probability'])
+    row_id, probability = data_layout.GROUND_TRUTH_COLUMNS
+    truth = {r[row_id]: float(r[probability])
              for r in csv.DictReader(line.decode() for line in f)}
   keys = [k for k in rows if k in truth]
   groups = {'': keys}
