@@ -129,7 +129,6 @@ def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
       serving_root=args.serving_root, config=config,
       beam_pipeline_args=beam_pipeline_args(args),
       schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt'))
-  # Until PipelineConfig has its `resources` field, the defaults.
   size_tasks(tfx_pipeline, config.resources, args.dataflow)
   job = runner.run(tfx_pipeline, write_out=False)
   spec = job['pipelineSpec']

@@ -14,8 +14,6 @@ import kubeflow_runner
 from components import data_gate
 from components import evaluation_report
 from datagen.generate import generate_span
-from pipeline import options
-from pipeline import resources
 from tests import fake_models
 from tests import kfp_local_launcher
 
@@ -32,13 +30,8 @@ ONE_BEAM_WORKER = {'beam_cpu_request': 1, 'beam_cpu_limit': 1}  # 2 cores here
 def _compile(tmp_path, repo_copy, monkeypatch):
   # The executors read the schema from the repository's copy, as from /pipeline in the image.
   monkeypatch.setattr(kubeflow_runner, 'IMAGE_REPO_ROOT', repo_copy)
-  sizes = []
-  if 'resources.beam_cpu_request' in options.field_names():
-    sizes = [arg for name, value in ONE_BEAM_WORKER.items()
-             for arg in ('--set', f'resources.{name}={value}')]
-  else:  # until PipelineConfig has its `resources` field
-    monkeypatch.setattr(kubeflow_runner, 'ResourcesConfig',
-                        lambda: resources.ResourcesConfig(**ONE_BEAM_WORKER))
+  sizes = [arg for name, value in ONE_BEAM_WORKER.items()
+           for arg in ('--set', f'resources.{name}={value}')]
   path = str(tmp_path / 'spec.yaml')
   kubeflow_runner.main([
       '--gcs-root', str(tmp_path), '--pipeline-root', str(tmp_path / 'pipeline-root'),

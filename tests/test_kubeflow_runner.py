@@ -185,8 +185,6 @@ def test_run_options_reach_the_compiled_spec(tmp_path):
   assert _pod_sizes(spec)['Tuner'] == _pod_sizes(spec)['Trainer']
 
 
-@pytest.mark.skipif('resources.beam_cpu_request' not in options.field_names(),
-                    reason='PipelineConfig has no `resources` field yet (pipeline/config.py)')
 def test_pod_sizes_set_in_the_config_reach_the_spec(tmp_path):
   spec = _spec(_compile(tmp_path, '--set', 'resources.beam_cpu_request=2',
                         '--set', 'resources.beam_cpu_limit=3',
