@@ -6,8 +6,8 @@
 
 For each size and seed, with N = --months:
 1. generates months 1..N+1 under <out>/data-<rows>-seed<seed> (kept: a later call reuses them);
-2. runs the pipeline (local_runner.py, the default config without the TFX cache, see NO_CACHE;
-   one subprocess per run, its output in <run root>/span-<N>.log) on month N-1 and then on
+2. runs the pipeline (local_runner.py, the default config, one subprocess per run: its console
+   output in <run root>/span-<N>.log, the full log in <run root>/logs/) on month N-1 and then on
    month N in one fresh output root, so the month-N candidate is gated against the served
    month-(N-1) model; and once more on month N with hparams.use_image=false (the tabular-only
    variant) in its own root;
@@ -63,10 +63,6 @@ from pipeline import summary
 OUT = 'bench_out'
 ALL = 'all'  # the cohort of every row
 TABULAR_ONLY = 'hparams.use_image=false'
-# Every run starts from a fresh output root, so caching could only reuse ImportSchemaGen and
-# the served-model baseline; TFX 1.16 does reuse the latter (its inputs never change), and the
-# month-N run would then see no served model.
-NO_CACHE = 'enable_cache=false'
 BATCH = 2048  # rows per serving_default call
 ORACLE = 'oracle'  # read_month's column of true click probabilities
 
@@ -120,7 +116,7 @@ def run_pipeline(label: str, data_root: str, output_root: str, span: int,
   log_path = os.path.join(output_root, f'span-{span}.log')
   command = [sys.executable, 'local_runner.py', '--data-root', data_root,
              '--output-root', output_root, '--span', str(span)]
-  command += [arg for setting in (NO_CACHE,) + settings for arg in ('--set', setting)]
+  command += [arg for setting in settings for arg in ('--set', setting)]
   print(f'[{label}] running the pipeline (log: {log_path}) ...', flush=True)
   start = time.time()
   with open(log_path, 'w') as log:
