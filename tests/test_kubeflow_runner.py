@@ -5,7 +5,6 @@ No Kubeflow cluster runs here. The schedule is exercised against a small HTTP se
 asserts on the requests it received.
 """
 import argparse
-import dataclasses
 import http.server
 import json
 import shutil
@@ -20,7 +19,6 @@ import yaml
 
 import kubeflow_runner
 import local_runner
-from pipeline import config as config_lib
 from pipeline import kfp_schedule
 from pipeline import options
 from pipeline.pipeline import create_pipeline

@@ -1,7 +1,6 @@
 """A one-trial Tuner search through the real pipeline, then a monthly run that reuses it."""
 import dataclasses
 import json
-import os
 
 from ml_metadata import metadata_store
 import pytest
