@@ -2,6 +2,7 @@
 
     make bench    # or: python -m benchmarks.model_bench [--rows 20000 100000] [--seed 7 ...]
                   #                                      [--months 3] [--out bench_out]
+    python -m benchmarks.model_bench --rows 100000 --candidate-only
     python -m benchmarks.model_bench --rows 1000000 --months 2 --timing-only
 
 For each size and seed, with N = --months:
@@ -18,6 +19,7 @@ For each size and seed, with N = --months:
    from those training rows) and established ones;
 4. prints one quality table and one wall-time table (per component from MLMD, the whole run,
    its peak RSS) and writes them to <out>/model_bench.md.
+--candidate-only runs only the month-N pipeline (so no gate gain and no tabular-only variant).
 --timing-only generates months 1..N and runs the pipeline once, on month N (no peers, no
 scoring), for the wall-time table alone, written to <out>/model_bench_timing.md.
 """
@@ -322,8 +324,9 @@ def timing_table(runs: Sequence[Run]) -> str:
 
 # ---------------------------------------------------------------- the benchmark
 
-def bench_quality(out: str, rows: int, seed: int, months: int):
-  """Three pipeline runs and next month's scores for one size; (table rows, runs)."""
+def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: bool = False):
+  """Three pipeline runs (one with candidate_only) and next month's scores for one size;
+  (table rows, runs)."""
   size = f'{rows}, seed {seed}'
   data_root = os.path.abspath(os.path.join(out, f'data-{rows}-seed{seed}'))
   generate(data_root, range(1, months + 2), rows, seed)
@@ -331,14 +334,19 @@ def bench_quality(out: str, rows: int, seed: int, months: int):
   tabular_root = root + '-tabular'
   for path in (root, tabular_root):
     shutil.rmtree(path, ignore_errors=True)  # a served model from an earlier call must not gate
-  served = run_pipeline(f'{size}: model, month {months - 1}', data_root, root, months - 1)
+  model_n, model_served = f'model, month {months}', f'model, month {months - 1} (served)'
+  served = tabular = None
+  if not candidate_only:
+    served = run_pipeline(f'{size}: model, month {months - 1}', data_root, root, months - 1)
   new = run_pipeline(f'{size}: model, month {months}', data_root, root, months)
-  tabular = run_pipeline(f'{size}: tabular-only, month {months}', data_root, tabular_root,
-                         months, TABULAR_ONLY)
-
-  if served.pushed() and gate_figures(new, ALL)['gate_gain'] is None:
-    print(f'[{size}] WARNING: the month-{months - 1} model was pushed, but the month-{months} '
-          'run did not compare with it (no gate gain).', flush=True)
+  if not candidate_only:
+    tabular = run_pipeline(f'{size}: tabular-only, month {months}', data_root, tabular_root,
+                           months, TABULAR_ONLY)
+    if served.pushed() and gate_figures(new, ALL)['gate_gain'] is None:
+      print(f'[{size}] WARNING: the month-{months - 1} model was pushed, but the month-{months} '
+            'run did not compare with it (no gate gain).', flush=True)
+  gated = {name: run for name, run in ((model_n, new), (model_served, served),
+                                       ('tabular-only model', tabular)) if run}
   print(f'[{size}] scoring month {months + 1} and training the peers ...', flush=True)
   month = read_month(data_root, months + 1)
   labels = month[features.LABEL_KEY].to_numpy()
@@ -346,10 +354,7 @@ def bench_quality(out: str, rows: int, seed: int, months: int):
                            (splits.TRAIN, splits.VALIDATION))
   is_new = new_ads(month, training)
   inputs = serving_inputs(month, data_layout.span_dir(data_root, months + 1))
-  model_n, model_served = f'model, month {months}', f'model, month {months - 1} (served)'
-  scores = {model_n: predict(new.model_dir(), inputs),
-            model_served: predict(served.model_dir(), inputs),
-            'tabular-only model': predict(tabular.model_dir(), inputs)}
+  scores = {name: predict(run.model_dir(), inputs) for name, run in gated.items()}
   names = [f.name for f in tabular_features()]
   for name, peer in peers().items():
     peer.fit(training[names], training[features.LABEL_KEY])
@@ -358,7 +363,6 @@ def bench_quality(out: str, rows: int, seed: int, months: int):
 
   results = {name: by_cohort(labels, p, is_new) for name, p in scores.items()}
   gate_oracle = summary.model_metrics(new.artifacts, data_root)['oracle'] or {}
-  gated = {model_n: new, model_served: served, 'tabular-only model': tabular}
   table = []
   for name, cohorts in results.items():
     for cohort, values in cohorts.items():
@@ -368,10 +372,10 @@ def bench_quality(out: str, rows: int, seed: int, months: int):
       if name == ORACLE:
         oracle = gate_oracle.get('' if cohort == ALL else cohort)
         row.gate_auc = Estimate(oracle['auc']) if oracle else None
-      if name == model_n:
+      if name == model_n and model_served in results:
         row.next_gain = values['auc'] - results[model_served][cohort]['auc']
       table.append(row)
-  return table, [served, new, tabular]
+  return table, [run for run in (served, new, tabular) if run]
 
 
 NOTES = """\
@@ -399,6 +403,9 @@ def main(argv=None):
   parser.add_argument('--months', type=int, default=3,
                       help='N: the pipeline trains through month N; month N+1 is scored')
   parser.add_argument('--out', default=OUT)
+  parser.add_argument('--candidate-only', action='store_true',
+                      help='only the month-N run (no served model, no tabular-only variant): '
+                           'next-month quality where three runs cost too much')
   parser.add_argument('--timing-only', action='store_true',
                       help='one pipeline run on month N per size: wall times and memory only')
   args = parser.parse_args(argv)
@@ -416,7 +423,8 @@ def main(argv=None):
         runs.append(run_pipeline(f'{rows}, seed {seed}: model, month {args.months}',
                                  data_root, root, args.months))
       else:
-        table, size_runs = bench_quality(args.out, rows, seed, args.months)
+        table, size_runs = bench_quality(args.out, rows, seed, args.months,
+                                         args.candidate_only)
         quality += table
         runs += size_runs
 

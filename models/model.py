@@ -29,6 +29,9 @@ class HParams:
   max_epochs: int = 12
   early_stopping_patience: int = 2
   calibrate: bool = True  # Platt-scale the output on the validation split after training
+  # Seeds initial weights, dropout and shuffling, so a rerun on the same rows trains the same
+  # model up to float summation order (TF's parallel kernels do not promise more).
+  seed: int = 0
 
   def replace(self, values: dict) -> 'HParams':
     """A copy with the known fields of `values` (e.g. tuned ones) set."""

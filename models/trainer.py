@@ -197,6 +197,7 @@ def early_stopping(hparams: model_lib.HParams) -> tf.keras.callbacks.Callback:
 
 def run_fn(fn_args: tfx.components.FnArgs):
   hparams, source = resolve_hparams(fn_args)
+  tf.keras.utils.set_random_seed(hparams.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   train, validation = datasets(fn_args, tf_transform_output, hparams.batch_size)
 

@@ -90,15 +90,24 @@ def test_the_compiled_spec_runs_task_by_task(tmp_path, monkeypatch):
   # The tasks wrote nothing into the code's directory (read-only to the image's user).
   assert _files(repo_copy) == image_files
 
-  # The next month has drifted: the run stops at DataGate, before Transform; its baseline
-  # would have been the version the first run pushed.
-  generate_span(str(tmp_path / 'data'), 3, ROWS, drift=True)
+  # The next month: its Evaluator compares the new model with the version the first run pushed.
+  generate_span(str(tmp_path / 'data'), 3, ROWS)
   second = launcher.run(spec)
-  assert second.failed == 'DataGate', _failure(second)
-  assert 'Transform' not in second.tasks and 'Trainer' not in second.tasks
-  drift_uri = second.tasks['DataGate'].executor_input['outputs']['artifacts']['drift'][
+  assert second.failed is None, _failure(second)
+  assert second.artifact('ImageCsvExampleGen', 'examples')['metadata']['spans'] == '1,2,3'
+  served = int(second.artifact('ServedModelBaseline', 'model')['metadata']['served_version'])
+  assert served == int(pushed['pushed_version'])
+  report = _read(second.artifact('Evaluator', 'evaluation')['uri'], evaluation_report.REPORT_FILE)
+  assert f'Baseline: the served model, version {served} (' in report, report
+  repushed = second.artifact('SafePusher', 'pushed_model')['metadata']
+  assert int(repushed['pushed_version']) > served
+
+  # The month after has drifted: the run stops at DataGate, before Transform.
+  generate_span(str(tmp_path / 'data'), 4, ROWS, drift=True)
+  third = launcher.run(spec)
+  assert third.failed == 'DataGate', _failure(third)
+  assert 'Transform' not in third.tasks and 'Trainer' not in third.tasks
+  drift_uri = third.tasks['DataGate'].executor_input['outputs']['artifacts']['drift'][
       'artifacts'][0]['uri']
   report = _read(drift_uri, data_gate.REPORT_FILE)
-  assert '# Data validation of span 3' in report and '## Drift against span 2' in report
-  served = second.artifact('ServedModelBaseline', 'model')['metadata']['served_version']
-  assert served == int(pushed['pushed_version'])
+  assert '# Data validation of span 4' in report and '## Drift against span 3' in report

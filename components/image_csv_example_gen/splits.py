@@ -93,7 +93,8 @@ class _Assign(beam.DoFn):
     if self._cohort is not None:
       seen = first_seen[_key_value(example, self._cohort_key.name)]
       cohort = features.COHORT_NEW if seen >= cuts[1] else features.COHORT_ESTABLISHED
-      example = tf.train.Example.FromString(example.SerializeToString())
+      original, example = example, tf.train.Example()
+      example.CopyFrom(original)  # Beam's input elements must not be mutated
       example.features.feature[self._cohort.name].bytes_list.value.append(cohort.encode())
     yield beam.pvalue.TaggedOutput(split, example)
 
