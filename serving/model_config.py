@@ -24,7 +24,6 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from models import serving_layout
 
-STABLE, CANARY = 'stable', 'canary'  # the labels of the canary flow (serving/labels.py)
 PLATFORM = 'tensorflow'
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig

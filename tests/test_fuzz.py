@@ -28,7 +28,7 @@ def server(tmp_path_factory):
     fake_serving.save_version(model_root, version)
   config = model_config.single_model(MODEL, model_root)
   config.model_config_list.config[0].model_version_policy.all.SetInParent()
-  config.model_config_list.config[0].version_labels[model_config.STABLE] = 1
+  config.model_config_list.config[0].version_labels[serving_layout.STABLE] = 1
   path = root / 'models.config'
   model_config.write(str(path), config)
   with server_process.model_server(
