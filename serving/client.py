@@ -14,7 +14,8 @@ Which version answers: the newest (default), `version=N`, or `label='stable'` (T
 version labels, serving/labels.py). With `canary_share=0.05`, 5% of the calls go to the
 `canary` label and the rest to `stable`; a label the server does not have (no canary under
 way, or no labels at all) or whose version is not loaded yet falls back to the `stable`
-label, then to the newest version; a missing label is asked for again after LABEL_RETRY_S, so a client can keep a canary share configured for good.
+label, then to the newest version; a missing label is asked for again after LABEL_RETRY_S,
+so a client can keep a canary share configured for good.
 Every call to the server, with its answer, goes through Client._call.
 """
 import base64
