@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from models import serving_layout
+from models import signatures
 from serving import client as client_lib
 from serving import labels
 from serving import model_config
@@ -179,6 +180,29 @@ def test_a_label_moves_only_to_a_loaded_version(served, raw_rows):
   _write_config(config, model_root, [2, 3], stable=3)
   _wait_for(lambda: _label_version(url, STABLE) == 3)
   assert _answered(_predict(url, row, f'/labels/{STABLE}'), row) == 3
+
+
+def test_client_takes_a_label_or_a_version(served, raw_rows):
+  url = served[0].url
+  ad = {k: v for k, v in raw_rows[7].items() if k != 'clicked'}
+  stable = _label_version(url, STABLE)
+  by_label = client_lib.Client(url, label=STABLE).predict(ad)
+  assert by_label['success'] and by_label['prediction'][client_lib.VERSION_KEY] == str(stable)
+  assert by_label['message'].endswith(f'version {stable} (label {STABLE})')
+  assert fake_serving.answered_version(
+      by_label['prediction'][signatures.PREDICTION_KEY], raw_rows[7]) == stable
+  loaded = min(v for v, state in _states(url).items() if state == 'AVAILABLE')
+  by_version = client_lib.Client(url, version=loaded).predict(ad)
+  assert by_version['prediction'][client_lib.VERSION_KEY] == str(loaded)
+  assert fake_serving.answered_version(
+      by_version['prediction'][signatures.PREDICTION_KEY], raw_rows[7]) == loaded
+  unknown = client_lib.Client(url, label='nope').predict(ad)
+  assert not unknown['success'] and "has no version label 'nope'" in unknown['message']
+  missing = client_lib.Client(url, version=999).predict(ad)
+  assert not missing['success']
+  assert f'Servable not found for request: Specific({MODEL}, 999)' in missing['message']
+  with pytest.raises(ValueError, match='at most one of'):
+    client_lib.Client(url, label=STABLE, version=1)
 
 
 def test_without_the_flag_a_label_on_a_version_not_loaded_stops_the_start(tmp_path):
