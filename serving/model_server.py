@@ -159,13 +159,14 @@ class ServerCore:
                                 'Only a model_config_list is served here')
     self.labels = self._label_map(config)
     wanted = {c.name: c for c in config.model_config_list.config}
-    for name in set(self.models) - set(wanted):
-      if name in self._pollers:
-        self._pollers.pop(name).cancel()
-      del self.models[name]
+    for name, model in list(self.models.items()):
+      if name not in wanted or wanted[name].base_path != model.base_path:  # gone, or moved
+        if name in self._pollers:
+          self._pollers.pop(name).cancel()
+        del self.models[name]
     for name, entry in wanted.items():
-      if name in self.models and self.models[name].base_path == entry.base_path:
-        self.models[name].config = entry
+      if name in self.models:
+        self.models[name].config = entry  # a new policy applies from the next poll
       else:
         self.models[name] = ModelVersions(entry, self.poll_seconds)
 
