@@ -48,7 +48,7 @@ _PREDICT_PATH = re.compile(
 _STATUS_PATH = re.compile(
     r'/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?',
     re.IGNORECASE)
-_MAX_REQUEST_BYTES = 64 << 20  # aiohttp's default is 1 MB, too little for a batch of creatives
+MAX_REQUEST_BYTES = 64 << 20  # aiohttp's default is 1 MB, too little for a batch of creatives
 # tf.errors codes by number, as TF Serving names them in status and maps them to HTTP.
 _CODES = ('OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND',
           'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION',
@@ -232,6 +232,8 @@ class RestApi:
     try:
       body = await self._answer(request, path)
       status = 200
+    except web.HTTPException as e:  # aiohttp's own refusals, e.g. a body over the size limit
+      status, body = e.status, rest_json.error_body(e.text or e.reason)
     except Exception as e:  # pylint: disable=broad-except
       error = _rest_error(e)
       if error.code == 'INTERNAL':
@@ -351,7 +353,7 @@ async def serve(args: argparse.Namespace):
             f'{args.poll_seconds:g} s.', flush=True)
   batcher = batching.Batcher(args.max_batch_size, args.num_batch_threads,
                             args.batch_timeout_micros / 1e6)
-  app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
+  app = web.Application(client_max_size=MAX_REQUEST_BYTES)
   app.router.add_route('*', '/{tail:.*}', RestApi(core, batcher).handle)
   runner = web.AppRunner(app, access_log=None)
   await runner.setup()

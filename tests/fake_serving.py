@@ -1,8 +1,6 @@
 """Versions to serve in seconds: tiny SavedModels with the raw serving signature of
 models/features.py (fake_models.save_raw) whose answer tells which version gave it, and the
 request the client sends for a raw row."""
-import tensorflow as tf
-
 from models import features
 from models import serving_layout
 from serving import client
@@ -30,7 +28,3 @@ def instance(row) -> dict:
 
 def answered_version(prediction: float, row) -> int:
   return round((prediction - row['bid_price'] / 1000) * 1000)
-
-
-def float32(value: float) -> float:
-  return float(tf.constant(value, tf.float32).numpy())

@@ -11,6 +11,7 @@ import requests
 from models import serving_layout
 from models import signatures
 from serving import model_config
+from serving import model_server
 from serving import rest_json
 from serving import server_process
 from tests import fake_serving
@@ -163,6 +164,14 @@ def test_fuzz_gets_no_server_error_and_the_server_still_answers_right(server, ra
   assert response.status_code == 200
   (prediction,) = response.json()['predictions']
   assert prediction == pytest.approx(fake_serving.answer(2, raw_rows[0]), rel=1e-6)
+
+
+def test_a_body_over_the_size_limit_is_refused_in_json(server):
+  response = requests.post(f'{server}/v1/models/{MODEL}:predict', timeout=30,
+                           data=b' ' * (model_server.MAX_REQUEST_BYTES + 1))
+  assert response.status_code == 413
+  assert response.json() == {
+      'error': f'Maximum request body size {model_server.MAX_REQUEST_BYTES} exceeded.'}
 
 
 @pytest.mark.parametrize('path,body,status,error', [
