@@ -122,33 +122,38 @@ def test_canary_flow_moves_labels_while_serving(served, raw_rows):
 
   # Promote under load on the stable label: not one request fails while it moves.
   body = json.dumps({'instances': [fake_serving.instance(row)]})
-  answered, failed = [], []
+  answered = [[], [], []]  # per thread, in order: the version that gave each answer
+  failed = []
   stop = threading.Event()
 
-  def load():  # bounded: stops on the event, after 20,000 answers, or at the first failure
+  def load(mine):  # bounded: stops on the event, after 20,000 answers, or at a failure
     with requests.Session() as session:
-      while not stop.is_set() and len(answered) < 20000 and not failed:
+      while not stop.is_set() and sum(map(len, answered)) < 20000 and not failed:
         response = session.post(f'{url}/v1/models/{MODEL}/labels/{STABLE}:predict', data=body,
                                 timeout=30)
         if response.status_code == 200:
-          answered.append(_answered(response, row))
+          mine.append(_answered(response, row))
         else:
           failed.append(response.text)
 
-  threads = [threading.Thread(target=load) for _ in range(3)]
+  def all_answer(version):
+    return failed or all(mine and mine[-1] == version for mine in answered)
+
+  threads = [threading.Thread(target=load, args=(mine,)) for mine in answered]
   for thread in threads:
     thread.start()
   try:
-    _wait_for(lambda: len(answered) > 20 or failed)
+    _wait_for(lambda: all_answer(1))
     assert labels.main(['--config', config, 'promote']) == 0
-    _wait_for(lambda: (answered and answered[-1] == 2) or failed)
+    _wait_for(lambda: all_answer(2))
     _wait_for(lambda: _states(url).get(1) == 'END' or failed)
   finally:
     stop.set()
     for thread in threads:
       thread.join()
   assert not failed, failed[:3]
-  assert answered[0] == 1 and answered[-1] == 2 and sorted(answered, reverse=True) != answered
+  for mine in answered:  # on each connection: stable's old version, then its new one
+    assert mine[0] == 1 and mine[-1] == 2 and mine == sorted(mine)
   assert requests.get(f'{url}/v1/models/{MODEL}/labels/{CANARY}/metadata', timeout=10).json() == {
       'error': f'Unrecognized servable version label: {CANARY}'}
   # With no canary any more, the client's canary share falls back to stable.
