@@ -189,17 +189,19 @@ class Client:
     return [r for r in routes if r is None or self._missing_labels.get(r, 0) <= now]
 
   def _predict_routed(self, instances) -> Tuple[str, Optional[str], List[float]]:
-    routes = self._routes()
-    for label in routes:
+    """(version, label, probabilities) from the first route that has the label loaded."""
+    *fallible, last = self._routes()
+    for label in fallible:
       try:
-        version = self.serving_version(label)
-        return version, label, self._predict(instances, label)
-      except (UnknownLabel, NotServed) as e:
-        if label == routes[-1]:
-          raise
-        if isinstance(e, UnknownLabel):
-          self._missing_labels[label] = time.monotonic() + LABEL_RETRY_S
-    raise AssertionError('unreachable: the last route raises')
+        return self._predict_on(label, instances)
+      except UnknownLabel:
+        self._missing_labels[label] = time.monotonic() + LABEL_RETRY_S
+      except NotServed:  # the label's version is still loading
+        pass
+    return self._predict_on(last, instances)
+
+  def _predict_on(self, label: Optional[str], instances) -> Tuple[str, Optional[str], List[float]]:
+    return self.serving_version(label), label, self._predict(instances, label)
 
   def _model_path(self, label: Optional[str] = None) -> str:
     path = f'/v1/models/{self.model_name}'

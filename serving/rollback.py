@@ -76,8 +76,9 @@ def rollback(model_root: str, reason: str, to: Optional[int] = None,
     _move(serving_layout.version_dir(model_root, version),
           serving_layout.version_dir(aside, version))
   now = datetime.datetime.now(datetime.timezone.utc)
-  record = {'when': now.isoformat(timespec='milliseconds'), 'from': served, 'to': to, 'moved': moved, 'reason': reason,
-            'who': by or who(), 'model_root': model_root, 'moved_to': aside}
+  record = {'when': now.isoformat(timespec='milliseconds'), 'from': served, 'to': to,
+            'moved': moved, 'reason': reason, 'who': by or who(), 'model_root': model_root,
+            'moved_to': aside}
   with FileSystems.create(serving_layout.rollback_record(model_root, served),
                           compression_type=CompressionTypes.UNCOMPRESSED) as f:
     f.write(json.dumps(record, indent=2).encode())
