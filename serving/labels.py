@@ -102,17 +102,21 @@ def describe(entry) -> str:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--config', required=True, help='the model config file to edit')
-  parser.add_argument('--model-name', default=serving_layout.MODEL_NAME)
+  common = argparse.ArgumentParser(add_help=False)  # after the command: `set ... --config F`
+  common.add_argument('--config', required=True, help='the model config file to edit')
+  common.add_argument('--model-name', default=serving_layout.MODEL_NAME)
   commands = parser.add_subparsers(dest='command', required=True)
-  commands.add_parser('show', help='the policy and labels')
-  setting = commands.add_parser('set', help='point LABEL at VERSION (and serve VERSION)')
+  commands.add_parser('show', parents=[common], help='the policy and labels')
+  setting = commands.add_parser('set', parents=[common],
+                                help='point LABEL at VERSION (and serve VERSION)')
   setting.add_argument('label')
   setting.add_argument('version', type=int)
-  removing = commands.add_parser('remove', help='drop LABEL (and its version, if unlabelled)')
+  removing = commands.add_parser('remove', parents=[common],
+                                 help='drop LABEL (and its version, if unlabelled)')
   removing.add_argument('label')
-  commands.add_parser('promote', help='stable := canary, canary dropped')
-  commands.add_parser('latest', help='no labels; serve the newest version again')
+  commands.add_parser('promote', parents=[common], help='stable := canary, canary dropped')
+  commands.add_parser('latest', parents=[common],
+                      help='no labels; serve the newest version again')
   args = parser.parse_args(argv)
   try:
     config = model_config.read(args.config)

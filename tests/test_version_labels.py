@@ -104,7 +104,7 @@ def test_canary_flow_moves_labels_while_serving(served, raw_rows):
   server, config = served
   url = server.url
   row = raw_rows[5]
-  assert labels.main(['--config', config, 'set', CANARY, '2']) == 0
+  assert labels.main(['set', CANARY, '2', '--config', config]) == 0
   _wait_for(lambda: _label_version(url, CANARY) == 2 and _states(url).get(2) == 'AVAILABLE')
   assert _answered(_predict(url, row, f'/labels/{CANARY}'), row) == 2
   assert _answered(_predict(url, row, f'/labels/{STABLE}'), row) == 1
@@ -144,7 +144,7 @@ def test_canary_flow_moves_labels_while_serving(served, raw_rows):
     thread.start()
   try:
     _wait_for(lambda: all_answer(1))
-    assert labels.main(['--config', config, 'promote']) == 0
+    assert labels.main(['promote', '--config', config]) == 0
     _wait_for(lambda: all_answer(2))
     _wait_for(lambda: _states(url).get(1) == 'END' or failed)
   finally:
@@ -167,7 +167,7 @@ def test_a_label_moves_only_to_a_loaded_version(served, raw_rows):
   row = raw_rows[6]
   with open(config) as f:
     before = f.read()
-  assert labels.main(['--config', config, 'set', STABLE, '3']) == 1  # refused, and why
+  assert labels.main(['set', STABLE, '3', '--config', config]) == 1  # refused, and why
   with open(config) as f:
     assert f.read() == before
   # Written by hand anyway: the server refuses the whole config (3 is not even loaded).
@@ -253,16 +253,16 @@ def test_labels_pin_the_served_version_first(tmp_path):
                  'variables/variables.data-00000-of-00001'):
       with open(os.path.join(model_root, str(version), name), 'w') as f:
         f.write('x')
-  assert labels.main(['--config', path, 'set', CANARY, '9']) == 0
+  assert labels.main(['set', CANARY, '9', '--config', path]) == 0
   entry = _entry(path)
   assert list(entry.model_version_policy.specific.versions) == [6, 9]
   assert dict(entry.version_labels) == {STABLE: 6, CANARY: 9}
-  assert labels.main(['--config', path, 'remove', CANARY]) == 0  # the canary rolled back
+  assert labels.main(['remove', CANARY, '--config', path]) == 0  # the canary rolled back
   entry = _entry(path)
   assert (list(entry.model_version_policy.specific.versions), dict(entry.version_labels)) == (
       [6], {STABLE: 6})
-  assert labels.main(['--config', path, 'remove', STABLE]) == 1  # would serve nothing
-  assert labels.main(['--config', path, 'latest']) == 0
+  assert labels.main(['remove', STABLE, '--config', path]) == 1  # would serve nothing
+  assert labels.main(['latest', '--config', path]) == 0
   entry = _entry(path)
   assert entry.model_version_policy.WhichOneof('policy_choice') == 'latest'
   assert not entry.version_labels
@@ -271,5 +271,5 @@ def test_labels_pin_the_served_version_first(tmp_path):
 def test_promote_needs_a_canary(tmp_path, capsys):
   path, _ = _config_file(tmp_path, 'model_version_policy { specific { versions: 3 } } '
                                    'version_labels { key: "stable" value: 3 }')
-  assert labels.main(['--config', path, 'promote']) == 1
+  assert labels.main(['promote', '--config', path]) == 1
   assert 'there is no canary to promote' in capsys.readouterr().err
