@@ -14,6 +14,8 @@ version (models/serving_layout.py). Then:
     so by the time saved_model.pb is visible every other file is. TF Serving cannot load a
     version without saved_model.pb; if it polls in between, that load fails and is retried
     (--load_retry_interval_micros, see deploy/), never served half-written.
+The version is the push's unix time, or one more than the highest version ever used under
+the base (next_version), so a push after a rollback is served as usual.
 Every file operation goes through Beam FileSystems (as ServedModelBaseline's reads do), so
 the base may be a local path or gs://.
 """
@@ -53,6 +55,14 @@ def push(model_dir: str, base_dir: str, version: str) -> str:
   return target
 
 
+def next_version(base_dir: str) -> int:
+  """The stock Pusher's version, the push's unix time, raised above every version ever used
+  there (rolled-back ones included): the newest push is always the one TF Serving serves,
+  whatever the clocks say."""
+  highest = served_baseline.highest_version_used(base_dir)
+  return max(int(time.time()), (highest or 0) + 1)
+
+
 class Executor(pusher_executor.Executor):
   """The stock executor's Do with the copy replaced (blessing check, versioning and the
   archive copy in the PushedModel artifact are the stock ones)."""
@@ -71,8 +81,9 @@ class Executor(pusher_executor.Executor):
     if (destination.WhichOneof('destination') != 'filesystem' or
         destination.filesystem.versioning not in _TIMESTAMP_VERSIONING):
       raise NotImplementedError(f'SafePusher pushes to a filesystem only: {destination}')
-    version = str(int(time.time()))
-    serving_path = push(model_path, destination.filesystem.base_directory, version)
+    base = destination.filesystem.base_directory
+    version = str(next_version(base))
+    serving_path = push(model_path, base, version)
     io_utils.copy_dir(model_path, pushed_model.uri)
     self._MarkPushed(pushed_model, pushed_destination=serving_path, pushed_version=version)
 

@@ -4,7 +4,9 @@ TF Serving serves the newest version directory under `<serving_root>/<model_name
 integer name, models/serving_layout.py). This component finds the newest *complete* one
 there (`is_complete_version`, the rule the model server applies too) and copies it into its
 output Model artifact under `Format-Serving`, the layout the Evaluator loads a Trainer's model
-from. With nothing served, the artifact stays empty and the Evaluator in
+from. After a rollback (serving/rollback.py) that is the version rolled back to, and the
+artifact carries the rollback's audit record (ROLLBACK_PROPERTY) for the run summary. With
+nothing served, the artifact stays empty and the Evaluator in
 components/gated_evaluator.py drops it, so only the absolute thresholds apply.
 
 Why not a Resolver (LatestBlessedModelStrategy): open-source Kubeflow Pipelines cannot run
@@ -14,6 +16,7 @@ the model it was compared with, even if a new version is pushed meanwhile. Every
 through Beam FileSystems, so the serving root may be a local path or gs://; SafePusher writes
 through relative_files() and copy_tree() here too.
 """
+import json
 import shutil
 from typing import List, Optional
 
@@ -31,6 +34,7 @@ from models import serving_layout
 
 SERVED_VERSION_PROPERTY = 'served_version'
 SERVED_PATH_PROPERTY = 'served_path'
+ROLLBACK_PROPERTY = 'rollback'  # the audit record (JSON) of the rollback that made it served
 
 
 def relative_files(directory: str) -> List[str]:
@@ -50,6 +54,31 @@ def served_versions(model_root: str) -> List[int]:
   names = (FileSystems.split(FileSystems.split(m.path)[0])[1]
            for m in FileSystems.match([pattern])[0].metadata_list)
   return sorted(v for v in map(serving_layout.version_number, names) if v is not None)
+
+
+def version_dirs(root: str) -> List[int]:
+  """Every version directory under root that holds a file, complete or not, sorted."""
+  names = {path.split('/', 1)[0] for path in relative_files(root) if '/' in path}
+  return sorted(v for v in map(serving_layout.version_number, names) if v is not None)
+
+
+def rollback_records(model_root: str) -> List[dict]:
+  """The audit records of the rollbacks of a model root, oldest first."""
+  pattern = FileSystems.join(serving_layout.rolled_back_root(model_root),
+                             '*' + serving_layout.ROLLBACK_RECORD_SUFFIX)
+  records = []
+  for match in FileSystems.match([pattern])[0].metadata_list:
+    with FileSystems.open(match.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+      records.append(json.loads(f.read()))
+  return sorted(records, key=lambda record: record['when'])
+
+
+def highest_version_used(model_root: str) -> Optional[int]:
+  """The highest version ever pushed there: served, or moved aside by a rollback."""
+  used = (version_dirs(model_root) +
+          version_dirs(serving_layout.rolled_back_root(model_root)) +
+          [v for record in rollback_records(model_root) for v in record['moved']])
+  return max(used, default=None)
 
 
 def latest_complete_version(model_root: str) -> Optional[int]:
@@ -92,3 +121,6 @@ def ServedModelBaseline(  # pylint: disable=invalid-name
   model.set_int_custom_property(SERVED_VERSION_PROPERTY, version)
   model.set_string_custom_property(SERVED_PATH_PROPERTY, version_dir)
   logging.info('Baseline: served version %s from %s.', version, version_dir)
+  rollbacks = [r for r in rollback_records(model_root) if r['to'] == version]
+  if rollbacks:  # served because a rollback made it so: the run summary says so
+    model.set_string_custom_property(ROLLBACK_PROPERTY, json.dumps(rollbacks[-1]))

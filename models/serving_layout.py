@@ -7,19 +7,27 @@ the client imports it too. The layout is TF Serving's:
     <serving_root>/<model_name>/<version>/    version: a directory named by an int64
 
 Other names there are not versions and are ignored, such as the staging copy of a push under
-way (`.push-<version>-<token>`, components/safe_pusher.py). The tensorflow/serving image
-answers REST on 8501 and gRPC on 8500 (deploy/).
+way (`.push-<version>-<token>`, components/safe_pusher.py). A rollback (serving/rollback.py)
+moves versions out of the model root, which TF Serving polls, into a sibling that it does not:
+
+    <serving_root>/<model_name>.rolled-back/<version>/                   never deleted
+    <serving_root>/<model_name>.rolled-back/<version>.rollback.json     the audit record
+
+The tensorflow/serving image answers REST on 8501 and gRPC on 8500 (deploy/).
 """
 import re
 from typing import Iterable, List, Optional
 
 MODEL_NAME = 'adclick'  # TF Serving's --model_name; the pipeline config's default
+STABLE, CANARY = 'stable', 'canary'  # version labels of the canary flow (serving/labels.py)
 REST_PORT = 8501
 GRPC_PORT = 8500
 
 SAVED_MODEL = 'saved_model.pb'
 VARIABLES_INDEX = 'variables/variables.index'
 STAGING_PREFIX = '.push-'
+ROLLED_BACK_SUFFIX = '.rolled-back'
+ROLLBACK_RECORD_SUFFIX = '.rollback.json'
 _SHARD = re.compile(r'variables/variables\.data-\d+-of-(\d+)$')
 _VERSION = re.compile(r'[0-9]+')
 
@@ -32,6 +40,16 @@ def model_root(serving_root: str, model_name: str = MODEL_NAME) -> str:
 def version_dir(root: str, version) -> str:
   """The directory of a version under a model root."""
   return f'{root.rstrip("/")}/{version}'
+
+
+def rolled_back_root(root: str) -> str:
+  """Where a rollback moves the versions of a model root: beside it, outside what is polled."""
+  return root.rstrip('/') + ROLLED_BACK_SUFFIX
+
+
+def rollback_record(root: str, from_version) -> str:
+  """The audit record of the rollback away from `from_version` (versions are never reused)."""
+  return f'{rolled_back_root(root)}/{from_version}{ROLLBACK_RECORD_SUFFIX}'
 
 
 def version_number(name: str) -> Optional[int]:

@@ -4,13 +4,15 @@ Reads the run's artifacts through MLMD (the same store the runner used): rows re
 rejected, anomalies, the hyperparameters the model used and where they came from, the
 Evaluator's report (the eval protocol, the new model against the rule and the served model,
 overall, per cohort and per slice, and why it was blessed or not; see
-components/evaluation_report.py) and where the model was pushed. With the sample data, the
+components/evaluation_report.py), a rollback that made the served model the baseline, and where
+the model was pushed. With the sample data, the
 oracle's AUC/log-loss on the same eval rows comes from the generator's ground-truth file (never
 read by the pipeline); a log of your own has no oracle and the summary says so.
 """
 import csv
 import dataclasses
 import glob
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -23,6 +25,7 @@ import tensorflow as tf
 
 from components import data_gate
 from components import evaluation_report
+from components import served_baseline
 from components.image_csv_example_gen import splits
 from components.image_csv_example_gen.executor import read_rejected_rows
 from components.image_csv_example_gen.executor import SPANS_PROPERTY
@@ -169,6 +172,20 @@ def _hparams_lines(artifacts: RunArtifacts) -> List[str]:
           f"bias {calibration['bias']:+.3f}."]
 
 
+def rollback_line(artifacts: RunArtifacts) -> Optional[str]:
+  """The rollback that made the baseline the served model, if one did (ServedModelBaseline
+  copies its audit record into the baseline's properties)."""
+  baseline = max((a for a in artifacts.by_type.get('Model', [])
+                  if served_baseline.ROLLBACK_PROPERTY in a.custom_properties),
+                 key=lambda a: a.id, default=None)
+  if baseline is None:
+    return None
+  record = json.loads(_prop(baseline, served_baseline.ROLLBACK_PROPERTY))
+  return (f"Rollback: the served model is version {record['to']} since {record['who']} rolled "
+          f"back from version {record['from']} at {record['when']} (reason: {record['reason']}); "
+          f"rolled-back versions are kept in {record['moved_to']}.")
+
+
 def summarize(artifacts: RunArtifacts, data_root: str,
               error: Optional[BaseException] = None) -> str:
   lines = ['', '=' * 72, 'Run summary', '=' * 72]
@@ -201,6 +218,9 @@ def summarize(artifacts: RunArtifacts, data_root: str,
     return '\n'.join(lines)
 
   lines += _hparams_lines(artifacts)
+  rollback = rollback_line(artifacts)
+  if rollback:
+    lines.append(rollback)
   evaluation = artifacts.latest('ModelEvaluation')
   if evaluation is not None:
     metrics = model_metrics(artifacts, data_root)

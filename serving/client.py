@@ -9,10 +9,19 @@ An ad is checked against models/features.py, read at each call, before anything 
 required fields, types, defaults for optional fields, ranges, closed domains and, where
 features.py has an image field, a decodable PNG/JPEG creative. Every problem comes back as
 success=False with a message that names it, never as an exception.
+
+Which version answers: the newest (default), `version=N`, or `label='stable'` (TF Serving's
+version labels, serving/labels.py). With `canary_share=0.05`, 5% of the calls go to the
+`canary` label and the rest to `stable`; a label the server does not have (no canary under
+way, or no labels at all) or whose version is not loaded yet falls back to the `stable`
+label, then to the newest version; a missing label is asked for again after LABEL_RETRY_S,
+so a client can keep a canary share configured for good.
+Every call to the server, with its answer, goes through Client._call.
 """
 import base64
 import io
 import math
+import random
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -27,10 +36,20 @@ DEFAULT_URL = f'http://127.0.0.1:{serving_layout.REST_PORT}'
 VERSION_KEY = 'model_version'  # beside signatures.PREDICTION_KEY in a prediction
 IMAGE_FORMATS = ('PNG', 'JPEG')
 _BATCH_ROWS = 64  # ads per request in predict_many
+LABEL_RETRY_S = 30.0  # how long a label the server lacks is not asked for again
+_UNKNOWN_LABEL = 'Unrecognized servable version label: '  # TF Serving's words
 
 
 class ServingError(Exception):
   """The server could not be reached or refused the request; the message says which."""
+
+
+class UnknownLabel(ServingError):
+  """The server has no such version label."""
+
+
+class NotServed(ServingError):
+  """The server does not serve that model, or that version (a label's may still be loading)."""
 
 
 def validate(ad: Any) -> Tuple[Optional[Dict[str, Any]], List[str]]:
@@ -109,12 +128,23 @@ class Client:
   connection errors (a server starting up, a replica going away)."""
 
   def __init__(self, url: str = DEFAULT_URL, model_name: str = serving_layout.MODEL_NAME,
-               timeout: float = 5.0, retries: int = 2, backoff: float = 0.2):
+               timeout: float = 5.0, retries: int = 2, backoff: float = 0.2,
+               label: Optional[str] = None, version: Optional[int] = None,
+               canary_share: float = 0.0, seed: Optional[int] = None):
+    if sum(x is not None and x != 0 for x in (label, version, canary_share)) > 1:
+      raise ValueError('give at most one of label, version and canary_share')
+    if not 0 <= canary_share <= 1:
+      raise ValueError(f'canary_share must be between 0 and 1, got {canary_share}')
     self.url = url.rstrip('/')
     self.model_name = model_name
     self.timeout = timeout
     self.retries = retries
     self.backoff = backoff
+    self.label = label
+    self.version = version
+    self.canary_share = canary_share
+    self._random = random.Random(seed)
+    self._missing_labels: Dict[str, float] = {}  # label -> when to ask for it again
     self._session = requests.Session()
 
   def predict(self, ad: Any) -> Dict[str, Any]:
@@ -133,36 +163,78 @@ class Client:
     for start in range(0, len(valid), _BATCH_ROWS):
       chunk = valid[start:start + _BATCH_ROWS]
       try:
-        version = self.serving_version()
-        probabilities = self._predict([instance for _, instance in chunk])
+        version, label, probabilities = self._predict_routed([instance for _, instance in chunk])
       except ServingError as e:
         for i, _ in chunk:
           results[i] = result(False, str(e))
         continue
+      via = f' (label {label})' if label else ''
       for (i, _), probability in zip(chunk, probabilities):
         results[i] = result(True, f'click probability {probability:.4f} from model '
-                            f'{self.model_name} version {version}',
+                            f'{self.model_name} version {version}{via}',
                             {signatures.PREDICTION_KEY: probability, VERSION_KEY: version})
     return results
 
-  def serving_version(self) -> str:
-    """The version the server serves now (REST predict responses do not name it)."""
-    status = self._call('GET', f'/v1/models/{self.model_name}')
+  def _routes(self) -> List[Optional[str]]:
+    """The labels to try in order (None: the newest version), for one call."""
+    if self.label is not None or self.version is not None:
+      return [self.label]
+    if not self.canary_share:
+      return [None]
+    first = (serving_layout.CANARY if self._random.random() < self.canary_share
+             else serving_layout.STABLE)
+    routes = [first, serving_layout.STABLE, None] if first == serving_layout.CANARY else [
+        first, None]
+    now = time.monotonic()
+    return [r for r in routes if r is None or self._missing_labels.get(r, 0) <= now]
+
+  def _predict_routed(self, instances) -> Tuple[str, Optional[str], List[float]]:
+    """(version, label, probabilities) from the first route that has the label loaded."""
+    *fallible, last = self._routes()
+    for label in fallible:
+      try:
+        return self._predict_on(label, instances)
+      except UnknownLabel:
+        self._missing_labels[label] = time.monotonic() + LABEL_RETRY_S
+      except NotServed:  # the label's version is still loading
+        pass
+    return self._predict_on(last, instances)
+
+  def _predict_on(self, label: Optional[str], instances) -> Tuple[str, Optional[str], List[float]]:
+    return self.serving_version(label), label, self._predict(instances, label)
+
+  def _model_path(self, label: Optional[str] = None) -> str:
+    path = f'/v1/models/{self.model_name}'
+    if self.version is not None:
+      return f'{path}/versions/{self.version}'
+    return f'{path}/labels/{label}' if label else path
+
+  def serving_version(self, label: Optional[str] = None) -> str:
+    """The version that answers (REST predict responses do not name it): the label's, from
+    its metadata; else the newest available one."""
+    if self.version is not None:
+      return str(self.version)
+    if label:
+      metadata = self._call('GET', self._model_path(label) + '/metadata')
+      return str(metadata.get('model_spec', {}).get('version', '?'))
+    status = self._call('GET', self._model_path())
     available = [int(s['version']) for s in status.get('model_version_status', [])
                  if s.get('state') == 'AVAILABLE']
     if not available:
       raise ServingError(f'model {self.model_name} at {self.url} has no version ready yet')
     return str(max(available))
 
-  def _predict(self, instances: List[Dict[str, Any]]) -> List[float]:
+  def _predict(self, instances: List[Dict[str, Any]], label: Optional[str] = None
+               ) -> List[float]:
     body = {'signature_name': signatures.SERVING_SIGNATURE, 'instances': instances}
-    answer = self._call('POST', f'/v1/models/{self.model_name}:predict', body)
+    answer = self._call('POST', self._model_path(label) + ':predict', body)
     predictions = answer.get('predictions')
     if not isinstance(predictions, list) or len(predictions) != len(instances):
       raise ServingError(f'unexpected answer from {self.url}: {str(answer)[:200]}')
     return [float(p) for p in predictions]
 
   def _call(self, method: str, path: str, body: Optional[dict] = None) -> Dict[str, Any]:
+    """Every request to the server and its answer pass here."""
     url = self.url + path
     for attempt in range(self.retries + 1):
       if attempt:
@@ -180,9 +252,13 @@ class Client:
       if response.status_code == 503:
         problem = f'the model server at {self.url} is unavailable: {_error(response)}'
         continue
+      if response.status_code == 400 and _error(response).startswith(_UNKNOWN_LABEL):
+        raise UnknownLabel(f'the model server at {self.url} has no version label '
+                           f'{_error(response)[len(_UNKNOWN_LABEL):]!r} for model '
+                           f'{self.model_name!r}')
       if response.status_code == 404:
-        raise ServingError(f'the server at {self.url} does not serve model '
-                           f'{self.model_name!r}: {_error(response)}')
+        raise NotServed(f'the server at {self.url} does not serve model '
+                        f'{self.model_name!r}: {_error(response)}')
       if response.status_code != 200:
         raise ServingError(f'the model server refused the request (HTTP '
                            f'{response.status_code}): {_error(response)}')

@@ -1,20 +1,26 @@
 """A local model server that speaks TF Serving's REST API.
 
     python -m serving.model_server --model-base-path outputs/serving [--model-name adclick]
+    python -m serving.model_server --model_config_file models.config \
+        --model_config_file_poll_wait_seconds 5 [--allow_version_labels_for_unavailable_models]
 
 tensorflow_model_server cannot be installed on these machines; production runs the
 tensorflow/serving image (deploy/). This server answers the same requests with the same bytes:
-  GET  /v1/models/{name}[/versions/{N}]            status of each version
-  GET  /v1/models/{name}[/versions/{N}]/metadata   signatures
-  POST /v1/models/{name}[/versions/{N}]:predict    row ("instances") or columnar ("inputs")
-and errors as {"error": "..."} with TF Serving's status codes and messages.
+  GET  /v1/models/{name}[/versions/{N}|/labels/{L}]            status of each version
+  GET  /v1/models/{name}[/versions/{N}|/labels/{L}]/metadata   signatures
+  POST /v1/models/{name}[/versions/{N}|/labels/{L}]:predict    row or columnar request
+and errors as {"error": "..."} with TF Serving's status codes and messages; a request it
+cannot take is a 4xx, never a 5xx (:classify and :regress get TF Serving's signature checks).
 
 Like the tensorflow/serving image it serves `<model-base-path>/<model-name>/<version>/`
 (models/serving_layout.py), the newest complete version (see versions.py), polling for new
-ones. A new version takes over once it has loaded and answered a warmup request; requests
-under way finish on the version they started on. A version that fails to load shows in
-status as END with its error, and the previous version keeps serving. Concurrent predict calls
-are batched (batching.py).
+ones; or the models of a model config file (serving/model_config.py), each with its version
+policy (latest N, specific, all) and version labels, under TF Serving's rules: a label may
+point only at a loaded version, unless the flag allows a *new* label to point at one still
+loading, and a config whose labels break that rule changes nothing. A new version takes over
+once it has loaded and answered a warmup request; requests under way finish on the version
+they started on. A version that fails to load shows in status as END with its error, and the
+previous version keeps serving. Concurrent predict calls are batched (batching.py).
 """
 import argparse
 import asyncio
@@ -31,6 +37,7 @@ import tensorflow as tf
 
 from models import serving_layout
 from serving import batching
+from serving import model_config
 from serving import rest_json
 from serving import versions
 
@@ -41,7 +48,7 @@ _PREDICT_PATH = re.compile(
 _STATUS_PATH = re.compile(
     r'/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?',
     re.IGNORECASE)
-_MAX_REQUEST_BYTES = 64 << 20  # aiohttp's default is 1 MB, too little for a batch of creatives
+MAX_REQUEST_BYTES = 64 << 20  # aiohttp's default is 1 MB, too little for a batch of creatives
 # tf.errors codes by number, as TF Serving names them in status and maps them to HTTP.
 _CODES = ('OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND',
           'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION',
@@ -62,16 +69,26 @@ def _rest_error(error: Exception) -> rest_json.RestError:
 
 
 class ModelVersions:
-  """The versions of one model: polls its base path and serves the newest complete one."""
+  """The versions of one model: polls its base path and keeps loaded the versions its policy
+  names (TF Serving's FileSystemStoragePathSource and AvailabilityPreservingPolicy)."""
 
-  def __init__(self, base_path: str, name: str, poll_seconds: float):
-    self.base_path = base_path
-    self.name = name
+  def __init__(self, config: model_config.ModelConfig, poll_seconds: float):
+    self.name = config.name
+    self.config = config
     self.poll_seconds = poll_seconds
-    self.serving: Optional[versions.LoadedModel] = None
+    self.loaded: Dict[int, versions.LoadedModel] = {}
     self.states: Dict[int, Tuple[str, str, str]] = {}  # version -> state, error code, message
     self._last_seen: Dict[int, Optional[versions.Snapshot]] = {}
     self._failed: Dict[int, versions.Snapshot] = {}  # retried once their files change
+
+  @property
+  def base_path(self) -> str:
+    return self.config.base_path
+
+  @property
+  def latest(self) -> Optional[versions.LoadedModel]:
+    """What a request without a version gets: the newest loaded version."""
+    return self.loaded[max(self.loaded)] if self.loaded else None
 
   async def poll_forever(self):
     while True:
@@ -82,18 +99,23 @@ class ModelVersions:
       await asyncio.sleep(self.poll_seconds)
 
   async def poll(self):
-    """Loads the newest version whose files are complete and unchanged since the last poll."""
+    """Loads the versions the policy names among those whose files are complete and unchanged
+    since the last poll; then unloads the others, but never the last available one while
+    none of the versions it names has loaded (a new version that fails to load, say)."""
     seen = await asyncio.get_running_loop().run_in_executor(None, self._scan)
-    ready = [v for v, files in seen.items()
-             if files and self._last_seen.get(v) == files and self._failed.get(v) != files]
+    ready = {v for v, files in seen.items()
+             if v in self.loaded or (files and self._last_seen.get(v) == files and
+                                     self._failed.get(v) != files)}
     self._last_seen = seen
-    if not ready:
-      return
-    newest = max(ready)
-    current = self.serving.version if self.serving else None
-    if newest == current or (current in seen and newest < current):
-      return
-    await self._load(newest, seen[newest])
+    aspired = model_config.aspired(self.config.model_version_policy, ready)
+    for version in sorted(aspired - set(self.loaded), reverse=True):
+      await self._load(version, seen[version])
+    unwanted = set(self.loaded) - aspired
+    if unwanted and (not aspired or aspired & set(self.loaded)):
+      for version in sorted(unwanted):
+        del self.loaded[version]  # requests that hold it finish first; then it is garbage
+        self.states[version] = ('END', 'OK', '')
+        print(f'Unloaded model {self.name} version {version}', flush=True)
 
   def _scan(self) -> Dict[int, Optional[versions.Snapshot]]:
     return {v: versions.snapshot(self._path(v)) for v in versions.list_versions(self.base_path)}
@@ -110,33 +132,108 @@ class ModelVersions:
       self._failed[version] = files
       error = _rest_error(e)
       self.states[version] = ('END', error.code, error.message)
-      still = f'still serving version {self.serving.version}' if self.serving else 'no version'
+      still = (f'still serving version {", ".join(map(str, sorted(self.loaded)))}'
+               if self.loaded else 'no version')
       print(f'Version {version} failed to load ({error}); {still}.', flush=True)
       return
-    previous, self.serving = self.serving, model
+    self.loaded[version] = model
     self.states[version] = ('AVAILABLE', 'OK', '')
-    if previous:  # requests that hold it finish first; then it is garbage
-      self.states[previous.version] = ('END', 'OK', '')
     print(f'Serving model {self.name} version {version} from {model.path}', flush=True)
 
 
-class RestApi:
-  """TF Serving's REST handler (model_servers/http_rest_api_handler.cc) for one model."""
+class ServerCore:
+  """The models of a ModelServerConfig and their version labels (TF Serving's ServerCore)."""
 
-  def __init__(self, models: ModelVersions, batcher: batching.Batcher):
-    self._models = models
+  def __init__(self, poll_seconds: float, allow_labels_for_unavailable: bool = False):
+    self.poll_seconds = poll_seconds
+    self.allow_labels_for_unavailable = allow_labels_for_unavailable
+    self.models: Dict[str, ModelVersions] = {}
+    self.labels: Dict[str, Dict[str, int]] = {}  # model -> label -> version
+    self._pollers: Dict[str, asyncio.Task] = {}
+
+  def reload(self, config: model_config.ModelServerConfig):
+    """ReloadConfig: the labels are checked against what is loaded *before* the models
+    change, and a config whose labels fail changes nothing (server_core.cc)."""
+    if config.WhichOneof('config') != 'model_config_list':
+      raise rest_json.RestError('FAILED_PRECONDITION',
+                                'Only a model_config_list is served here')
+    self.labels = self._label_map(config)
+    wanted = {c.name: c for c in config.model_config_list.config}
+    for name, model in list(self.models.items()):
+      if name not in wanted or wanted[name].base_path != model.base_path:  # gone, or moved
+        if name in self._pollers:
+          self._pollers.pop(name).cancel()
+        del self.models[name]
+    for name, entry in wanted.items():
+      if name in self.models:
+        self.models[name].config = entry  # a new policy applies from the next poll
+      else:
+        self.models[name] = ModelVersions(entry, self.poll_seconds)
+
+  def _label_map(self, config) -> Dict[str, Dict[str, int]]:
+    labels = {}
+    for entry in config.model_config_list.config:
+      model = self.models.get(entry.name)
+      for label, version in entry.version_labels.items():
+        # The flag lets a new label (or one that stays put) point at a version still loading;
+        # moving a label needs the new version loaded, so its traffic never hits a gap.
+        existing = self.labels.get(entry.name, {}).get(label)
+        allowed = self.allow_labels_for_unavailable and existing in (None, version)
+        if not allowed and (model is None or version not in model.loaded):
+          raise rest_json.RestError(
+              'FAILED_PRECONDITION', f'Request to assign label to version {version} of model '
+              f'{entry.name}, which is not currently available for inference')
+        labels.setdefault(entry.name, {})[label] = version
+    return labels
+
+  async def poll_all(self):
+    await asyncio.gather(*(model.poll() for model in self.models.values()))
+
+  def start_polling(self):
+    """Polls every model that is not polled yet (those a reload added, too)."""
+    for name, model in self.models.items():
+      if name not in self._pollers:
+        self._pollers[name] = asyncio.create_task(model.poll_forever())
+
+  def stop_polling(self):
+    for poller in self._pollers.values():
+      poller.cancel()
+
+  def servable(self, name: str, version: Optional[str],
+               label: Optional[str]) -> versions.LoadedModel:
+    """The version a request asks for (the newest when none), as ServerCore finds it."""
+    if label is not None:
+      label = urllib.parse.unquote(label)
+      if label not in self.labels.get(name, {}):
+        raise rest_json.invalid(f'Unrecognized servable version label: {label}')
+      version = str(self.labels[name][label])
+    model = self.models.get(name)
+    if version is None:
+      if model is None or model.latest is None:
+        raise rest_json.RestError('NOT_FOUND', f'Servable not found for request: Latest({name})')
+      return model.latest
+    number = _version(version)
+    if model is None or number not in model.loaded:
+      raise rest_json.RestError('NOT_FOUND',
+                                f'Servable not found for request: Specific({name}, {number})')
+    return model.loaded[number]
+
+
+class RestApi:
+  """TF Serving's REST handler (model_servers/http_rest_api_handler.cc)."""
+
+  def __init__(self, core: ServerCore, batcher: batching.Batcher):
+    self._core = core
     self._batcher = batcher
 
   async def handle(self, request: web.Request) -> web.Response:
+    """Every request and its answer pass here (one place to observe both)."""
     path = request.raw_path.split('?', 1)[0]
     try:
-      if request.method == 'POST' and (match := _PREDICT_PATH.fullmatch(path)):
-        body = await self._predict(match, await request.read())
-      elif request.method == 'GET' and (match := _STATUS_PATH.fullmatch(path)):
-        body = self._metadata(match) if match.group(4) else self._status(match)
-      else:
-        raise rest_json.invalid(f'Malformed request: {request.method} {path}')
+      body = await self._answer(request, path)
       status = 200
+    except web.HTTPException as e:  # aiohttp's own refusals, e.g. a body over the size limit
+      status, body = e.status, rest_json.error_body(e.text or e.reason)
     except Exception as e:  # pylint: disable=broad-except
       error = _rest_error(e)
       if error.code == 'INTERNAL':
@@ -144,12 +241,28 @@ class RestApi:
       status, body = error.http_status, rest_json.error_body(error.message)
     return web.Response(body=body, status=status, headers={'Content-Type': 'application/json'})
 
+  async def _answer(self, request: web.Request, path: str) -> bytes:
+    if not path.startswith('/v1/'):  # TF Serving's HTTP server routes only /v1/ to the API
+      raise rest_json.RestError('NOT_FOUND', f'Not found: {request.method} {path}')
+    if request.method == 'POST' and (match := _PREDICT_PATH.fullmatch(path)):
+      body = await request.read()
+      name, version, label, method = match.groups()
+      if method == 'predict':
+        return await self._predict(name, version, label, body)
+      if method in ('classify', 'regress'):  # compared as written, as TF Serving does
+        return self._classify_or_regress(name, version, label, method, body)
+    elif request.method == 'GET' and (match := _STATUS_PATH.fullmatch(path)):
+      return self._metadata(match) if match.group(4) else self._status(match)
+    raise rest_json.invalid(f'Malformed request: {request.method} {path}')
+
   def _status(self, match: re.Match) -> bytes:
-    name, version = match.group(1), match.group(2)  # TF Serving ignores a label here
+    # GetModelStatus looks at the version only: with a label it lists every version.
+    name, version = match.group(1), match.group(2)
     if not name:
       raise rest_json.invalid('Missing model name in request.')
     name = urllib.parse.unquote(name)
-    states = self._models.states if name == self._models.name else {}
+    model = self._core.models.get(name)
+    states = model.states if model else {}
     if version is not None:
       number = _version(version)
       if number not in states:
@@ -160,41 +273,37 @@ class RestApi:
     return rest_json.status_body([(v, *states[v]) for v in sorted(states, reverse=True)])
 
   def _metadata(self, match: re.Match) -> bytes:
-    model = self._servable(*match.group(1, 2, 3))
-    return rest_json.metadata_body(self._models.name, model.version, model.signature_defs)
+    name = urllib.parse.unquote(match.group(1) or '')
+    if not name:
+      raise rest_json.invalid('Missing model name in request.')
+    model = self._core.servable(name, *match.group(2, 3))
+    return rest_json.metadata_body(name, model.version, model.signature_defs)
 
-  async def _predict(self, match: re.Match, body: bytes) -> bytes:
-    name, version, label, method = match.groups()
-    if method != 'predict':
-      raise rest_json.RestError('UNIMPLEMENTED', f'Only :predict is served here, not :{method}')
+  async def _predict(self, name: str, version: Optional[str], label: Optional[str],
+                     body: bytes) -> bytes:
     doc = rest_json.parse(body)
     # TF Serving's default is TF's default key, whatever the model (ours is signatures.py's).
     signature = (rest_json.signature_name(doc) or
                  tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
-    model = self._servable(name, version, label)
+    model = self._core.servable(urllib.parse.unquote(name), version, label)
     if signature not in model.inputs:
       raise rest_json.invalid(f'Serving signature name: "{signature}" not found in signature def')
     request_format, inputs = rest_json.request_tensors(doc, model.inputs[signature])
     outputs = await self._batcher.run(model.signatures[signature], inputs)
     return rest_json.predict_body(outputs, request_format)
 
-  def _servable(self, name: str, version: Optional[str],
-                label: Optional[str]) -> versions.LoadedModel:
-    """The version a request asks for (the newest when none), as ServerCore finds it."""
-    name = urllib.parse.unquote(name)
-    if label is not None:
-      raise rest_json.invalid(
-          f'Unrecognized servable version label: {urllib.parse.unquote(label)}')
-    model = self._models.serving if name == self._models.name else None
-    if version is None:
-      if model is None:
-        raise rest_json.RestError('NOT_FOUND', f'Servable not found for request: Latest({name})')
-      return model
-    number = _version(version)
-    if model is None or model.version != number:
-      raise rest_json.RestError('NOT_FOUND',
-                                f'Servable not found for request: Specific({name}, {number})')
-    return model
+  def _classify_or_regress(self, name: str, version: Optional[str], label: Optional[str],
+                           method: str, body: bytes) -> bytes:
+    """TF Serving's checks of the signature a :classify or :regress call names; a model
+    whose signature passes them all is not served here (the adclick models have none)."""
+    doc = rest_json.parse(body)
+    signature = (rest_json.signature_name(doc) or
+                 tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
+    model = self._core.servable(urllib.parse.unquote(name), version, label)
+    if signature not in model.signature_defs:
+      raise rest_json.invalid(f'No signature was found with the name: {signature}')
+    rest_json.check_signature_for(method, model.signature_defs[signature])
+    raise rest_json.RestError('UNIMPLEMENTED', f'Only :predict is served here, not :{method}')
 
 
 def _version(text: str) -> int:
@@ -203,20 +312,49 @@ def _version(text: str) -> int:
   return int(text)
 
 
+def _read_config(args: argparse.Namespace) -> model_config.ModelServerConfig:
+  if args.model_config_file:
+    return model_config.read(args.model_config_file)
+  return model_config.single_model(
+      args.model_name, serving_layout.model_root(args.model_base_path, args.model_name))
+
+
+async def _poll_config(core: ServerCore, path: str, seconds: float):
+  """--model_config_file_poll_wait_seconds: re-reads the file and reloads it, as
+  Server::PollFilesystemAndReloadConfig does (a failure is logged and tried next time)."""
+  while True:
+    await asyncio.sleep(seconds)
+    try:
+      config = model_config.read(path)
+    except model_config.ConfigError as e:
+      print(f'Failed to read ModelServerConfig file: {e}', flush=True)
+      continue
+    try:
+      core.reload(config)
+    except rest_json.RestError as e:
+      print(f'PollFilesystemAndReloadConfig failed to ReloadConfig: {e.message}', flush=True)
+      continue
+    core.start_polling()
+
+
 async def serve(args: argparse.Namespace):
-  models = ModelVersions(serving_layout.model_root(args.model_base_path, args.model_name),
-                         args.model_name, args.poll_seconds)
+  core = ServerCore(args.poll_seconds, args.allow_version_labels_for_unavailable_models)
+  try:
+    core.reload(_read_config(args))
+  except (model_config.ConfigError, rest_json.RestError) as e:
+    raise SystemExit(f'Cannot serve the model config: {e}') from None
   # Two polls, so that a version still being written is not taken for a complete one.
-  await models.poll()
+  await core.poll_all()
   await asyncio.sleep(args.poll_seconds)
-  await models.poll()
-  if not models.serving:
-    print(f'No complete version under {models.base_path} yet; polling every '
-          f'{args.poll_seconds:g} s.', flush=True)
+  await core.poll_all()
+  for model in core.models.values():
+    if not model.loaded:
+      print(f'No complete version under {model.base_path} yet; polling every '
+            f'{args.poll_seconds:g} s.', flush=True)
   batcher = batching.Batcher(args.max_batch_size, args.num_batch_threads,
                             args.batch_timeout_micros / 1e6)
-  app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
-  app.router.add_route('*', '/v1/{tail:.*}', RestApi(models, batcher).handle)
+  app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+  app.router.add_route('*', '/{tail:.*}', RestApi(core, batcher).handle)
   runner = web.AppRunner(app, access_log=None)
   await runner.setup()
   sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -234,9 +372,15 @@ async def serve(args: argparse.Namespace):
   stop = asyncio.Event()
   for signum in (signal.SIGINT, signal.SIGTERM):
     asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-  poller = asyncio.create_task(models.poll_forever())
+  core.start_polling()
+  config_poller = (asyncio.create_task(_poll_config(core, args.model_config_file,
+                                                    args.model_config_file_poll_wait_seconds))
+                   if args.model_config_file and args.model_config_file_poll_wait_seconds > 0
+                   else None)
   await stop.wait()
-  poller.cancel()
+  core.stop_polling()
+  if config_poller:
+    config_poller.cancel()
   await runner.cleanup()
   batcher.close()
   print('Stopped.', flush=True)
@@ -251,8 +395,20 @@ def main(argv=None):
   parser.add_argument('--host', default='127.0.0.1')
   parser.add_argument('--port', type=int, default=serving_layout.REST_PORT,
                       help='0 picks a free port')
-  parser.add_argument('--poll-seconds', type=float, default=1.0,
-                      help="TF Serving's --file_system_poll_wait_seconds")
+  parser.add_argument('--poll-seconds', '--file_system_poll_wait_seconds', type=float,
+                      default=1.0, help='how often model base paths are polled')
+  # TF Serving's own flags for the model config file, spelled as it spells them.
+  parser.add_argument('--model_config_file', '--model-config-file',
+                      help='a text ModelServerConfig (serving/model_config.py); when given, '
+                      '--model-base-path and --model-name are ignored, as TF Serving does')
+  parser.add_argument('--model_config_file_poll_wait_seconds',
+                      '--model-config-file-poll-wait-seconds', type=float, default=0,
+                      help='re-read the model config file this often (0: never)')
+  parser.add_argument('--allow_version_labels_for_unavailable_models',
+                      '--allow-version-labels-for-unavailable-models',
+                      type=lambda text: text.lower() in ('1', 'true', 'yes'), nargs='?',
+                      const=True, default=False,
+                      help='let a new label point at a version that has not loaded yet')
   # The batching flags are named after TF Serving's BatchingParameters.
   parser.add_argument('--max-batch-size', type=int, default=64,
                       help='most rows of concurrent requests run as one model call')

@@ -2,6 +2,7 @@
 
     python -m serving.predict --ad ad.json --image creative.png   # --image: with an image field
     python -m serving.predict --csv ads.csv --out probs.csv
+    ... [--label stable | --version 1795273561 | --canary-share 0.05]   # default: the newest
 
 Everything follows models/features.py. ad.json holds the ad's fields, without the image.
 ads.csv has the columns of the monthly ads.csv (the label column is ignored), the image path
@@ -119,6 +120,11 @@ def main(argv=None) -> int:
   parser.add_argument('--url', default=client_lib.DEFAULT_URL)
   parser.add_argument('--model-name', default=serving_layout.MODEL_NAME)
   parser.add_argument('--timeout', type=float, default=5.0, help='seconds per request')
+  which = parser.add_mutually_exclusive_group()
+  which.add_argument('--label', help='ask the version this label names (e.g. stable, canary)')
+  which.add_argument('--version', type=int, help='ask this version (default: the newest)')
+  which.add_argument('--canary-share', type=float, default=0.0,
+                     help='send this share of calls to the canary label, the rest to stable')
   args = parser.parse_args(argv)
   has_image = features.image_feature() is not None
   if bool(args.ad) == bool(args.csv) or (args.csv and not args.out) or (
@@ -126,7 +132,8 @@ def main(argv=None) -> int:
     one = ('--ad AD.json --image CREATIVE' if has_image else
            '--ad AD.json (no --image: features.py has no image field)')
     parser.error(f'give either {one}, or --csv ADS.csv --out OUT.csv')
-  client = client_lib.Client(args.url, args.model_name, timeout=args.timeout)
+  client = client_lib.Client(args.url, args.model_name, timeout=args.timeout, label=args.label,
+                             version=args.version, canary_share=args.canary_share)
   outcome = (predict_ad(client, args.ad, args.image) if args.ad else
              predict_csv(client, args.csv, args.out))
   print(json.dumps(outcome, indent=2))

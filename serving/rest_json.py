@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,6 +33,9 @@ _PARSE_ERRORS = {
     'Unterminated string starting at': 'Missing a closing quotation mark in string.',
 }
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_DEPTH = 64  # JSON nesting levels a request may have (a rank-60 tensor still fits)
+_BRACKETS_AND_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_LONG_NUMBER = re.compile(rb'-?[0-9]{4000,}')
 _INDENT = '    '  # rapidjson PrettyWriter
 
 
@@ -60,9 +64,16 @@ def error_body(message: str) -> bytes:
 
 
 def parse(body: bytes) -> Dict[str, Any]:
-  """The request document; rapidjson also takes NaN and Infinity, so does the fallback."""
+  """The request document; rapidjson also takes NaN and Infinity, so does the fallback.
+  A document nested deeper than MAX_DEPTH is refused as malformed before it is parsed: no
+  tensor is that deep, and deeper ones would exhaust Python's recursion here and later."""
   if not body:
     raise invalid('JSON Parse error: The document is empty')
+  if body.count(b'[') + body.count(b'{') > MAX_DEPTH:  # cheap: most requests stop here
+    too_deep = _too_deep_at(body)
+    if too_deep is not None:
+      raise invalid(f'JSON Parse error: Nesting deeper than {MAX_DEPTH} levels. at offset: '
+                    f'{too_deep}')
   try:
     doc = orjson.loads(body)
   except orjson.JSONDecodeError:
@@ -74,9 +85,46 @@ def parse(body: bytes) -> Dict[str, Any]:
     except UnicodeDecodeError as e:
       raise invalid(f'JSON Parse error: Invalid encoding in string. at offset: {e.start}'
                     ) from None
+    except ValueError:  # an integer of thousands of digits; rapidjson's words for it
+      found = _LONG_NUMBER.search(body)
+      raise invalid('JSON Parse error: Number too big to be stored in double. at offset: '
+                    f'{found.start() if found else 0}') from None
   if not isinstance(doc, dict):
     raise invalid(f'JSON Value: {_value(doc)} Is not object')
   return doc
+
+
+def _too_deep_at(body: bytes) -> Optional[int]:
+  """The offset of the first bracket nested deeper than MAX_DEPTH (strings skipped), or None."""
+  depth = 0
+  for token in _BRACKETS_AND_STRINGS.finditer(body):
+    char = token.group()[:1]
+    if char in b'[{':
+      depth += 1
+      if depth > MAX_DEPTH:
+        return token.start()
+    elif char in b']}':
+      depth -= 1
+  return None
+
+
+def check_signature_for(method: str, signature) -> None:
+  """PreProcessClassification / PreProcessRegression (servables/tensorflow/classifier.cc,
+  regressor.cc) with the method-name check off, TF Serving's default."""
+  kind = 'classification' if method == 'classify' else 'regression'
+  if len(signature.inputs) != 1:
+    raise invalid('Expected one input Tensor.')
+  if method == 'classify' and len(signature.outputs) not in (1, 2):
+    raise invalid(f'Expected one or two output Tensors, found {len(signature.outputs)}')
+  if method == 'regress' and len(signature.outputs) != 1:
+    raise invalid('Expected one output Tensor.')
+  if 'inputs' not in signature.inputs:
+    raise invalid(f'No {kind} inputs found in SignatureDef: {signature}')
+  if method == 'classify' and not {'classes', 'scores'} & set(signature.outputs):
+    raise invalid('Expected classification signature outputs to contain at least one of '
+                  f'"classes" or "scores". Signature was: {signature}')
+  if method == 'regress' and 'outputs' not in signature.outputs:
+    raise invalid(f'No regression outputs found in SignatureDef: {signature}')
 
 
 def signature_name(doc: Mapping[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """deploy/ as far as it can be checked without a cluster: it parses, has what a zero-downtime
-TF Serving deployment needs, points at the model name and REST port the client uses, and is
-locked down (only the internal API reaches it; the pods run unprivileged)."""
+TF Serving deployment needs, points at the model name and REST port the client uses, mounts a
+model config (name, base path, labels) that agrees with both, and is locked down (only the
+internal API reaches it; the pods run unprivileged)."""
 from importlib import metadata
 import os
 
@@ -9,6 +10,7 @@ import yaml
 
 from models import serving_layout
 from serving import client
+from serving import model_config
 
 DEPLOY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'deploy')
 
@@ -136,3 +138,49 @@ def test_serving_pods_run_unprivileged(manifests, container):
   empty_dirs = {v['name'] for v in pod['volumes'] if 'emptyDir' in v}
   assert writable == {m['mountPath'] for m in container['volumeMounts']
                       if m['name'] in empty_dirs} == {'/tmp'}
+
+
+@pytest.fixture(scope='module')
+def model_config_map():
+  """(the generated ConfigMap's name, its file name, the parsed model config)."""
+  with open(os.path.join(DEPLOY, 'kustomization.yaml')) as f:
+    kustomization = yaml.safe_load(f)
+  (generator,) = kustomization['configMapGenerator']
+  (file_name,) = generator['files']
+  # A fixed name: an edit updates the mounted file in place instead of renaming the ConfigMap
+  # (which would restart every pod).
+  assert kustomization['generatorOptions']['disableNameSuffixHash'] is True
+  return generator['name'], file_name, model_config.read(os.path.join(DEPLOY, file_name))
+
+
+def test_model_config_is_mounted_as_a_directory_where_the_flag_points(manifests, container,
+                                                                      model_config_map):
+  name, file_name, _ = model_config_map
+  flags = dict(arg.lstrip('-').split('=', 1) for arg in container['args'])
+  (volume,) = [v['name'] for v in manifests['Deployment']['spec']['template']['spec']['volumes']
+               if v.get('configMap', {}).get('name') == name]
+  (mount,) = [m for m in container['volumeMounts'] if m['name'] == volume]
+  assert 'subPath' not in mount  # a subPath mount never sees the ConfigMap change
+  assert flags['model_config_file'] == f"{mount['mountPath']}/{file_name}"
+  assert float(flags['model_config_file_poll_wait_seconds']) > 0
+  # Pods that start with labels in the config need it (labels are set before models load).
+  assert flags['allow_version_labels_for_unavailable_models'] == 'true'
+
+
+def test_model_config_agrees_with_the_deployment_and_the_client(container, model_config_map):
+  _, _, config = model_config_map
+  (model,) = config.model_config_list.config
+  env = {e['name']: e['value'] for e in container['env']}
+  assert model.name == env['MODEL_NAME'] == serving_layout.MODEL_NAME
+  assert container['readinessProbe']['httpGet']['path'] == f'/v1/models/{model.name}'
+  assert model.base_path == serving_layout.model_root(env['MODEL_BASE_PATH'], model.name)
+  assert model.model_platform == 'tensorflow'
+  policy = model.model_version_policy.WhichOneof('policy_choice')
+  assert policy in ('latest', 'specific')
+  # Labels are the ones the client's canary share uses, on versions the policy serves.
+  assert set(model.version_labels) <= {serving_layout.STABLE, serving_layout.CANARY}
+  if model.version_labels:
+    assert policy == 'specific'
+    assert set(model.version_labels.values()) <= set(model.model_version_policy.specific.versions)
+  assert _port(container, 'http') == serving_layout.REST_PORT
+  assert client.DEFAULT_URL.endswith(f':{serving_layout.REST_PORT}')

@@ -3,6 +3,7 @@ load, and versions that are partial or fail to load."""
 import asyncio
 import base64
 from concurrent import futures
+import io
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import threading
 import time
 
 import numpy as np
+from PIL import Image
 import pytest
 import requests
 
@@ -277,6 +279,31 @@ def test_bad_instances_match_tf_serving(url, raw_rows, change, error):
                            timeout=10)
   assert response.status_code == 400
   assert response.json() == {'error': error}
+
+
+def _image(image_format, size=(8, 8), **options):
+  buffer = io.BytesIO()
+  Image.new('RGB', size, (200, 30, 30)).save(buffer, format=image_format, **options)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize('creative,ok', [
+    (lambda: _image('PNG')[:40], False), (lambda: _image('JPEG')[:100], False),
+    (lambda: b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 4, False), (lambda: b'', False),
+    (lambda: _image('BMP'), True), (lambda: _image('GIF'), True),
+    (lambda: _image('PNG', size=(1, 1)), True), (lambda: _image('JPEG', size=(700, 300)), True),
+])
+def test_odd_creatives_get_an_answer_or_a_4xx(url, raw_rows, creative, ok):
+  """What the model's image decoding makes of broken or unusual creatives: an answer, or
+  TF Serving's 400, never a server error; the server answers the next request."""
+  instance = dict(_instance(raw_rows[0]), image={'b64': base64.b64encode(creative()).decode()})
+  response = requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
+                           timeout=30)
+  assert response.status_code == (200 if ok else 400), response.text
+  if not ok:
+    assert response.json()['error']
+  assert requests.post(f'{url}/v1/models/{MODEL}:predict', timeout=30, json={
+      'instances': [_instance(raw_rows[1])]}).status_code == 200
 
 
 def test_missing_instance_key_names_every_input(url, raw_rows):
