@@ -7,11 +7,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell md5sum requirements.lock | cut -c1-12)
 DATA_ROOT ?= data
+SERVING_ROOT ?= outputs/serving
+MODEL_CONFIG ?= deploy/models.config
 ROWS ?= 20000
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 1
 
-.PHONY: venv data demo tune test test-quick bench serve schema check-csv kfp clean
+.PHONY: venv data demo tune test test-quick bench serve rollback label schema check-csv kfp clean
 
 venv: $(STAMP)
 $(STAMP): requirements.lock
@@ -49,7 +51,17 @@ bench: venv
 
 # TF Serving's REST API on 127.0.0.1:8501 for the models `make demo` pushed.
 serve: venv
-	$(PY) -m serving.model_server --model-base-path outputs/serving --model-name adclick
+	$(PY) -m serving.model_server --model-base-path $(SERVING_ROOT) --model-name adclick $(SERVE_ARGS)
+
+# Serves an earlier version again: make rollback REASON="why" [TO=VERSION] [SERVING_ROOT=gs://B/serving]
+rollback: venv
+	@test -n "$(REASON)" || { echo 'usage: make rollback REASON="why" [TO=VERSION]'; exit 1; }
+	$(PY) -m serving.rollback --model-base-path $(SERVING_ROOT) --model-name adclick \
+	  $(if $(TO),--to $(TO),--previous) --reason "$(REASON)"
+
+# Version labels: make label ARGS="set canary 1795360000" [MODEL_CONFIG=outputs/models.config]
+label: venv
+	$(PY) -m serving.labels $(ARGS) --config $(MODEL_CONFIG)
 
 # Compiles the KFP v2 spec; KFP_ARGS="--gcs-root gs://B/adclick --image IMG" (docs/kubeflow.md).
 kfp: venv
