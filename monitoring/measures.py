@@ -12,7 +12,7 @@ SKEW, DRIFT, SCHEMA, PREDICTION, DECAY = 'skew', 'drift', 'schema', 'prediction'
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
   """When the served model's predictions or quality count as moved (any one breaks the check)."""
-  prediction_jsd: float = 0.1  # JSD of served vs eval prediction histograms
+  prediction_jsd: float = 0.05  # JSD (base 2) of served vs eval prediction histograms
   mean_prediction_change: float = 0.2  # relative change of the mean predicted CTR
   auc_drop: float = 0.03  # observed AUC below the promised one by more than this
   logloss_rise: float = 0.015  # observed log-loss above the promised one by more than this
