@@ -72,12 +72,11 @@ def quality(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
   }
 
 
-def promised(evaluation_uri: str) -> Optional[Dict[str, float]]:
-  """What the Evaluator measured for the model it evaluated (the candidate), overall."""
+def evaluated(evaluation_uri: str, model_names: Sequence[str]) -> Optional[Dict[str, float]]:
+  """One model's overall metrics in an Evaluator's output (the first of model_names found)."""
   found = evaluation_report.evaluation_metrics(evaluation_uri)
   overall = evaluation_report.OVERALL
-  # TFMA names the models only when there was a baseline to compare with.
-  for name in ('candidate', ''):
+  for name in model_names:
     get = lambda metric, name=name: found.get((overall, name, metric, False))  # pylint: disable=cell-var-from-loop
     if get(gate_rule.AUC) is not None:
       result = {AUC: get(gate_rule.AUC).value, LOGLOSS: get(gate_rule.LOGLOSS).value,
@@ -86,6 +85,12 @@ def promised(evaluation_uri: str) -> Optional[Dict[str, float]]:
       result[CALIBRATION] = result[MEAN_PREDICTION] / result[MEAN_LABEL]
       return result
   return None
+
+
+def promised(evaluation_uri: str) -> Optional[Dict[str, float]]:
+  """What the Evaluator measured for the model it evaluated (the candidate): what that
+  model promised if it was pushed. TFMA names the models only when there was a baseline."""
+  return evaluated(evaluation_uri, ('candidate', ''))
 
 
 def decay(observed: Dict[str, float], promised_metrics: Dict[str, float],

@@ -36,6 +36,13 @@ def _finite(value) -> bool:
   return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
+def _legend(n: int, label: str, colour: str, series) -> str:
+  """Legend entry n, after the labels before it (about 7 px a character)."""
+  left = _PAD + sum(30 + 7 * len(s[0]) for s in series[:n])
+  return (f'<rect x="{left}" y="4" width="10" height="10" fill="{colour}"/>'
+          f'<text x="{left + 14}" y="13">{_esc(label)}</text>')
+
+
 def line_chart(title: str, months: Sequence[int],
                series: Sequence[Tuple[str, str, Sequence[Optional[float]]]]) -> str:
   """An SVG line chart; series are (label, colour, one value or None per month)."""
@@ -63,8 +70,7 @@ def line_chart(title: str, months: Sequence[int],
                    f'points="{" ".join(f"{px:.1f},{py:.1f}" for px, py in points)}"/>')
     parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{colour}"/>'
               for px, py in points]
-    parts.append(f'<rect x="{_PAD + 150 * n}" y="4" width="10" height="10" fill="{colour}"/>'
-                 f'<text x="{_PAD + 150 * n + 14}" y="13">{_esc(label)}</text>')
+    parts.append(_legend(n, label, colour, series))
   parts.append('</svg></figure>')
   return ''.join(parts)
 
@@ -85,8 +91,7 @@ def bar_chart(title: str, months: Sequence[int],
                    f'width="{width:.1f}" height="{height:.1f}" fill="{colour}">'
                    f'<title>{_esc(label)}: {value:g}</title></rect>'
                    f'<text x="{left:.1f}" y="{_H - _PAD - height - 3:.1f}">{value:g}</text>')
-    parts.append(f'<rect x="{_PAD + 150 * n}" y="4" width="10" height="10" fill="{colour}"/>'
-                 f'<text x="{_PAD + 150 * n + 14}" y="13">{_esc(label)}</text>')
+    parts.append(_legend(n, label, colour, series))
   for i, span in enumerate(months):
     parts.append(f'<text x="{_PAD + i * group + group / 2 - 14:.1f}" y="{_H - _PAD + 16}">'
                  f'span {span}</text>')

@@ -56,12 +56,14 @@ def save_month_model(path: str, ads_csv: str) -> str:
   return path
 
 
-def write_evaluation(uri: str, promised: Dict[str, float]) -> None:
-  """TFMA's metrics output of an evaluation without a baseline, overall slice only."""
+def write_evaluation(uri: str, values: Dict[str, float], model_name: str = '') -> None:
+  """TFMA's metrics output, overall slice only, of one model ('' when the evaluation had no
+  baseline, else 'candidate' or 'baseline')."""
   metrics = metrics_for_slice_pb2.MetricsForSlice()
-  for name, value in promised.items():
+  for name, value in values.items():
     kv = metrics.metric_keys_and_values.add()
     kv.key.name = name
+    kv.key.model_name = model_name
     kv.value.double_value.value = value
   os.makedirs(uri, exist_ok=True)
   with tf.io.TFRecordWriter(os.path.join(uri, 'metrics-00000-of-00001.tfrecord')) as writer:

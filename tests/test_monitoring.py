@@ -15,6 +15,8 @@ from monitoring import history
 from monitoring import kfp_monitor
 from monitoring import lineage as lineage_lib
 from monitoring import quality
+from monitoring import replay
+from monitoring import summary_line
 from monitoring.measures import DECAY, DRIFT, PREDICTION, SCHEMA, SKEW, Thresholds
 from schema import generate as schema_lib
 from serving import capture as capture_lib
@@ -24,20 +26,6 @@ from tests import monitoring_fakes
 # (datagen is deterministic: with these, the drifted month raises the CTR by about 19 %).
 ROWS, SEED, CLEAN, DRIFTED = 8000, 7, 2, 3
 VERSION = '1700000000'
-
-
-def _rows(examples):
-  """Serialized tf.Examples back to raw field -> value rows, as the client would send them."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  rows = []
-  for serialized in examples:
-    row = {}
-    for name, feature in tf.train.Example.FromString(serialized).features.feature.items():
-      kind = feature.WhichOneof('kind')
-      value = getattr(feature, kind).value[0]
-      row[name] = value.decode() if kind == 'bytes_list' and name != 'image' else value
-    rows.append(row)
-  return rows
 
 
 @dataclasses.dataclass
@@ -52,7 +40,7 @@ class World:
     examples, _, _ = quality.labelled_examples(data_root, span)
     predictions = quality.score(self.model_dir, examples)
     writer = capture_lib.Capture(capture_root, span, flush_rows=3000)
-    rows = [change(row) for row in _rows(examples)]
+    rows = [change(row) for row in replay.example_rows(examples)]
     for start in range(0, len(rows), 64):
       writer.record(rows[start:start + 64], predictions[start:start + 64], VERSION)
     assert writer.close()['written'] == len(rows)
@@ -172,3 +160,23 @@ def test_the_kubeflow_spec_of_the_check_compiles(tmp_path):
   parsed = check.parse_args(args)  # the check accepts every argument the spec passes
   assert parsed.output_root == 'gs://B/adclick' and parsed.metadata_grpc
   assert len(kfp_monitor.DAILY_CRON.split()) == 6
+
+
+def test_the_run_summary_line_compares_the_served_model_with_its_promise(world, tmp_path):
+  served = lineage_lib.Lineage(lineage_lib.sqlite_config(world.metadata)).served(VERSION)
+  promised = quality.promised(served.evaluation_uri)
+  config = lineage_lib.sqlite_config(world.metadata)
+
+  def line(calibration):
+    evaluation = str(tmp_path / f'evaluation-{calibration}')
+    monitoring_fakes.write_evaluation(evaluation, {
+        'auc': promised['auc'] - 0.01, 'binary_crossentropy': promised['logloss'],
+        'mean_prediction': promised['mean_label'] * calibration,
+        'mean_label': promised['mean_label'], 'example_count': 800}, model_name='baseline')
+    return summary_line.served_on_new_month(config, evaluation, int(VERSION))
+
+  steady, decayed = line(1.0), line(0.7)
+  assert f'version {VERSION}' in steady and 'no decay' in steady
+  assert f"auc {promised['auc'] - 0.01:.4f} (promised {promised['auc']:.4f})" in steady
+  assert 'DECAYED: calibration beyond the thresholds' in decayed
+  assert 'none is served' in summary_line.served_on_new_month(config, 'unused', None)
