@@ -3,7 +3,7 @@ records them, as the client does in production (for demos, the README's screensh
 check's benchmark; the labels are not sent).
 
     python -m monitoring.replay --data-root data --span 3 [--capture-root outputs/capture]
-        [--serving-root outputs/serving] [--sample-rate 1.0]
+        [--serving-root outputs/serving] [--sample-rate 1.0] [--version V]
 """
 import argparse
 from typing import Dict, List, Sequence
@@ -58,9 +58,11 @@ def main(argv=None):
   parser.add_argument('--serving-root', default='outputs/serving')
   parser.add_argument('--model-name', default=serving_layout.MODEL_NAME)
   parser.add_argument('--sample-rate', type=float, default=1.0)
+  parser.add_argument('--version', type=int,
+                      help='the version that answers (default: the one served now)')
   args = parser.parse_args(argv)
   model_root = serving_layout.model_root(args.serving_root, args.model_name)
-  version = served_baseline.latest_complete_version(model_root)
+  version = args.version or served_baseline.latest_complete_version(model_root)
   if version is None:
     raise SystemExit(f'No complete model version under {model_root}: run the pipeline first.')
   counts = replay(args.data_root, args.span, args.capture_root,
