@@ -19,6 +19,7 @@ from components.image_csv_example_gen import splits
 
 _INPUT, _OUTPUT = metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPUT
 STATS_FILE = 'FeatureStats.pb'
+STATISTICS_GEN = 'StatisticsGen'  # the end of the component's execution type name
 
 
 @dataclasses.dataclass
@@ -60,9 +61,13 @@ class Lineage:
            if e.type == event_type]
     return list(self.store.get_artifacts_by_id(ids)) if ids else []
 
-  def _consumers(self, artifact_id: int) -> List[int]:
-    return [e.execution_id for e in self.store.get_events_by_artifact_ids([artifact_id])
-            if e.type == _INPUT]
+  def _consumers(self, artifact_id: int, type_suffix: str) -> List[int]:
+    """Executions of a component type (named by the end of its type name) that read it."""
+    ids = [e.execution_id for e in self.store.get_events_by_artifact_ids([artifact_id])
+           if e.type == _INPUT]
+    types = {t.id: t.name for t in self.store.get_execution_types()}
+    return [e.id for e in self.store.get_executions_by_id(ids)
+            if types.get(e.type_id, '').endswith(type_suffix)]
 
   def served(self, version: str) -> Optional[ServedModel]:
     """The lineage of a pushed version, or None when no run in this store pushed it."""
@@ -86,7 +91,8 @@ class Lineage:
     statistics_uri = span = None
     if train_examples:
       span = _prop(train_examples[0], 'span')
-      for execution in self._consumers(train_examples[0].id):
+      # StatisticsGen's, not Transform's pre-transform statistics of the same Examples.
+      for execution in self._consumers(train_examples[0].id, STATISTICS_GEN):
         stats = self._of_type(self._artifacts(execution, _OUTPUT), 'ExampleStatistics')
         if stats:
           statistics_uri = stats[0].uri
