@@ -3,6 +3,7 @@ traffic vs the previous span's), with TFDV's comparators and the thresholds of f
 
 Captured CSVs are read like the data gate reads raw months: each column typed by the schema.
 """
+import re
 from typing import Dict, List, Optional
 
 import tensorflow_data_validation as tfdv
@@ -15,6 +16,7 @@ from models import features
 from monitoring.measures import DRIFT, SCHEMA, SKEW, Measure
 
 Stats = statistics_pb2.DatasetFeatureStatisticsList
+_MOVED_MOST = re.compile(r'The feature value with maximum difference is: (.+)$')
 _METHODS = {anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: 'L-infinity distance',
             anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE:
                 'Jensen-Shannon divergence'}
@@ -37,13 +39,19 @@ def traffic_statistics(csv_pattern: str, schema: schema_pb2.Schema) -> Stats:
       schema=schema, infer_type_from_schema=True, feature_allowlist=skew_names()))
 
 
-def _descriptions(found: anomalies_pb2.Anomalies) -> Dict[str, str]:
-  return {name: ' '.join(r.description for r in info.reason)
-          for name, info in found.anomaly_info.items()}
+def _moved_most(found: anomalies_pb2.Anomalies) -> Dict[str, str]:
+  """Field -> the value whose frequency moved most, as TFDV names it in its description."""
+  result = {}
+  for name, info in found.anomaly_info.items():
+    for reason in info.reason:
+      match = _MOVED_MOST.search(reason.description)
+      if match:
+        result[name] = match.group(1)
+  return result
 
 
 def _measures(found: anomalies_pb2.Anomalies, kind: str, against: str) -> List[Measure]:
-  described = _descriptions(found)
+  moved_most = _moved_most(found)
   result = []
   for info in found.drift_skew_info:
     name = info.path.step[-1]
@@ -52,8 +60,8 @@ def _measures(found: anomalies_pb2.Anomalies, kind: str, against: str) -> List[M
       broken = m.value > m.threshold
       words = (f'{_METHODS.get(m.type, "distance")} {m.value:.3f} against {against}, '
                f'threshold {m.threshold:g}')
-      if broken and name in described:
-        words += f' ({described[name]})'
+      if name in moved_most:
+        words += f'; the value that moved most: {moved_most[name]}'
       result.append(Measure(kind, name, m.value, m.threshold, broken, words))
   return sorted(result, key=lambda m: (not m.broken, m.name))
 

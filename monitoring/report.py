@@ -5,15 +5,18 @@ Per month (span): the served version and the pipeline run's outcome; AUC, log-lo
 calibration promised vs observed; skew and drift per field (a heat map of value / threshold);
 the mean predicted CTR served vs on the eval data; rows captured and dropped.
 """
+import argparse
 import html
 import math
+import os
 from typing import Dict, Optional, Sequence, Tuple
 
 from monitoring import history
+from monitoring import lineage as lineage_lib
 from monitoring import quality
 from monitoring.measures import DECAY, DRIFT, SKEW
 
-_W, _H, _PAD = 460, 220, 44
+_W, _H, _PAD = 380, 210, 44
 _PROMISED, _OBSERVED = '#1f77b4', '#d62728'
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
@@ -165,6 +168,15 @@ def _run_words(month: history.Month) -> str:
   return 'completed, not pushed' if run.completed else 'stopped'
 
 
+def _short(measure) -> str:
+  """'skew of category: 0.406 (threshold 0.1)'; the full sentence is the cell's tooltip."""
+  if measure.value is None:
+    return f'{measure.kind} of {measure.name}: {measure.words.split(":")[0]}'
+  against = (f'promised {measure.reference:.3g}' if measure.kind == DECAY else
+             f'threshold {measure.threshold:g}')
+  return f'{measure.kind} of {measure.name}: {measure.value:.3g} ({against})'
+
+
 def _table(months: Sequence[history.Month]) -> str:
   rows = ['<table id="months"><tr><th>span</th><th>served version</th><th>pipeline run</th>'
           '<th>captured</th><th>dropped</th><th>check</th></tr>']
@@ -174,7 +186,8 @@ def _table(months: Sequence[history.Month]) -> str:
       verdict = '-'
     elif check.broken:
       verdict = '<span class="broken">' + '<br>'.join(
-          _esc(f'{m.kind} {m.name}: {m.words}') for m in check.broken) + '</span>'
+          f'<span title="{_esc(m.words)}">{_esc(_short(m))}</span>' for m in check.broken
+      ) + '</span>'
     else:
       verdict = '<span class="ok">no threshold broken</span>'
     rows.append(f'<tr><td>{month.span}</td><td>{_esc(check.served_version if check else "-")}'
@@ -230,3 +243,17 @@ def write(output_root: str, lineage) -> str:
   return path
 
 
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description='Renders ' + history.REPORT_FILE + ' again.')
+  parser.add_argument('--output-root', default='outputs')
+  args = parser.parse_args(argv)
+  metadata = f"{args.output_root.rstrip('/')}/metadata.db"
+  lineage = (lineage_lib.Lineage(lineage_lib.sqlite_config(metadata))
+             if os.path.exists(metadata) else None)
+  print(write(args.output_root, lineage))
+
+
+if __name__ == '__main__':
+  main()
