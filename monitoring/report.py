@@ -172,7 +172,7 @@ def _short(measure) -> str:
   """'skew of category: 0.406 (threshold 0.1)'; the full sentence is the cell's tooltip."""
   if measure.value is None:
     return f'{measure.kind} of {measure.name}: {measure.words.split(":")[0]}'
-  against = (f'promised {measure.reference:.3g}' if measure.kind == DECAY else
+  against = (f'promised {measure.reference:.3g}' if measure.reference is not None else
              f'threshold {measure.threshold:g}')
   return f'{measure.kind} of {measure.name}: {measure.value:.3g} ({against})'
 

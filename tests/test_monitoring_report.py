@@ -20,7 +20,8 @@ def _record(span, auc, calibration, category_skew, dropped):
       Measure(SKEW, 'bid_price', 0.02, 0.1, False, 'JSD'),
       Measure(DRIFT, 'device', 0.01 * span, 0.1, False, 'L-infinity'),
       Measure(PREDICTION, 'mean predicted CTR', 0.05, 0.2, False, 'mean'),
-      Measure(DECAY, 'calibration', calibration, 0.1, abs(calibration - 1) > 0.1, 'words'),
+      Measure(DECAY, 'calibration', calibration, 0.1, abs(calibration - 1) > 0.1, 'words',
+              reference=1.0),
   ]
   return history.CheckRecord(
       span=span, served_version=str(100 + span // 3), captured=1000 * span, dropped=dropped,
@@ -51,6 +52,8 @@ def test_the_report_is_self_contained_and_names_what_broke(report_path):
   assert 'http://' not in text and 'https://' not in text and '<script' not in text
   assert 'calibration' in text and 'span 4' in text
   assert text.count('class="broken"') == 1  # only span 4 broke thresholds
+  assert 'skew of category: 0.31 (threshold 0.1)' in text
+  assert 'decay of calibration: 0.8 (promised 1)' in text
 
 
 def test_chromium_renders_every_chart(report_path):
