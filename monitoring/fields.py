@@ -16,6 +16,9 @@ from models import features
 from monitoring.measures import DRIFT, SCHEMA, SKEW, Measure
 
 Stats = statistics_pb2.DatasetFeatureStatisticsList
+# The data gate's helpers: keep some fields of a statistics proto; the schema's drift fields.
+_only = data_gate._only  # pylint: disable=protected-access
+_drift_features = data_gate._drift_features  # pylint: disable=protected-access
 _MOVED_MOST = re.compile(r'The feature value with maximum difference is: (.+)$')
 _METHODS = {anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: 'L-infinity distance',
             anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE:
@@ -71,7 +74,7 @@ def skew(training: Stats, serving: Stats, schema: schema_pb2.Schema) -> List[Mea
   (values outside a field's domain or range, missing fields)."""
   names = skew_names()
   fields_schema = _subset(schema, names)
-  found = tfdv.validate_statistics(data_gate._only(training, names), fields_schema,  # pylint: disable=protected-access
+  found = tfdv.validate_statistics(_only(training, names), fields_schema,
                                    serving_statistics=serving)
   result = _measures(found, SKEW, 'the training data')
   invalid = tfdv.validate_statistics(serving, fields_schema)
@@ -87,7 +90,7 @@ def drift(current: Stats, previous: Optional[Stats], schema: schema_pb2.Schema
   """Drift of the fields with a drift comparator, this span's traffic vs the previous span's."""
   if previous is None:
     return []
-  names = data_gate._drift_features(schema)  # pylint: disable=protected-access
-  found = tfdv.validate_statistics(data_gate._only(current, names), _subset(schema, names),  # pylint: disable=protected-access
-                                   previous_statistics=data_gate._only(previous, names))  # pylint: disable=protected-access
+  names = _drift_features(schema)
+  found = tfdv.validate_statistics(_only(current, names), _subset(schema, names),
+                                   previous_statistics=_only(previous, names))
   return _measures(found, DRIFT, "the previous span's traffic")

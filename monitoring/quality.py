@@ -24,6 +24,7 @@ from monitoring.measures import DECAY, PREDICTION, Measure, Thresholds
 AUC, LOGLOSS, CALIBRATION = 'auc', 'logloss', 'calibration'
 MEAN_PREDICTION, MEAN_LABEL, ROWS = 'mean_prediction', 'mean_label', 'rows'
 QUALITY = (AUC, LOGLOSS, CALIBRATION)  # what decay compares, in the report's order
+LABELS = {AUC: 'AUC', LOGLOSS: 'log-loss', CALIBRATION: 'calibration'}  # measure names
 _BATCH = 512
 _BINS = 20
 
@@ -77,11 +78,12 @@ def evaluated(evaluation_uri: str, model_names: Sequence[str]) -> Optional[Dict[
   found = evaluation_report.evaluation_metrics(evaluation_uri)
   overall = evaluation_report.OVERALL
   for name in model_names:
-    get = lambda metric, name=name: found.get((overall, name, metric, False))  # pylint: disable=cell-var-from-loop
-    if get(gate_rule.AUC) is not None:
-      result = {AUC: get(gate_rule.AUC).value, LOGLOSS: get(gate_rule.LOGLOSS).value,
-                MEAN_PREDICTION: get('mean_prediction').value,
-                MEAN_LABEL: get('mean_label').value, ROWS: int(get('example_count').value)}
+    values = {key: found.get((overall, name, metric, False)) for key, metric in (
+        (AUC, gate_rule.AUC), (LOGLOSS, gate_rule.LOGLOSS), (MEAN_PREDICTION, 'mean_prediction'),
+        (MEAN_LABEL, 'mean_label'), (ROWS, 'example_count'))}
+    if None not in values.values():
+      result = {key: estimate.value for key, estimate in values.items()}
+      result[ROWS] = int(result[ROWS])
       result[CALIBRATION] = result[MEAN_PREDICTION] / result[MEAN_LABEL]
       return result
   return None
@@ -99,13 +101,14 @@ def decay(observed: Dict[str, float], promised_metrics: Dict[str, float],
   auc, ll, cal = (observed[m] for m in QUALITY)
   p_auc, p_ll, p_cal = (promised_metrics[m] for m in QUALITY)
   return [
-      Measure(DECAY, AUC, auc, thresholds.auc_drop, p_auc - auc > thresholds.auc_drop,
+      Measure(DECAY, LABELS[AUC], auc, thresholds.auc_drop, p_auc - auc > thresholds.auc_drop,
               f'{auc:.4f} observed vs {p_auc:.4f} promised ({auc - p_auc:+.4f}), allowed '
               f'drop {thresholds.auc_drop:g}', reference=p_auc),
-      Measure(DECAY, LOGLOSS, ll, thresholds.logloss_rise, ll - p_ll > thresholds.logloss_rise,
+      Measure(DECAY, LABELS[LOGLOSS], ll, thresholds.logloss_rise,
+              ll - p_ll > thresholds.logloss_rise,
               f'{ll:.4f} observed vs {p_ll:.4f} promised ({ll - p_ll:+.4f}), allowed rise '
               f'{thresholds.logloss_rise:g}', reference=p_ll),
-      Measure(DECAY, CALIBRATION, cal, thresholds.calibration_change,
+      Measure(DECAY, LABELS[CALIBRATION], cal, thresholds.calibration_change,
               abs(cal - p_cal) > thresholds.calibration_change,
               f'{cal:.3f} observed vs {p_cal:.3f} promised (mean prediction / mean label; '
               f'{observed[MEAN_PREDICTION]:.4f} predicted, {observed[MEAN_LABEL]:.4f} '

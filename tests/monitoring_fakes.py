@@ -83,7 +83,8 @@ class FakeStore:
 
   def __init__(self, path: str):
     config = lineage_lib.sqlite_config(path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
     self.store = metadata_store.MetadataStore(config)
     self.run_type = self.store.put_context_type(metadata_store_pb2.ContextType(name='pipeline_run'))
 

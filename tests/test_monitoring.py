@@ -177,6 +177,6 @@ def test_the_run_summary_line_compares_the_served_model_with_its_promise(world, 
 
   steady, decayed = line(1.0), line(0.7)
   assert f'version {VERSION}' in steady and 'no decay' in steady
-  assert f"auc {promised['auc'] - 0.01:.4f} (promised {promised['auc']:.4f})" in steady
+  assert f"AUC {promised['auc'] - 0.01:.4f} (promised {promised['auc']:.4f})" in steady
   assert 'DECAYED: calibration beyond the thresholds' in decayed
   assert 'none is served' in summary_line.served_on_new_month(config, 'unused', None)
