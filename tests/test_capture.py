@@ -111,3 +111,31 @@ def test_capture_to_gcs(raw_rows):
     capture.record(_instances(raw_rows, 50), [0.2] * 50, '9')
     assert capture.close()['written'] == 50
     assert len(_captured(root, 4)) == 50
+
+
+def test_client_answers_from_the_model_server_are_captured_end_to_end(model_server, raw_rows,
+                                                                      tmp_path):
+  """What the client's wiring does: the instances it sent and the answers it got go to a
+  Capture, whose files the monitoring check reads with TFDV, typed by the schema."""
+  import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+  from monitoring import fields  # pylint: disable=import-outside-toplevel
+  from schema import generate as schema_lib  # pylint: disable=import-outside-toplevel
+  server, _ = model_server
+  client = client_lib.Client(server.url)
+  capture = capture_lib.Capture(str(tmp_path), span=7, flush_rows=10)
+  ads = [{k: v for k, v in row.items() if k != features.LABEL_KEY} for row in raw_rows[:20]]
+  results = client.predict_many(ads)
+  assert all(r['success'] for r in results)
+  capture.record([client_lib.validate(ad)[0] for ad in ads],  # what predict_many sent
+                 [r['prediction'][capture_lib.PREDICTION_COLUMN] for r in results],
+                 results[0]['prediction'][client_lib.VERSION_KEY])
+  assert capture.close()['written'] == 20
+  rows = _captured(str(tmp_path), 7)
+  assert {r['model_version'] for r in rows} == {'1'}
+  assert sorted(float(r[capture_lib.PREDICTION_COLUMN]) for r in rows) == pytest.approx(
+      sorted(r['prediction'][capture_lib.PREDICTION_COLUMN] for r in results), rel=1e-5)
+  stats = fields.traffic_statistics(capture_lib.file_pattern(str(tmp_path), 7),
+                                    schema_lib.build_schema())
+  view = tfdv.get_feature_stats(stats.datasets[0], tfdv.FeaturePath(['bid_price']))
+  assert view.num_stats.common_stats.num_non_missing == 20
+  assert view.num_stats.max == pytest.approx(max(ad['bid_price'] for ad in ads), rel=1e-5)
