@@ -16,7 +16,8 @@ class Thresholds:
   mean_prediction_change: float = 0.2  # relative change of the mean predicted CTR
   auc_drop: float = 0.03  # observed AUC below the promised one by more than this
   logloss_rise: float = 0.015  # observed log-loss above the promised one by more than this
-  calibration_change: float = 0.1  # |observed - promised| of mean prediction / mean label
+  # Growth of |calibration - 1| (calibration: mean prediction / mean label) over the promised.
+  calibration_change: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,12 +108,13 @@ def decay(observed: Dict[str, float], promised_metrics: Dict[str, float],
               ll - p_ll > thresholds.logloss_rise,
               f'{ll:.4f} observed vs {p_ll:.4f} promised ({ll - p_ll:+.4f}), allowed rise '
               f'{thresholds.logloss_rise:g}', reference=p_ll),
+      # Calibration decays when it moves away from 1, not when it comes closer than promised.
       Measure(DECAY, LABELS[CALIBRATION], cal, thresholds.calibration_change,
-              abs(cal - p_cal) > thresholds.calibration_change,
+              abs(cal - 1) - abs(p_cal - 1) > thresholds.calibration_change,
               f'{cal:.3f} observed vs {p_cal:.3f} promised (mean prediction / mean label; '
               f'{observed[MEAN_PREDICTION]:.4f} predicted, {observed[MEAN_LABEL]:.4f} '
-              f'clicked), allowed change {thresholds.calibration_change:g}',
-              reference=p_cal),
+              f'clicked): its distance from 1 changed by {abs(cal - 1) - abs(p_cal - 1):+.3f}, '
+              f'allowed growth {thresholds.calibration_change:g}', reference=p_cal),
   ]
 
 

@@ -180,3 +180,18 @@ def test_the_run_summary_line_compares_the_served_model_with_its_promise(world, 
   assert f"AUC {promised['auc'] - 0.01:.4f} (promised {promised['auc']:.4f})" in steady
   assert 'DECAYED: calibration beyond the thresholds' in decayed
   assert 'none is served' in summary_line.served_on_new_month(config, 'unused', None)
+
+
+def test_decay_is_a_worse_auc_log_loss_or_calibration_than_promised():
+  promised = {'auc': 0.72, 'logloss': 0.17, 'calibration': 0.88}
+
+  def broken(**observed):
+    values = dict(promised, mean_prediction=0.05, mean_label=0.05, **observed)
+    return {m.name for m in quality.decay(values, promised, Thresholds()) if m.broken}
+
+  assert broken() == set()
+  assert broken(auc=0.68, logloss=0.19) == {'AUC', 'log-loss'}
+  assert broken(auc=0.80, logloss=0.15) == set()  # better than promised is not decay
+  assert broken(calibration=1.0) == set()  # closer to 1 than promised
+  assert broken(calibration=0.75) == {'calibration'}
+  assert broken(calibration=1.25) == {'calibration'}
