@@ -3,8 +3,9 @@
 Everything else derives from FEATURES: the curated schema (`make schema`), the ExampleGen
 parser (CSV types, defaults, the image join), the time-based eval split, preprocessing_fn, the
 Keras model inputs, the serving signatures, the client's request validation, the TFMA slices,
-the run summary and the monitoring check's skew and drift thresholds (monitoring/). Change a field here, run `make schema`, and the rest follows; a test fails
-if the schema and this file disagree.
+the run summary and the monitoring check's skew and drift thresholds (monitoring/). Change a
+field here, run `make schema`, and the rest follows; a test fails if the schema and this file
+disagree.
 
 Only the sample-data generator (datagen/) and its oracle are tied to the fields below.
 """
