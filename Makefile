@@ -13,9 +13,10 @@ ROWS ?= 20000
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 1
 
-.PHONY: venv data demo tune test test-quick bench serve rollback label schema check-csv kfp clean
+.PHONY: venv chromium data demo tune test test-quick bench serve rollback label schema \
+        check-csv kfp monitor clean
 
-venv: $(STAMP)
+venv: $(STAMP) chromium
 $(STAMP): requirements.lock
 	@$(PY310) -c 'import sys; assert sys.version_info[:2] == (3, 10), \
 	  "Python 3.10 is required (pyenv 3.10.13, see .python-version); got " + sys.version'
@@ -23,6 +24,13 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install -q --upgrade pip==24.2
 	$(PY) -m pip install -q -r requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
+
+# Debian's chromium: the monitoring report's test renders the report in it. Installed once;
+# afterwards this is one `command -v`.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq chromium; }
 
 # Two monthly spans, so the latest one is also checked for drift against its predecessor.
 $(DATA_ROOT)/span-2/ads.csv: | $(STAMP)
@@ -66,6 +74,12 @@ label: venv
 # Compiles the KFP v2 spec; KFP_ARGS="--gcs-root gs://B/adclick --image IMG" (docs/kubeflow.md).
 kfp: venv
 	$(PY) kubeflow_runner.py $(KFP_ARGS)
+
+# Checks the served model on the latest captured span (skew, drift, prediction drift, decay
+# once the month's labels are in $(DATA_ROOT)); writes outputs/monitoring/report.html.
+# Exit status 1 when a threshold is broken. MONITOR_ARGS="--span N --capture-root gs://..."
+monitor: venv
+	$(PY) -m monitoring.check --output-root outputs --data-root $(DATA_ROOT) $(MONITOR_ARGS)
 
 schema: venv
 	$(PY) -m schema.generate

@@ -2,9 +2,10 @@
 
 Everything else derives from FEATURES: the curated schema (`make schema`), the ExampleGen
 parser (CSV types, defaults, the image join), the time-based eval split, preprocessing_fn, the
-Keras model inputs, the serving signatures, the client's request validation, the TFMA slices
-and the run summary. Change a field here, run `make schema`, and the rest follows; a test fails
-if the schema and this file disagree.
+Keras model inputs, the serving signatures, the client's request validation, the TFMA slices,
+the run summary and the monitoring check's skew and drift thresholds (monitoring/). Change a
+field here, run `make schema`, and the rest follows; a test fails if the schema and this file
+disagree.
 
 Only the sample-data generator (datagen/) and its oracle are tied to the fields below.
 """
@@ -36,6 +37,9 @@ class Feature:
   value_range: Optional[Tuple[float, float]] = None  # inclusive
   log_scale: bool = False  # NUMERIC: log1p before z-scoring
   drift_threshold: Optional[float] = None  # L-infinity bound between consecutive spans
+  # Training/serving skew bound, checked on captured traffic (monitoring/): L-infinity over
+  # value frequencies for a CATEGORICAL field, Jensen-Shannon divergence for a numeric one.
+  skew_threshold: Optional[float] = None
   slice: bool = False  # the Evaluator reports metrics per value of this field
   row_id: bool = False  # KEY: names one impression (joins the oracle's ground truth)
   cohort_key: bool = False  # KEY: the ad whose first appearance makes it 'new'
@@ -57,24 +61,25 @@ FEATURES: Tuple[Feature, ...] = (
     Feature('impression_time', TIME, 'int', 'When the ad was shown, unix seconds (UTC).',
             required=False, default=0),
     Feature('advertiser', CATEGORICAL, 'string', 'Advertiser account; new ones appear monthly.',
-            drift_threshold=0.1),
+            drift_threshold=0.1, skew_threshold=0.1),
     Feature('category', CATEGORICAL, 'string', 'Vertical of the advertised product.',
-            domain=CATEGORIES, drift_threshold=0.1, slice=True),
+            domain=CATEGORIES, drift_threshold=0.1, skew_threshold=0.1, slice=True),
     Feature('creative_format', CATEGORICAL, 'string', 'IAB creative format and size.',
-            domain=CREATIVE_FORMATS),
+            domain=CREATIVE_FORMATS, skew_threshold=0.1),
     Feature('placement', CATEGORICAL, 'string', 'Where on the page the ad was shown.',
-            domain=PLACEMENTS, drift_threshold=0.1, slice=True),
+            domain=PLACEMENTS, drift_threshold=0.1, skew_threshold=0.1, slice=True),
     Feature('device', CATEGORICAL, 'string', 'Device class of the viewer.', domain=DEVICES,
-            drift_threshold=0.1, slice=True),
-    Feature('country', CATEGORICAL, 'string', 'ISO country of the viewer.', domain=COUNTRIES),
+            drift_threshold=0.1, skew_threshold=0.1, slice=True),
+    Feature('country', CATEGORICAL, 'string', 'ISO country of the viewer.', domain=COUNTRIES,
+            skew_threshold=0.1),
     Feature('hour', INTEGER, 'int', 'Hour of day of the impression (UTC).', required=False,
-            default=12, value_range=(0, 23)),
+            default=12, value_range=(0, 23), skew_threshold=0.1),
     Feature('day_of_week', INTEGER, 'int', 'Day of week, 0 = Monday.', required=False,
-            default=0, value_range=(0, 6)),
+            default=0, value_range=(0, 6), skew_threshold=0.1),
     Feature('bid_price', NUMERIC, 'float', 'Winning bid, USD CPM.', value_range=(0.01, 50.0),
-            log_scale=True),
+            log_scale=True, skew_threshold=0.1),
     Feature('headline_length', NUMERIC, 'int', 'Characters in the headline.', required=False,
-            default=40, value_range=(1, 150)),
+            default=40, value_range=(1, 150), skew_threshold=0.1),
     Feature('image', IMAGE, 'bytes', 'Creative image bytes (PNG or JPEG).'),
     Feature('clicked', LABEL, 'int', '1 if the impression was clicked.', value_range=(0, 1)),
 )
@@ -146,6 +151,11 @@ def model_features() -> Sequence[Feature]:
 def serving_features() -> Sequence[Feature]:
   """Fields a prediction request carries (keys too, so responses can be traced)."""
   return [f for f in FEATURES if f.role != LABEL]
+
+
+def skew_features() -> Sequence[Feature]:
+  """Fields whose serving traffic is compared with the training data (skew_threshold)."""
+  return [f for f in FEATURES if f.skew_threshold is not None]
 
 
 def slice_features() -> Sequence[str]:

@@ -40,6 +40,10 @@ def build_schema() -> schema_pb2.Schema:
       feature.image_domain.SetInParent()
     if f.drift_threshold is not None:
       feature.drift_comparator.infinity_norm.threshold = f.drift_threshold
+    if f.skew_threshold is not None and f.role == features.CATEGORICAL:
+      feature.skew_comparator.infinity_norm.threshold = f.skew_threshold
+    elif f.skew_threshold is not None:  # TFDV compares numeric fields by JSD only
+      feature.skew_comparator.jensen_shannon_divergence.threshold = f.skew_threshold
     if f.role in (features.LABEL, features.DERIVED):
       feature.not_in_environment.append(SERVING)
   return schema

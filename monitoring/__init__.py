@@ -1,0 +1,2 @@
+"""Watches the served model: skew and drift of captured traffic, prediction drift, decay on
+a new labelled month, one history of checks and pipeline runs, and its HTML report."""

@@ -1,0 +1,43 @@
+"""The monthly run summary's line on the served model: how it did on the new month, against
+what it promised when it was pushed.
+
+The run's Evaluator already scored the served model (its baseline) on the new month's eval
+split; what that model promised is its own evaluation, found through MLMD from its version.
+"""
+from typing import Optional
+
+from monitoring import lineage as lineage_lib
+from monitoring import quality
+from monitoring.measures import Thresholds
+
+BASELINE_MODEL = 'baseline'  # TFMA's name for the baseline model
+
+
+def served_on_new_month(connection_config, evaluation_uri: str,
+                        served_version: Optional[int],
+                        thresholds: Thresholds = Thresholds()) -> str:
+  """One line: the served model on the new month, observed vs promised, and any decay.
+
+  Args:
+    connection_config: The MLMD store the runs were recorded in.
+    evaluation_uri: This run's ModelEvaluation.
+    served_version: The version ServedModelBaseline found (None when nothing was served).
+  """
+  if served_version is None:
+    return 'Served model on the new month: none is served yet.'
+  observed = quality.evaluated(evaluation_uri, (BASELINE_MODEL,))
+  served = lineage_lib.Lineage(connection_config).served(str(served_version))
+  promised = quality.promised(served.evaluation_uri) if served and served.evaluation_uri else None
+  if observed is None:
+    return f'Served model (version {served_version}) on the new month: not evaluated.'
+  if promised is None:
+    return (f'Served model (version {served_version}) on the new month: AUC '
+            f'{observed[quality.AUC]:.4f}, log-loss {observed[quality.LOGLOSS]:.4f}, '
+            f'calibration {observed[quality.CALIBRATION]:.3f}; what it promised is not in '
+            'this metadata store.')
+  measures = quality.decay(observed, promised, thresholds)
+  broken = [m.name for m in measures if m.broken]
+  figures = ', '.join(f'{m.name} {m.value:.4f} (promised {m.reference:.4f})' for m in measures)
+  verdict = f'DECAYED: {", ".join(broken)} beyond the thresholds' if broken else 'no decay'
+  return (f'Served model (version {served_version}) on the new month\'s eval split: '
+          f'{figures}; {verdict}.')
