@@ -30,7 +30,7 @@ $(STAMP): requirements.lock
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) apt-get install -y -qq chromium; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # Two monthly spans, so the latest one is also checked for drift against its predecessor.
 $(DATA_ROOT)/span-2/ads.csv: | $(STAMP)

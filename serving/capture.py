@@ -80,6 +80,28 @@ def _cell(value: Any) -> str:
   return '' if value is None else str(value)
 
 
+def add_flags(parser) -> None:
+  """The capture flags of the model server and the predict CLI (off unless --capture-root)."""
+  parser.add_argument('--capture-root', help='capture a sample of predictions under '
+                      '<this>/span-<N>/ (local or gs://); off when absent')
+  parser.add_argument('--capture-span', type=int,
+                      help='the month the traffic belongs to (required with --capture-root)')
+  parser.add_argument('--capture-sample-rate', type=float, default=0.1,
+                      help='share of predictions captured')
+  parser.add_argument('--capture-buffer', type=int, default=10000,
+                      help='rows waiting to be written at most; more are dropped and counted')
+
+
+def from_flags(parser, args) -> Optional['Capture']:
+  """The Capture the flags ask for, or None."""
+  if not args.capture_root:
+    return None
+  if args.capture_span is None:
+    parser.error('--capture-root needs --capture-span N')
+  return Capture(args.capture_root, args.capture_span, args.capture_sample_rate,
+                 args.capture_buffer)
+
+
 class Capture:
   """Captures a sample of predictions under `<root>/span-<span>/` from a background thread.
 

@@ -23,7 +23,7 @@ import io
 import math
 import random
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TYPE_CHECKING
 
 from PIL import Image
 import requests
@@ -31,6 +31,9 @@ import requests
 from models import features
 from models import serving_layout
 from models import signatures
+
+if TYPE_CHECKING:  # capture pulls in Beam's file systems: only callers that capture load it
+  from serving import capture as capture_lib
 
 DEFAULT_URL = f'http://127.0.0.1:{serving_layout.REST_PORT}'
 VERSION_KEY = 'model_version'  # beside signatures.PREDICTION_KEY in a prediction
@@ -130,7 +133,8 @@ class Client:
   def __init__(self, url: str = DEFAULT_URL, model_name: str = serving_layout.MODEL_NAME,
                timeout: float = 5.0, retries: int = 2, backoff: float = 0.2,
                label: Optional[str] = None, version: Optional[int] = None,
-               canary_share: float = 0.0, seed: Optional[int] = None):
+               canary_share: float = 0.0, seed: Optional[int] = None,
+               capture: Optional['capture_lib.Capture'] = None):
     if sum(x is not None and x != 0 for x in (label, version, canary_share)) > 1:
       raise ValueError('give at most one of label, version and canary_share')
     if not 0 <= canary_share <= 1:
@@ -146,6 +150,7 @@ class Client:
     self._random = random.Random(seed)
     self._missing_labels: Dict[str, float] = {}  # label -> when to ask for it again
     self._session = requests.Session()
+    self.capture = capture  # None (the default): nothing is captured (serving/capture.py)
 
   def predict(self, ad: Any) -> Dict[str, Any]:
     return self.predict_many([ad])[0]
@@ -168,6 +173,8 @@ class Client:
         for i, _ in chunk:
           results[i] = result(False, str(e))
         continue
+      if self.capture is not None:
+        self.capture.record([instance for _, instance in chunk], probabilities, version)
       via = f' (label {label})' if label else ''
       for (i, _), probability in zip(chunk, probabilities):
         results[i] = result(True, f'click probability {probability:.4f} from model '

@@ -36,7 +36,9 @@ from aiohttp import web
 import tensorflow as tf
 
 from models import serving_layout
+from models import signatures
 from serving import batching
+from serving import capture as capture_lib
 from serving import model_config
 from serving import rest_json
 from serving import versions
@@ -222,9 +224,11 @@ class ServerCore:
 class RestApi:
   """TF Serving's REST handler (model_servers/http_rest_api_handler.cc)."""
 
-  def __init__(self, core: ServerCore, batcher: batching.Batcher):
+  def __init__(self, core: ServerCore, batcher: batching.Batcher,
+               capture: Optional[capture_lib.Capture] = None):
     self._core = core
     self._batcher = batcher
+    self._capture = capture  # None: nothing is captured
 
   async def handle(self, request: web.Request) -> web.Response:
     """Every request and its answer pass here (one place to observe both)."""
@@ -290,6 +294,8 @@ class RestApi:
       raise rest_json.invalid(f'Serving signature name: "{signature}" not found in signature def')
     request_format, inputs = rest_json.request_tensors(doc, model.inputs[signature])
     outputs = await self._batcher.run(model.signatures[signature], inputs)
+    if self._capture is not None and signature == signatures.SERVING_SIGNATURE:
+      self._capture.record(inputs, outputs[signatures.PREDICTION_KEY], model.version)
     return rest_json.predict_body(outputs, request_format)
 
   def _classify_or_regress(self, name: str, version: Optional[str], label: Optional[str],
@@ -337,7 +343,7 @@ async def _poll_config(core: ServerCore, path: str, seconds: float):
     core.start_polling()
 
 
-async def serve(args: argparse.Namespace):
+async def serve(args: argparse.Namespace, capture: Optional[capture_lib.Capture] = None):
   core = ServerCore(args.poll_seconds, args.allow_version_labels_for_unavailable_models)
   try:
     core.reload(_read_config(args))
@@ -354,7 +360,7 @@ async def serve(args: argparse.Namespace):
   batcher = batching.Batcher(args.max_batch_size, args.num_batch_threads,
                             args.batch_timeout_micros / 1e6)
   app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-  app.router.add_route('*', '/{tail:.*}', RestApi(core, batcher).handle)
+  app.router.add_route('*', '/{tail:.*}', RestApi(core, batcher, capture).handle)
   runner = web.AppRunner(app, access_log=None)
   await runner.setup()
   sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -383,6 +389,8 @@ async def serve(args: argparse.Namespace):
     config_poller.cancel()
   await runner.cleanup()
   batcher.close()
+  if capture is not None:
+    print(f'Capture: {capture.close()}', flush=True)  # writes every row it accepted
   print('Stopped.', flush=True)
 
 
@@ -416,13 +424,17 @@ def main(argv=None):
                       help='batches run side by side, each on one core (default: every core)')
   parser.add_argument('--batch-timeout-micros', type=int, default=500,
                       help='while a batch runs, how long a request waits for others to join it')
+  capture_lib.add_flags(parser)
   args = parser.parse_args(argv)
+  capture = capture_lib.from_flags(parser, args)
   logging.basicConfig(level=logging.WARNING)
   # Quiets the v1 loader's deprecation notice: loading into a Session is how TF Serving loads.
   logging.getLogger('tensorflow').setLevel(logging.ERROR)
   try:
-    asyncio.run(serve(args))
+    asyncio.run(serve(args, capture))
   except KeyboardInterrupt:  # Ctrl-C while the first version was still loading
+    if capture is not None:
+      print(f'Capture: {capture.close()}', flush=True)
     print('Stopped.', flush=True)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 from models import features
 from models import serving_layout
 from models import signatures
+from serving import capture as capture_lib
 from serving import client as client_lib
 
 ERROR_COLUMN = 'error'
@@ -125,6 +126,7 @@ def main(argv=None) -> int:
   which.add_argument('--version', type=int, help='ask this version (default: the newest)')
   which.add_argument('--canary-share', type=float, default=0.0,
                      help='send this share of calls to the canary label, the rest to stable')
+  capture_lib.add_flags(parser)
   args = parser.parse_args(argv)
   has_image = features.image_feature() is not None
   if bool(args.ad) == bool(args.csv) or (args.csv and not args.out) or (
@@ -132,10 +134,16 @@ def main(argv=None) -> int:
     one = ('--ad AD.json --image CREATIVE' if has_image else
            '--ad AD.json (no --image: features.py has no image field)')
     parser.error(f'give either {one}, or --csv ADS.csv --out OUT.csv')
+  capture = capture_lib.from_flags(parser, args)
   client = client_lib.Client(args.url, args.model_name, timeout=args.timeout, label=args.label,
-                             version=args.version, canary_share=args.canary_share)
-  outcome = (predict_ad(client, args.ad, args.image) if args.ad else
-             predict_csv(client, args.csv, args.out))
+                             version=args.version, canary_share=args.canary_share,
+                             capture=capture)
+  try:
+    outcome = (predict_ad(client, args.ad, args.image) if args.ad else
+               predict_csv(client, args.csv, args.out))
+  finally:
+    if capture is not None:
+      print(f'Capture: {capture.close()}', file=sys.stderr)
   print(json.dumps(outcome, indent=2))
   return 0 if outcome['success'] else 1
 

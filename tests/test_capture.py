@@ -2,6 +2,7 @@
 instead of blocking, sampling keeps its share, the server's columnar inputs and gs:// work."""
 import csv
 import io
+import os
 import threading
 import time
 
@@ -115,27 +116,46 @@ def test_capture_to_gcs(raw_rows):
 
 def test_client_answers_from_the_model_server_are_captured_end_to_end(model_server, raw_rows,
                                                                       tmp_path):
-  """What the client's wiring does: the instances it sent and the answers it got go to a
-  Capture, whose files the monitoring check reads with TFDV, typed by the schema."""
+  """The client's capture: the instances it sent and the answers it got, in files the
+  monitoring check reads with TFDV, typed by the schema."""
   import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
   from monitoring import fields  # pylint: disable=import-outside-toplevel
   from schema import generate as schema_lib  # pylint: disable=import-outside-toplevel
   server, _ = model_server
-  client = client_lib.Client(server.url)
   capture = capture_lib.Capture(str(tmp_path), span=7, flush_rows=10)
+  client = client_lib.Client(server.url, capture=capture)
   ads = [{k: v for k, v in row.items() if k != features.LABEL_KEY} for row in raw_rows[:20]]
+  ads.append(dict(ads[0], device='toaster'))  # invalid: answered locally, never captured
   results = client.predict_many(ads)
-  assert all(r['success'] for r in results)
-  capture.record([client_lib.validate(ad)[0] for ad in ads],  # what predict_many sent
-                 [r['prediction'][capture_lib.PREDICTION_COLUMN] for r in results],
-                 results[0]['prediction'][client_lib.VERSION_KEY])
+  assert [r['success'] for r in results] == [True] * 20 + [False]
   assert capture.close()['written'] == 20
   rows = _captured(str(tmp_path), 7)
   assert {r['model_version'] for r in rows} == {'1'}
   assert sorted(float(r[capture_lib.PREDICTION_COLUMN]) for r in rows) == pytest.approx(
-      sorted(r['prediction'][capture_lib.PREDICTION_COLUMN] for r in results), rel=1e-5)
+      sorted(r['prediction'][capture_lib.PREDICTION_COLUMN] for r in results[:20]), rel=1e-5)
   stats = fields.traffic_statistics(capture_lib.file_pattern(str(tmp_path), 7),
                                     schema_lib.build_schema())
   view = tfdv.get_feature_stats(stats.datasets[0], tfdv.FeaturePath(['bid_price']))
   assert view.num_stats.common_stats.num_non_missing == 20
   assert view.num_stats.max == pytest.approx(max(ad['bid_price'] for ad in ads), rel=1e-5)
+
+
+def test_the_model_server_captures_what_it_answers_and_flushes_on_a_clean_stop(
+    model_server, raw_rows, tmp_path):
+  """`--capture-root`: every :predict answer of serving_default (sample rate 1) is written
+  by the time the server has stopped on SIGTERM; other signatures are not captured."""
+  from models import serving_layout  # pylint: disable=import-outside-toplevel
+  from serving import server_process  # pylint: disable=import-outside-toplevel
+  _, model_dir = model_server
+  root = str(tmp_path / 'capture')
+  ads = [{k: v for k, v in row.items() if k != features.LABEL_KEY} for row in raw_rows[:30]]
+  with server_process.model_server(
+      os.path.dirname(model_dir), serving_layout.MODEL_NAME, '--capture-root', root,
+      '--capture-span', '3', '--capture-sample-rate', '1') as server:
+    results = client_lib.Client(server.url).predict_many(ads)
+    assert all(r['success'] for r in results)
+  rows = _captured(root, 3)  # the server has stopped: what it accepted is on disk
+  assert sorted(r[features.row_id_feature().name] for r in rows) == sorted(
+      ad[features.row_id_feature().name] for ad in ads)
+  assert sorted(float(r[capture_lib.PREDICTION_COLUMN]) for r in rows) == pytest.approx(
+      sorted(r['prediction'][capture_lib.PREDICTION_COLUMN] for r in results), rel=1e-5)
