@@ -64,7 +64,7 @@ def metadata_config(output_root: str):
 def _summary(metadata, data_root: str, error: Optional[BaseException]) -> str:
   """The run summary; if building it fails, says so (the traceback goes to the log)."""
   try:
-    return summary.summarize(summary.run_artifacts(metadata), data_root, error)
+    return summary.summarize(summary.run_artifacts(metadata), data_root, error, metadata)
   except Exception as e:  # pylint: disable=broad-except
     traceback.print_exc()  # to the log
     lines = ['', 'The run summary could not be built:'] + [

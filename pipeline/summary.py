@@ -32,6 +32,7 @@ from components.image_csv_example_gen.executor import SPANS_PROPERTY
 from models import data_layout
 from models import features
 from models import trainer
+from monitoring import summary_line
 
 
 @dataclasses.dataclass
@@ -187,7 +188,9 @@ def rollback_line(artifacts: RunArtifacts) -> Optional[str]:
 
 
 def summarize(artifacts: RunArtifacts, data_root: str,
-              error: Optional[BaseException] = None) -> str:
+              error: Optional[BaseException] = None, connection_config=None) -> str:
+  """The run summary; with the run's MLMD connection_config it also says how the served
+  model did on the new month against what it promised when it was pushed."""
   lines = ['', '=' * 72, 'Run summary', '=' * 72]
   if artifacts.seconds:
     slowest = sorted(artifacts.seconds.items(), key=lambda kv: -kv[1])[:4]
@@ -229,6 +232,11 @@ def summarize(artifacts: RunArtifacts, data_root: str,
     lines += [f"Eval split: {metrics['rows']} rows, out of time (see the report below).",
               f"  new model : {_fmt(metrics['candidate'])}",
               f'  served    : {served}']
+    if connection_config is not None:
+      baseline = artifacts.latest('Model', '/ServedModelBaseline/')
+      lines.append(summary_line.served_on_new_month(
+          connection_config, evaluation.uri,
+          _prop(baseline, served_baseline.SERVED_VERSION_PROPERTY)))
     if oracle is None:
       lines.append('  oracle    : n/a (only the generated sample data has true probabilities)')
     else:

@@ -49,6 +49,9 @@ def test_gate_against_the_served_model(tmp_path, capsys):
   assert f"Baseline: the served model, version 1 ({os.path.join(model_root, '1')})" in first
   assert 'Decision: BLESSED' in first and 'oracle' in first and 'span 2' in first
   assert '| category=' in first and '| device=' in first and '| placement=' in first
+  # The served model's line: version 1 was not pushed by a run this store knows.
+  assert 'Served model (version 1) on the new month: AUC ' in first
+  assert 'what it promised is not in this metadata store' in first
   pushed = _versions(out)[-1]
   assert _versions(out) == ['1', '5', pushed]
   assert os.path.exists(os.path.join(model_root, pushed, 'saved_model.pb'))
@@ -60,6 +63,9 @@ def test_gate_against_the_served_model(tmp_path, capsys):
   assert local_runner.run(data, out, worse)
   second = capsys.readouterr().out
   assert f'Baseline: the served model, version {pushed} (' in second
+  # Pushed by the first run: its evaluation's promise is in MLMD (same span, so no decay).
+  assert (f"Served model (version {pushed}) on the new month's eval split: AUC " in second and
+          '(promised ' in second and 'no decay' in second), second
   assert 'Decision: NOT blessed' in second, second
   assert 'change against the served model is' in second and '95 % confidence' in second
   assert 'Pushed: nothing' in second
