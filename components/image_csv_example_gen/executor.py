@@ -34,7 +34,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 import tensorflow as tf
@@ -186,7 +185,9 @@ class _ParseRow(beam.DoFn):
     try:
       with FileSystems.open(path) as f:
         data = f.read()
-    except (OSError, BeamIOError) as e:
+    except Exception as e:  # pylint: disable=broad-except
+      # Local files raise OSError, Beam BeamIOError, GCS its client's NotFound (whose read
+      # fails only here, inside read()): each rejects the row.
       if not FileSystems.exists(path):
         return None, f'image missing: {path}'
       return None, f'image unreadable: {path}: {e}'
