@@ -36,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+import numpy as np
 import tensorflow as tf
 from tfx_bsl.public.beam import RunInference
 from tfx_bsl.public.proto import model_spec_pb2
@@ -83,9 +84,25 @@ def _cell(feature: tf.train.Feature) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _keyed(example: tf.train.Example):
-  """(the row's key cells, the example), so the key travels through RunInference."""
-  return tuple(_cell(example.features.feature[f.name]) for f in key_fields()), example
+class _Keyed(beam.DoFn):
+  """(span, example) -> (the row's key cells, the serialized example): the key travels
+  through RunInference, and the example is serialized once."""
+
+  def __init__(self):
+    self._names = [f.name for f in key_fields()]
+
+  def process(self, element):
+    example = element[1]
+    yield (tuple(_cell(example.features.feature[name]) for name in self._names),
+           example.SerializeToString())
+
+
+def _probability(tensor) -> float:
+  """The single float32 of a PredictionLog output (tf.make_ndarray costs as much as a row's
+  parsing)."""
+  if tensor.tensor_content:
+    return float(np.frombuffer(tensor.tensor_content, dtype=np.float32)[0])
+  return float(tensor.float_val[0])
 
 
 class _FormatRow(beam.DoFn):
@@ -97,10 +114,9 @@ class _FormatRow(beam.DoFn):
 
   def process(self, element):
     key, log = element
-    probability = tf.make_ndarray(
-        log.predict_log.response.outputs[signatures.PREDICTION_KEY]).reshape(-1)[0]
+    probability = _probability(log.predict_log.response.outputs[signatures.PREDICTION_KEY])
     self._scored.inc()
-    yield rows.format_csv_row(list(key) + [format(float(probability), '.7g'), self._version])
+    yield rows.format_csv_row(list(key) + [format(probability, '.7g'), self._version])
 
 
 def _staging_dir(output: str, purpose: str) -> str:
@@ -168,7 +184,9 @@ def score(input_dir: str, output: str, model_base_path: str = DEFAULT_MODEL_BASE
   _ = (pipeline
        | 'ReadRows' >> rows.ReadRows([(0, csv_path)], header, rows.rejected_rows_dir(staging),
                                      rows.report_name(data_layout.ADS_FILE))
-       | 'Key' >> beam.Map(lambda span_example: _keyed(span_example[1]))
+       # Typed, so that RunInference knows its input is keyed.
+       | 'Key' >> beam.ParDo(_Keyed()).with_output_types(
+           beam.typehints.Tuple[beam.typehints.Tuple[str, ...], bytes])
        | 'RunInference' >> RunInference(spec)
        | 'Format' >> beam.ParDo(_FormatRow(version))
        | 'Write' >> beam.io.WriteToText(FileSystems.join(staging, SCORES_PREFIX),
