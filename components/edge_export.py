@@ -17,7 +17,6 @@ import tempfile
 from absl import logging
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact
-from tfx.dsl.component.experimental.annotations import OutputDict
 from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
@@ -43,13 +42,15 @@ def export(model_dir: str, transform_graph_dir: str, edge_root: str, version: st
 def EdgeExport(  # pylint: disable=invalid-name
     pushed_model: InputArtifact[standard_artifacts.PushedModel],
     transform_graph: InputArtifact[standard_artifacts.TransformGraph],
-    edge_root: Parameter[str]) -> OutputDict(edge_path=str):
+    edge_root: Parameter[str]):
   """Exports the model SafePusher pushed (its copy in `pushed_model`) to TFLite under
-  edge_root, with the pushed version's number; nothing when nothing was pushed."""
+  edge_root, with the pushed version's number; nothing when nothing was pushed.
+
+  No output artifact: what it writes is found by the pushed version, as TF Serving's is.
+  """
   if not pushed_model.get_int_custom_property('pushed'):
     logging.info('Nothing was pushed: no edge model to export.')
-    return {'edge_path': ''}
+    return
   version = pushed_model.get_string_custom_property('pushed_version')
   path = export(pushed_model.uri, transform_graph.uri, edge_root, version)
   logging.info('Edge model of version %s written to %s.', version, path)
-  return {'edge_path': path}

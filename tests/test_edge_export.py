@@ -2,7 +2,6 @@
 import csv
 import json
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -56,7 +55,9 @@ def bundle(model_dir, transformed, tmp_path_factory):
   graph = standard_artifacts.TransformGraph()
   graph.uri = transformed[0]
   edge_root = edge_model.edge_root(serving_layout.model_root(root))
-  return root, _run_export(pushed, graph, edge_root)
+  _run_export(pushed, graph, edge_root)
+  return root, f'{edge_root}/{VERSION}'
+
 
 
 @pytest.fixture(scope='module')
@@ -80,14 +81,10 @@ def generated_rows(tmp_path_factory):
   return rows
 
 
-def _run_export(pushed, graph, edge_root) -> str:
-  """EdgeExport's executor, as an orchestrator runs it; returns its edge_path output."""
-  output = {'edge_path': [standard_artifacts.String()]}
-  output['edge_path'][0].uri = os.path.join(tempfile.mkdtemp(), 'edge_path')
+def _run_export(pushed, graph, edge_root) -> None:
+  """EdgeExport's executor, as an orchestrator runs it."""
   edge_export.EdgeExport.EXECUTOR_SPEC.executor_class().Do(
-      {'pushed_model': [pushed], 'transform_graph': [graph]}, output,
-      {'edge_root': edge_root})
-  return output['edge_path'][0].value
+      {'pushed_model': [pushed], 'transform_graph': [graph]}, {}, {'edge_root': edge_root})
 
 
 def _tflite(path, inputs):
@@ -97,8 +94,9 @@ def _tflite(path, inputs):
 @pytest.mark.slow
 def test_bundle_is_beside_the_model_base_path_under_the_pushed_version(bundle):
   root, path = bundle
-  assert path == f'{root}/{serving_layout.MODEL_NAME}{edge_model.EDGE_SUFFIX}/{VERSION}'
-  assert not os.path.exists(serving_layout.model_root(root))  # TF Serving's folder untouched
+  # Only <model>-edge/<version> beside TF Serving's (untouched) folder; no staging copy left.
+  assert os.listdir(root) == [f'{serving_layout.MODEL_NAME}-edge']
+  assert os.listdir(os.path.join(root, f'{serving_layout.MODEL_NAME}-edge')) == [VERSION]
   assert sorted(os.listdir(path)) == sorted(
       [edge_model.INPUTS_FILE, edge_model.TFLITE_FILE, edge_model.VOCAB_DIR])
   described = json.load(open(os.path.join(path, edge_model.INPUTS_FILE)))
@@ -116,7 +114,7 @@ def test_nothing_is_exported_when_nothing_was_pushed(transformed, tmp_path):
   pushed.set_int_custom_property('pushed', 0)
   graph = standard_artifacts.TransformGraph()
   graph.uri = transformed[0]
-  assert _run_export(pushed, graph, str(tmp_path / 'edge')) == ''
+  _run_export(pushed, graph, str(tmp_path / 'edge'))
   assert not os.path.exists(tmp_path / 'edge')
 
 
