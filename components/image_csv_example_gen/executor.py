@@ -257,8 +257,9 @@ class _ParseRow(beam.DoFn):
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-def ReadRows(pipeline: beam.Pipeline, inputs: Sequence[Tuple[int, str]],  # pylint: disable=invalid-name
-             header: Sequence[str], report_dir: str, input_name: str) -> beam.pvalue.PCollection:
+def ReadRows(pipeline: beam.Pipeline,  # pylint: disable=invalid-name
+             inputs: Sequence[Tuple[int, str]], header: Sequence[str], report_dir: str,
+             input_name: str) -> beam.pvalue.PCollection:
   """Parses the CSV files of (span, file pattern) pairs into (span, tf.Example).
 
   Rejected rows and the accepted count go to `report_dir` as `rejected-<input_name>-*.csv`
