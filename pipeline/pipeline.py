@@ -7,11 +7,13 @@ from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
 
 from components.data_gate import DataGate
+from components.edge_export import EdgeExport
 from components.gated_evaluator import Evaluator
 from components.image_csv_example_gen import splits
 from components.image_csv_example_gen.component import ImageCsvExampleGen
 from components.safe_pusher import SafePusher
 from components.served_baseline import ServedModelBaseline
+from models import edge_model
 from models import features
 from models import serving_layout
 from models import signatures
@@ -137,6 +139,11 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_root)))
 
+  # The pushed model also as TFLite for apps, beside the model base path (not a version).
+  edge_export = EdgeExport(pushed_model=pusher.outputs['pushed_model'],
+                           transform_graph=transform.outputs['transform_graph'],
+                           edge_root=edge_model.edge_root(model_root))
+
   if fingerprints is not None:
     # Recorded on the outputs, so each is part of that node's cache key (cache_keys.py).
     for channel, name, value in (
@@ -150,7 +157,7 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
 
   components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,
                 transform] + ([tuner] if tuner else []) + [
-                    trainer_component, baseline, evaluator, pusher]
+                    trainer_component, baseline, evaluator, pusher, edge_export]
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=pipeline_root,

@@ -34,7 +34,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 import tensorflow as tf
@@ -71,7 +70,8 @@ _IMAGE_CACHE_SIZE = 2048
 _FIRST_REJECTED_SHOWN = 5
 
 
-def _rejected_rows_dir(examples_uri: str) -> str:
+def rejected_rows_dir(examples_uri: str) -> str:
+  """Where the reports on rejected rows go under an output (Examples, batch scores)."""
   return FileSystems.join(examples_uri, REJECTED_ROWS_DIR)
 
 
@@ -86,15 +86,16 @@ def _matched_paths(pattern: str) -> List[str]:
 
 def read_rejected_rows(examples_uri: str) -> List[Dict[str, str]]:
   """Returns the rows ImageCsvExampleGen rejected, as dicts keyed by REJECTED_COLUMNS."""
-  pattern = FileSystems.join(_rejected_rows_dir(examples_uri), 'rejected-*.csv')
+  pattern = FileSystems.join(rejected_rows_dir(examples_uri), 'rejected-*.csv')
   rows = []
   for path in _matched_paths(pattern):
     rows.extend(csv.DictReader(io.StringIO(_read_text(path), newline='')))
   return rows
 
 
-def _read_accepted_count(examples_uri: str) -> int:
-  pattern = FileSystems.join(_rejected_rows_dir(examples_uri), 'accepted-*.txt')
+def read_accepted_count(examples_uri: str) -> int:
+  """The number of rows ImageCsvExampleGen (or ReadRows) accepted, from its reports."""
+  pattern = FileSystems.join(rejected_rows_dir(examples_uri), 'accepted-*.txt')
   return sum(int(_read_text(path)) for path in _matched_paths(pattern))
 
 
@@ -104,13 +105,15 @@ def _read_header(path: str) -> List[str]:
     return next(csv.reader([f.readline().decode('utf-8-sig')]), [])
 
 
-def check_headers(csv_paths: Sequence[str]) -> List[str]:
-  """Returns the column names shared by all files; raises ValueError on a bad header."""
+def check_headers(csv_paths: Sequence[str], optional: Sequence[str] = ()) -> List[str]:
+  """Returns the column names shared by all files; raises ValueError on a bad header.
+
+  Columns named in `optional` (e.g. the label, for batch scoring) may be absent."""
   header = _read_header(csv_paths[0])
   if not header:
     raise ValueError(f'{csv_paths[0]}: the file is empty; expected a header row '
                      f'{list(features.csv_columns())}.')
-  missing = [c for c in features.csv_columns() if c not in header]
+  missing = [c for c in features.csv_columns() if c not in header and c not in optional]
   if missing:
     raise ValueError(f'{csv_paths[0]}: header lacks required columns {missing}; '
                      f'expected {list(features.csv_columns())}, got {header}.')
@@ -142,17 +145,18 @@ def parse_value(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str
   return cell, None
 
 
-def _to_feature(dtype: str, value: Any) -> tf.train.Feature:
+def _set_value(feature: tf.train.Feature, dtype: str, value: Any) -> None:
+  """Fills a feature of an example in place (a third of the cost of building a Feature
+  and copying it in, per field of every row)."""
   if dtype == 'int':
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-  if dtype == 'float':
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-  if isinstance(value, str):
-    value = value.encode('utf-8')
-  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+    feature.int64_list.value.append(value)
+  elif dtype == 'float':
+    feature.float_list.value.append(value)
+  else:
+    feature.bytes_list.value.append(value.encode('utf-8') if isinstance(value, str) else value)
 
 
-def _format_csv_row(values: Sequence[str]) -> str:
+def format_csv_row(values: Sequence[str]) -> str:
   buffer = io.StringIO()
   csv.writer(buffer, lineterminator='').writerow(values)
   return buffer.getvalue()
@@ -168,8 +172,9 @@ class _ParseRow(beam.DoFn):
                          if self._image_feature else None)
     # A rejected row is named by its KEY fields (e.g. impression and ad id).
     self._key_indexes = [header.index(f.name) for f in features.with_role(features.KEY)]
+    # An optional column the header lacks (check_headers) is left out of the example.
     self._fields = [(f, header.index(f.name))
-                    for f in features.FEATURES if f.role != features.IMAGE]
+                    for f in features.FEATURES if f.role != features.IMAGE and f.name in header]
     self._rows_read = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, 'rows_read')
     self._rows_rejected = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, 'rows_rejected')
 
@@ -181,7 +186,9 @@ class _ParseRow(beam.DoFn):
     try:
       with FileSystems.open(path) as f:
         data = f.read()
-    except (OSError, BeamIOError) as e:
+    except Exception as e:  # pylint: disable=broad-except
+      # Local files raise OSError, Beam BeamIOError, GCS its client's NotFound (whose read
+      # fails only here, inside read()): each rejects the row.
       if not FileSystems.exists(path):
         return None, f'image missing: {path}'
       return None, f'image unreadable: {path}: {e}'
@@ -195,18 +202,22 @@ class _ParseRow(beam.DoFn):
       return None, f'image unreadable: {path}: {e}'
     return data, None
 
-  def _image(self, path: str) -> Tuple[Optional[bytes], Optional[str]]:
-    if path not in self._image_cache:
+  def _image(self, csv_path: str, cell: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """The image a CSV file's cell names; cached by (file, cell), which spares the path
+    arithmetic of a hit (it costs as much as parsing the row)."""
+    key = (csv_path, cell)
+    if key not in self._image_cache:
       if len(self._image_cache) >= _IMAGE_CACHE_SIZE:
         del self._image_cache[next(iter(self._image_cache))]  # oldest first
-      self._image_cache[path] = self._load_image(path)
-    return self._image_cache[path]
+      self._image_cache[key] = self._load_image(
+          FileSystems.join(FileSystems.split(csv_path)[0], cell))
+    return self._image_cache[key]
 
   def _reject(self, csv_path: str, cells: List[str], reason: str, line: str):
     self._rows_rejected.inc()
     key = '/'.join(cells[i] for i in self._key_indexes if i < len(cells))
     return beam.pvalue.TaggedOutput(
-        _REJECTED_TAG, _format_csv_row([csv_path, key, reason, line]))
+        _REJECTED_TAG, format_csv_row([csv_path, key, reason, line]))
 
   def process(self, element: Tuple[int, Tuple[str, str]]) -> Iterator[Any]:
     span, (csv_path, line) = element
@@ -219,14 +230,15 @@ class _ParseRow(beam.DoFn):
                          f'got {len(cells)}', line)
       return
 
-    feature_map = {}
+    example = tf.train.Example()
+    feature_map = example.features.feature
     errors = []
     for feature, index in self._fields:
       value, error = parse_value(feature, cells[index])
       if error:
         errors.append(error)
       else:
-        feature_map[feature.name] = _to_feature(feature.dtype, value)
+        _set_value(feature_map[feature.name], feature.dtype, value)
     image_cell = cells[self._image_index] if self._image_feature else None
     if self._image_feature and not image_cell:
       errors.append(f'{features.IMAGE_PATH_COLUMN}: required value is empty')
@@ -235,13 +247,46 @@ class _ParseRow(beam.DoFn):
       return
 
     if self._image_feature:
-      image_path = FileSystems.join(FileSystems.split(csv_path)[0], image_cell)
-      image, error = self._image(image_path)
+      image, error = self._image(csv_path, image_cell)
       if error:
         yield self._reject(csv_path, cells, error, line)
         return
-      feature_map[self._image_feature.name] = _to_feature(self._image_feature.dtype, image)
-    yield span, tf.train.Example(features=tf.train.Features(feature=feature_map))
+      _set_value(feature_map[self._image_feature.name], self._image_feature.dtype, image)
+    yield span, example
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+def ReadRows(pipeline: beam.Pipeline,  # pylint: disable=invalid-name
+             inputs: Sequence[Tuple[int, str]], header: Sequence[str], report_dir: str,
+             input_name: str) -> beam.pvalue.PCollection:
+  """Parses the CSV files of (span, file pattern) pairs into (span, tf.Example).
+
+  Rejected rows and the accepted count go to `report_dir` as `rejected-<input_name>-*.csv`
+  and `accepted-<input_name>.txt` (read back by read_rejected_rows / read_accepted_count
+  from the output whose rejected_rows_dir it is). Batch scoring (batch/score.py) reads its
+  input here too.
+  """
+  lines = [pipeline
+           | f'ReadLines[{span}]' >> beam.io.textio.ReadFromTextWithFilename(
+               pattern, skip_header_lines=1)
+           | f'TagSpan[{span}]' >> beam.Map(lambda line, s=span: (s, line))
+           for span, pattern in inputs]
+  parsed = (
+      lines
+      | 'FlattenLines' >> beam.Flatten()
+      | 'ParseRows' >> beam.ParDo(_ParseRow(header)).with_outputs(
+          _REJECTED_TAG, main='examples'))
+  _ = (parsed[_REJECTED_TAG]
+       | 'WriteRejected' >> beam.io.WriteToText(
+           FileSystems.join(report_dir, f'rejected-{input_name}'),
+           file_name_suffix='.csv', num_shards=1, header=','.join(REJECTED_COLUMNS)))
+  _ = (parsed.examples
+       | 'CountAccepted' >> beam.combiners.Count.Globally()
+       | 'WriteAcceptedCount' >> beam.io.WriteToText(
+           FileSystems.join(report_dir, f'accepted-{input_name}'),
+           file_name_suffix='.txt', shard_name_template=''))
+  return parsed.examples
 
 
 @beam.ptransform_fn
@@ -261,31 +306,15 @@ def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     csv_paths += matched
   header = check_headers(csv_paths)
   logging.info('Reading %d CSV file(s) for %s.', len(csv_paths), ', '.join(patterns))
-
-  lines = [pipeline
-           | f'ReadLines[{span}]' >> beam.io.textio.ReadFromTextWithFilename(
-               pattern, skip_header_lines=1)
-           | f'TagSpan[{span}]' >> beam.Map(lambda line, s=span: (s, line))
-           for span, pattern in zip(spans, patterns)]
-  parsed = (
-      lines
-      | 'FlattenLines' >> beam.Flatten()
-      | 'ParseRows' >> beam.ParDo(_ParseRow(header)).with_outputs(
-          _REJECTED_TAG, main='examples'))
-
   # One report per input pattern, so several input splits do not overwrite each other.
-  report_dir = exec_properties[_REJECTED_ROWS_DIR_KEY]
-  input_name = re.sub(r'[^0-9A-Za-z]+', '_', split_pattern).strip('_')
-  _ = (parsed[_REJECTED_TAG]
-       | 'WriteRejected' >> beam.io.WriteToText(
-           FileSystems.join(report_dir, f'rejected-{input_name}'),
-           file_name_suffix='.csv', num_shards=1, header=','.join(REJECTED_COLUMNS)))
-  _ = (parsed.examples
-       | 'CountAccepted' >> beam.combiners.Count.Globally()
-       | 'WriteAcceptedCount' >> beam.io.WriteToText(
-           FileSystems.join(report_dir, f'accepted-{input_name}'),
-           file_name_suffix='.txt', shard_name_template=''))
-  return parsed.examples
+  return pipeline | ReadRows(list(zip(spans, patterns)), header,
+                             exec_properties[_REJECTED_ROWS_DIR_KEY],
+                             report_name(split_pattern))
+
+
+def report_name(pattern: str) -> str:
+  """A file pattern made file-name safe, naming its rejected-rows report."""
+  return re.sub(r'[^0-9A-Za-z]+', '_', pattern).strip('_')
 
 
 def _select_spans(exec_properties: Dict[str, Any]) -> List[int]:
@@ -340,7 +369,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
     exec_properties = dict(exec_properties)
-    exec_properties[_REJECTED_ROWS_DIR_KEY] = _rejected_rows_dir(examples.uri)
+    exec_properties[_REJECTED_ROWS_DIR_KEY] = rejected_rows_dir(examples.uri)
     spans = _select_spans(exec_properties)
     exec_properties[_SPANS_KEY] = spans
     super().Do(input_dict, output_dict, exec_properties)
@@ -351,7 +380,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
       examples.span = spans[-1]
       examples.set_string_custom_property(SPANS_PROPERTY, ','.join(map(str, spans)))
 
-    accepted = _read_accepted_count(examples.uri)
+    accepted = read_accepted_count(examples.uri)
     rejected_rows = read_rejected_rows(examples.uri)
     rejected = len(rejected_rows)
     examples.set_int_custom_property(ROWS_ACCEPTED_PROPERTY, accepted)
@@ -369,4 +398,4 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
       raise ValueError(
           f'ImageCsvExampleGen rejected {rejected} of {total} rows ({fraction:.1%}), '
           f'more than max_rejected_fraction={max_fraction:g}. First rejected: '
-          f'{details}. Full list: {_rejected_rows_dir(examples.uri)}/rejected-*.csv')
+          f'{details}. Full list: {rejected_rows_dir(examples.uri)}/rejected-*.csv')

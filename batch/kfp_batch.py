@@ -1,0 +1,125 @@
+"""Batch scoring as its own Kubeflow pipeline: one task, retried, run monthly.
+
+    python -m batch.kfp_batch [--gcs-root gs://BUCKET/adclick] [--image IMAGE]
+        [--output outputs/kfp/adclick_batch_score.yaml] [--retries 3]
+        [--dataflow --project P --region R]
+        [--schedule --host https://KFP_ENDPOINT [--experiment adclick] [--cron '0 0 0 2 * *']]
+
+Compiles a KFP pipeline spec (YAML) whose single task runs, in the training pipeline's image,
+    python -m batch.score --data-root <gcs-root>/data --output <gcs-root>/scores
+        --model-base-path <gcs-root>/serving/<model_name> <Beam flags>
+i.e. scores the latest month with the served model into <gcs-root>/scores/span-<N>/ (a rerun
+replaces that output). The roots default as kubeflow_runner.py's do, the Beam flags are its
+too (DirectRunner with one worker per requested CPU, or Dataflow with --dataflow), and the
+pod is sized like its Beam tasks (pipeline/resources.py). The task is retried on failure with
+exponential backoff, never served from KFP's cache (the same arguments score a new month
+each time), and needs no Resolver.
+
+--schedule uploads the spec and keeps exactly one recurring run of it, as the training
+schedule does (pipeline/kfp_schedule.py); by default on the 2nd of each month at 00:00, a day
+after the training run, so the month is scored with the model that run pushed.
+"""
+import argparse
+import os
+
+import kfp
+from kfp import compiler
+from kfp import dsl
+
+import kubeflow_runner
+from models import serving_layout
+from pipeline import kfp_schedule
+from pipeline.resources import ResourcesConfig
+
+PIPELINE_NAME = 'adclick-batch-score'
+TASK_NAME = 'batch-score'
+# Six fields, seconds first (pipeline/kfp_schedule.py): 00:00:00 on the 2nd of each month.
+BATCH_CRON = '0 0 0 2 * *'
+RETRIES = 3
+BACKOFF = '300s'  # first retry after 5 minutes, then 10, 20 (backoff factor 2)
+BACKOFF_FACTOR = 2.0
+BACKOFF_MAX = '3600s'  # KFP's ceiling
+DEFAULT_OUTPUT = os.path.join('outputs', 'kfp', f'{PIPELINE_NAME}.yaml')
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--gcs-root', default='gs://adclick-pipelines')
+  parser.add_argument('--data-root', help='default: <gcs-root>/data')
+  parser.add_argument('--scores-root', help='default: <gcs-root>/scores')
+  parser.add_argument('--serving-root', help='default: <gcs-root>/serving')
+  parser.add_argument('--model-name', default=serving_layout.MODEL_NAME)
+  parser.add_argument('--image', default=kubeflow_runner.DEFAULT_IMAGE)
+  parser.add_argument('--output', default=DEFAULT_OUTPUT, help='the spec to write (.yaml)')
+  parser.add_argument('--retries', type=int, default=RETRIES)
+  parser.add_argument('--dataflow', action='store_true', help='score on Dataflow')
+  parser.add_argument('--project', help='GCP project (Dataflow)')
+  parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow)')
+  parser.add_argument('--schedule', action='store_true',
+                      help='upload the spec and create the monthly recurring run')
+  parser.add_argument('--host', help='KFP API endpoint (with --schedule)')
+  parser.add_argument('--experiment', default=serving_layout.MODEL_NAME)
+  parser.add_argument('--cron', default=BATCH_CRON, help='six fields, seconds first')
+  args = parser.parse_args(argv)
+  args.data_root = args.data_root or f'{args.gcs_root}/data'
+  args.scores_root = args.scores_root or f'{args.gcs_root}/scores'
+  args.serving_root = args.serving_root or f'{args.gcs_root}/serving'
+  if args.dataflow and not args.project:
+    parser.error('--dataflow needs --project')
+  if args.schedule and not args.host:
+    parser.error('--schedule needs --host')
+  return args
+
+
+def score_command(args, resources: ResourcesConfig):
+  """The task's command line: batch.score on the latest span, with the Beam flags."""
+  beam_args = kubeflow_runner.beam_pipeline_args(args)
+  if not args.dataflow:
+    beam_args.append(f'--direct_num_workers={resources.beam_workers()}')
+  return ['python', '-m', 'batch.score', '--data-root', args.data_root,
+          '--output', args.scores_root, '--model-base-path',
+          serving_layout.model_root(args.serving_root, args.model_name)] + beam_args
+
+
+def compile_pipeline(args, resources: ResourcesConfig = ResourcesConfig()) -> str:
+  """Writes the batch scoring pipeline spec; returns its path."""
+  command = score_command(args, resources)
+  size = resources.pod('beam')
+
+  @dsl.container_component
+  def batch_score():
+    return dsl.ContainerSpec(image=args.image, command=command)
+
+  @dsl.pipeline(name=PIPELINE_NAME, description='Scores the latest month of ads.')
+  def batch_pipeline():
+    task = batch_score().set_display_name(TASK_NAME)
+    task.set_retry(num_retries=args.retries, backoff_duration=BACKOFF,
+                   backoff_factor=BACKOFF_FACTOR, backoff_max_duration=BACKOFF_MAX)
+    task.set_caching_options(False)  # each month must really run
+    task.set_cpu_request(f'{size.cpu_request:g}').set_cpu_limit(f'{size.cpu_limit:g}')
+    task.set_memory_request(f'{size.memory_request_gib:g}Gi')
+    task.set_memory_limit(f'{size.memory_limit_gib:g}Gi')
+
+  path = os.path.abspath(args.output)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  compiler.Compiler().compile(batch_pipeline, path)
+  return path
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  path = compile_pipeline(args)
+  print(path)
+  if args.schedule:
+    schedule = kfp_schedule.schedule_monthly(
+        kfp.Client(host=args.host), path, pipeline_name=PIPELINE_NAME,
+        experiment_name=args.experiment, recurring_run_name=f'{PIPELINE_NAME}-monthly',
+        cron=args.cron)
+    print(f"{'Created' if schedule.created else 'Kept'} the monthly recurring run "
+          f'{schedule.recurring_run_id} ({args.cron}) for pipeline version '
+          f'{schedule.version_name}.')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,153 @@
+"""Batch scoring (batch/score.py) of a span with a bad row, locally and on a GCS emulator.
+
+The model is the adclick model as the Trainer exports it (tests/conftest.py), pushed as a
+served version; the scores must equal its serving_default signature on the same raw rows.
+"""
+import csv
+import glob
+import io
+import os
+
+from apache_beam.io.filesystems import FileSystems
+import numpy as np
+import pytest
+
+from batch import score
+from components import safe_pusher
+from components.image_csv_example_gen import executor as rows_lib
+from models import data_layout
+from models import features
+from models import serving_layout
+from models import signatures
+from tests import fake_models
+from tests import gcs_emulator
+from tests.test_model import needs_sample_rows
+
+pytestmark = needs_sample_rows
+ROWS = 12
+BAD_ID = 'imp-bad'
+
+
+def _cell(value) -> str:
+  return str(value)
+
+
+def _write_span(span_dir, rows, with_label=True):
+  """ads.csv and images/ for `rows` (raw rows of conftest), plus one row whose image is
+  missing; without the label column when with_label is False."""
+  label = features.LABEL_KEY
+  columns = [c for c in features.csv_columns() if with_label or c != label]
+  os.makedirs(os.path.join(span_dir, data_layout.IMAGE_DIR), exist_ok=True)
+  lines = []
+  for row in rows:
+    image_path = f"{data_layout.IMAGE_DIR}/{row['impression_id']}.png"
+    with open(os.path.join(span_dir, image_path), 'wb') as f:
+      f.write(row[features.image_feature().name])
+    lines.append([image_path if c == features.IMAGE_PATH_COLUMN else _cell(row[c])
+                  for c in columns])
+  bad = list(lines[0])
+  bad[columns.index('impression_id')] = BAD_ID
+  bad[columns.index(features.IMAGE_PATH_COLUMN)] = f'{data_layout.IMAGE_DIR}/missing.png'
+  lines.insert(len(lines) // 2, bad)
+  with open(os.path.join(span_dir, data_layout.ADS_FILE), 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    writer.writerows(lines)
+  return span_dir
+
+
+def _read_scores(output):
+  """{impression_id: row} from every shard; fails on a duplicated impression."""
+  found = {}
+  pattern = FileSystems.join(output, f'{score.SCORES_PREFIX}-*.csv')
+  for metadata in FileSystems.match([pattern])[0].metadata_list:
+    with FileSystems.open(metadata.path) as f:
+      reader = csv.DictReader(io.StringIO(f.read().decode('utf-8')))
+      assert reader.fieldnames == score.output_columns()
+      for row in reader:
+        assert row['impression_id'] not in found
+        found[row['impression_id']] = row
+  return found
+
+
+@pytest.fixture(scope='module')
+def model_base(serving_model_dir, tmp_path_factory):
+  """A model base path serving the fixture model as versions 3 and 4 (and 4 is the latest)."""
+  base = serving_layout.model_root(str(tmp_path_factory.mktemp('serving')))
+  for version in ('3', '4'):
+    safe_pusher.push(serving_model_dir, base, version)
+  return base
+
+
+def _check_scores(output, rows, model_dir, version):
+  scores = _read_scores(output)
+  assert set(scores) == {r['impression_id'] for r in rows}  # the bad row is not scored
+  expected = fake_models.serving_predictions(model_dir, rows)
+  got = [float(scores[r['impression_id']][signatures.PREDICTION_KEY]) for r in rows]
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  assert {r['ad_id'] for r in scores.values()} == {r['ad_id'] for r in rows}
+  assert {r[score.MODEL_VERSION_COLUMN] for r in scores.values()} == {str(version)}
+  rejected = rows_lib.read_rejected_rows(output)
+  assert [r['key'].split('/')[0] for r in rejected] == [BAD_ID]
+  assert 'image missing' in rejected[0]['reason']
+  manifest = score.read_manifest(output)
+  assert (manifest['model_version'], manifest['rows_scored'], manifest['rows_rejected']) == (
+      version, len(rows), 1)
+
+
+def test_scores_a_span_without_labels_and_rejects_the_bad_row(
+    raw_rows, model_base, serving_model_dir, tmp_path):
+  rows = raw_rows[:ROWS]
+  span = _write_span(str(tmp_path / 'data' / 'span-5'), rows, with_label=False)
+  output = str(tmp_path / 'scores' / 'span-5')
+  score.main(['--input', span, '--output', output, '--model-base-path', model_base])
+  _check_scores(output, rows, serving_model_dir, 4)  # the latest version by default
+  assert os.listdir(tmp_path / 'scores') == ['span-5']  # nothing left beside it
+
+
+def test_rerun_replaces_the_output_and_records_the_pinned_version(
+    raw_rows, model_base, serving_model_dir, tmp_path):
+  output = str(tmp_path / 'scores')
+  first = _write_span(str(tmp_path / 'first'), raw_rows[:ROWS])
+  score.score(first, output, model_base)
+  # The second run scores other rows with another version: nothing of the first may remain.
+  rows = raw_rows[ROWS:ROWS + 5]
+  second = _write_span(str(tmp_path / 'second'), rows)
+  score.score(second, output, model_base, version=3)
+  _check_scores(output, rows, serving_model_dir, 3)
+  assert len(glob.glob(os.path.join(output, rows_lib.REJECTED_ROWS_DIR, 'rejected-*'))) == 1
+  assert sorted(os.listdir(tmp_path)) == ['first', 'scores', 'second']
+
+
+def test_data_root_scores_the_latest_span(raw_rows, model_base, tmp_path):
+  _write_span(str(tmp_path / 'data' / 'span-1'), raw_rows[:3])
+  _write_span(str(tmp_path / 'data' / 'span-2'), raw_rows[3:7])
+  score.main(['--data-root', str(tmp_path / 'data'), '--output', str(tmp_path / 'scores'),
+              '--model-base-path', model_base])
+  assert sorted(os.listdir(tmp_path / 'scores')) == ['span-2']
+  assert set(_read_scores(str(tmp_path / 'scores' / 'span-2'))) == {
+      r['impression_id'] for r in raw_rows[3:7]}
+
+
+def test_a_missing_or_incomplete_version_is_a_clear_error(model_base, tmp_path, capsys):
+  with pytest.raises(ValueError, match='Version 7 .* missing or incomplete'):
+    score.resolve_version(model_base, 7)
+  with pytest.raises(SystemExit, match='No complete model version'):
+    score.main(['--input', str(tmp_path), '--output', str(tmp_path / 'out'),
+                '--model-base-path', str(tmp_path / 'empty')])
+
+
+@pytest.mark.slow
+def test_scores_a_span_on_gcs(raw_rows, model_base, serving_model_dir, tmp_path):
+  """Input and output on gs:// (the emulator); the model stays on local disk, since
+  TensorFlow cannot read from the emulator (a real bucket works)."""
+  rows = raw_rows[:ROWS]
+  local = _write_span(str(tmp_path / 'span-5'), rows, with_label=False)
+  with gcs_emulator.running('scores-test') as bucket:
+    gcs_emulator.upload_tree(bucket, local, 'data/span-5')
+    output = 'gs://scores-test/scores/span-5'
+    for _ in range(2):  # a rerun replaces
+      score.score('gs://scores-test/data/span-5', output, model_base)
+      _check_scores(output, rows, serving_model_dir, 4)
+    names = {blob.name for blob in bucket.list_blobs(prefix='scores/')}
+    assert names and all(n.startswith('scores/span-5/') for n in names)  # no staging left
