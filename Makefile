@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 1
 
 .PHONY: venv chromium data demo tune test test-quick bench serve rollback label schema \
-        check-csv kfp monitor clean
+        check-csv kfp kfp-batch monitor score clean
 
 venv: $(STAMP) chromium
 $(STAMP): requirements.lock
@@ -52,10 +52,23 @@ test: venv
 test-quick: venv
 	$(PY) -m pytest -q -m "not slow" tests
 
-# Gate vs next month at 20,000 and 100,000 rows a month (docs/benchmarks.md), then serving.
+# Gate vs next month at 20,000 and 100,000 rows a month (docs/benchmarks.md), serving, batch
+# scoring and the edge model.
 bench: venv
 	$(PY) -m benchmarks.model_bench
 	$(PY) -m benchmarks.serving_bench
+	$(PY) -m benchmarks.batch_bench
+
+# Scores the latest span of $(DATA_ROOT) with the newest model `make demo` pushed:
+# outputs/scores/span-<N>/ (scores-*.csv, rejected_rows/, manifest.json). SCORE_ARGS: more flags.
+score: venv
+	$(PY) -m batch.score --data-root $(DATA_ROOT) --output outputs/scores \
+	  --model-base-path $(SERVING_ROOT)/adclick $(SCORE_ARGS)
+
+# The batch scoring pipeline for KFP; KFP_ARGS="--gcs-root gs://B/adclick --image IMG
+# [--dataflow --project P] [--schedule --host H]" (docs/kubeflow.md).
+kfp-batch: venv
+	$(PY) -m batch.kfp_batch $(KFP_ARGS)
 
 # TF Serving's REST API on 127.0.0.1:8501 for the models `make demo` pushed.
 serve: venv

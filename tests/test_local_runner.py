@@ -23,7 +23,7 @@ FAST = ['--set', 'hparams.max_epochs=1', '--set', 'hparams.use_image=false',
         '--set', 'gate.auc_floor=0.0']
 BEFORE_MODEL = ['ImageCsvExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
                 'DataGate', 'Transform', 'Trainer']
-EVERY_RUN = ['ServedModelBaseline', 'Evaluator', 'SafePusher']
+EVERY_RUN = ['ServedModelBaseline', 'Evaluator', 'SafePusher', 'EdgeExport']
 NOISE = re.compile(r'INFO|WARNING|Warning:|absl|tensorflow/|Epoch 1/')
 
 
