@@ -150,7 +150,7 @@ def main(argv=None):
   path = compile_pipeline(args, config)
   print(path)
   if args.schedule:
-    schedule = kfp_schedule.schedule_monthly(
+    schedule = kfp_schedule.schedule(
         kfp.Client(host=args.host), path, pipeline_name=config.pipeline_name,
         experiment_name=args.experiment, recurring_run_name=f'{config.pipeline_name}-monthly')
     print(f"{'Created' if schedule.created else 'Kept'} the monthly recurring run "

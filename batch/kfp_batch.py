@@ -112,7 +112,7 @@ def main(argv=None):
   path = compile_pipeline(args)
   print(path)
   if args.schedule:
-    schedule = kfp_schedule.schedule_monthly(
+    schedule = kfp_schedule.schedule(
         kfp.Client(host=args.host), path, pipeline_name=PIPELINE_NAME,
         experiment_name=args.experiment, recurring_run_name=f'{PIPELINE_NAME}-monthly',
         cron=args.cron)

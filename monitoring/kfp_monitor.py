@@ -77,7 +77,7 @@ def main(argv=None):
   if args.schedule:
     import kfp  # pylint: disable=import-outside-toplevel
     from pipeline import kfp_schedule  # pylint: disable=import-outside-toplevel
-    schedule = kfp_schedule.schedule_monthly(
+    schedule = kfp_schedule.schedule(
         kfp.Client(host=args.host), path, PIPELINE_NAME, args.experiment,
         f'{PIPELINE_NAME}-daily', cron=args.cron)
     print(f"Recurring run {schedule.recurring_run_id} ({args.cron}): "

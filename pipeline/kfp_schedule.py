@@ -1,4 +1,5 @@
-"""Uploads a compiled pipeline spec to Kubeflow Pipelines and runs it monthly, idempotently.
+"""Uploads a compiled pipeline spec to Kubeflow Pipelines and runs it on a schedule, idempotently
+(monthly by default: training; batch scoring and the monitoring check pass their own cron).
 
 Everything is looked up by name before anything is created, so running this again changes
 nothing unless the spec changed:
@@ -66,7 +67,7 @@ def _is_current(run, version_id: str, cron: str) -> bool:
           int(run.max_concurrency or 0) == MAX_CONCURRENCY)
 
 
-def schedule_monthly(client: kfp.Client, package_path: str, pipeline_name: str,
+def schedule(client: kfp.Client, package_path: str, pipeline_name: str,
                      experiment_name: str, recurring_run_name: str,
                      cron: str = MONTHLY_CRON) -> Schedule:
   """Makes sure exactly one recurring run named recurring_run_name runs this spec on cron."""
@@ -83,7 +84,7 @@ def schedule_monthly(client: kfp.Client, package_path: str, pipeline_name: str,
   if created:
     keep = client.create_recurring_run(
         experiment_id=experiment_id, job_name=recurring_run_name,
-        description=f'{pipeline_name} on the latest month of data, monthly',
+        description=f'{pipeline_name} on the latest month of data, cron {cron}',
         cron_expression=cron, max_concurrency=MAX_CONCURRENCY, no_catchup=True,
         pipeline_id=pipeline_id, version_id=version.pipeline_version_id, enabled=True)
   return Schedule(pipeline_id=pipeline_id, version_id=version.pipeline_version_id,

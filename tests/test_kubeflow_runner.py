@@ -294,7 +294,7 @@ def test_schedule_is_monthly_and_idempotent(spec_path, tmp_path, fake_kfp, capsy
   host, state = fake_kfp
   local_spec = tmp_path / 'adclick.yaml'
   shutil.copy(spec_path, local_spec)
-  schedule = lambda: kfp_schedule.schedule_monthly(  # pylint: disable=g-long-lambda
+  schedule = lambda: kfp_schedule.schedule(  # pylint: disable=g-long-lambda
       kfp.Client(host=host), str(local_spec), pipeline_name='adclick',
       experiment_name='adclick', recurring_run_name='adclick-monthly')
 
