@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -80,12 +81,23 @@ def _image_python_and_platforms():
   return (major, minor), platforms
 
 
-def _wheel_tags(project):
-  """{version: set of tags} of the project's wheels on the index."""
+def _index_files(project, attempts=3):
+  """The project's files on the index; a failed request (a timeout, a 5xx) is tried again."""
   request = urllib.request.Request(f'{INDEX}/{project}/',
                                    headers={'Accept': 'application/vnd.pypi.simple.v1+json'})
-  with urllib.request.urlopen(request, timeout=60) as response:
-    files = json.load(response)['files']
+  for attempt in range(attempts):
+    try:
+      with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)['files']
+    except (urllib.error.URLError, OSError):
+      if attempt == attempts - 1:
+        raise
+      time.sleep(2 ** attempt)
+
+
+def _wheel_tags(project):
+  """{version: set of tags} of the project's wheels on the index."""
+  files = _index_files(project)
   found = {}
   for file in files:
     if not file['filename'].endswith('.whl'):
@@ -105,8 +117,11 @@ def index_wheels():
   except (urllib.error.URLError, OSError) as e:
     pytest.skip(f'the package index {INDEX} cannot be reached: {e}')
   pins = _pins()
-  with concurrent.futures.ThreadPoolExecutor(16) as pool:
-    return dict(zip(pins, pool.map(_wheel_tags, pins)))
+  try:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+      return dict(zip(pins, pool.map(_wheel_tags, pins)))
+  except (urllib.error.URLError, OSError) as e:
+    pytest.skip(f'the package index {INDEX} stopped answering (3 tries): {e}')
 
 
 def test_image_python_is_the_one_the_tests_run_on():
