@@ -8,7 +8,8 @@
 
 Compiles the same create_pipeline(...) as local_runner.py to a KFP pipeline spec (YAML,
 schema 2.1.0, the version the open-source KFP backend accepts) and prints its path. All
-roots are on GCS (each can be set on its own):
+roots are on GCS (each can be set on its own; these flags, the image's, Dataflow's and the
+schedule's are pipeline/kfp_options.py's, which the batch and monitoring specs take too):
   --pipeline-root  <gcs-root>/pipeline-root   artifacts (the KFP pipeline root)
   --data-root      <gcs-root>/data            monthly input: span-<N>/ads.csv, span-<N>/images/
   --serving-root   <gcs-root>/serving         TF Serving's base path: <model_name>/<version>/
@@ -25,7 +26,6 @@ of every month, without catch-up and never two at once (pipeline/kfp_schedule.py
 import argparse
 import dataclasses
 import os
-from typing import List
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import kfp
@@ -35,6 +35,7 @@ from tfx.dsl.components.base import base_beam_component
 import yaml
 
 from pipeline import config as config_lib
+from pipeline import kfp_options
 from pipeline import kfp_schedule
 from pipeline import options
 from pipeline.pipeline import create_pipeline
@@ -42,53 +43,17 @@ from pipeline.resources import ResourcesConfig
 
 # Where the Dockerfile puts the repository inside the image.
 IMAGE_REPO_ROOT = '/pipeline'
-DEFAULT_IMAGE = 'adclick-pipeline:latest'
 DEFAULT_OUTPUT = os.path.join('outputs', 'kfp', 'adclick_pipeline.yaml')
 
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--gcs-root', default='gs://adclick-pipelines')
-  parser.add_argument('--pipeline-root', help='default: <gcs-root>/pipeline-root')
-  parser.add_argument('--data-root', help='default: <gcs-root>/data')
-  parser.add_argument('--serving-root', help='default: <gcs-root>/serving')
-  parser.add_argument('--image', default=DEFAULT_IMAGE, help='the pipeline image')
-  parser.add_argument('--output', default=DEFAULT_OUTPUT, help='the spec to write (.yaml)')
-  parser.add_argument('--dataflow', action='store_true', help='run Beam steps on Dataflow')
-  parser.add_argument('--project', help='GCP project (Dataflow)')
-  parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow)')
-  parser.add_argument('--schedule', action='store_true',
-                      help='upload the spec and create the monthly recurring run')
-  parser.add_argument('--host', help='KFP API endpoint (with --schedule)')
-  parser.add_argument('--experiment', default=config_lib.PipelineConfig.pipeline_name)
+  kfp_options.add_kfp_flags(parser, output=DEFAULT_OUTPUT,
+                            experiment=config_lib.PipelineConfig.pipeline_name,
+                            roots=('pipeline', 'data', 'serving'))
   options.add_run_options(parser)
-  args = parser.parse_args(argv)
-  args.pipeline_root = args.pipeline_root or f'{args.gcs_root}/pipeline-root'
-  args.data_root = args.data_root or f'{args.gcs_root}/data'
-  args.serving_root = args.serving_root or f'{args.gcs_root}/serving'
-  if args.dataflow and not args.project:
-    parser.error('--dataflow needs --project')
-  if args.schedule and not args.host:
-    parser.error('--schedule needs --host')
-  return args
-
-
-def beam_pipeline_args(args) -> List[str]:
-  if not args.dataflow:
-    # The worker count comes per task from its pod's CPU request (size_tasks); 0 would
-    # start one worker per core of the node.
-    return ['--direct_running_mode=multi_processing']
-  return [
-      '--runner=DataflowRunner',
-      f'--project={args.project}',
-      f'--region={args.region}',
-      f'--temp_location={args.gcs_root}/beam-tmp',
-      # Workers run the pipeline image, so they have this repo's code and pinned packages.
-      f'--sdk_container_image={args.image}',
-      '--sdk_location=container',
-      '--experiments=use_runner_v2',
-  ]
+  return kfp_options.finish_kfp_args(parser, parser.parse_args(argv))
 
 
 def _gb(gib: float) -> float:
@@ -127,7 +92,7 @@ def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
   tfx_pipeline = create_pipeline(
       pipeline_root=args.pipeline_root, data_root=args.data_root,
       serving_root=args.serving_root, config=config,
-      beam_pipeline_args=beam_pipeline_args(args),
+      beam_pipeline_args=kfp_options.beam_pipeline_args(args),
       schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt'))
   size_tasks(tfx_pipeline, config.resources, args.dataflow)
   job = runner.run(tfx_pipeline, write_out=False)

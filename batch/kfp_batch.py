@@ -9,11 +9,11 @@ Compiles a KFP pipeline spec (YAML) whose single task runs, in the training pipe
     python -m batch.score --data-root <gcs-root>/data --output <gcs-root>/scores
         --model-base-path <gcs-root>/serving/<model_name> <Beam flags>
 i.e. scores the latest month with the served model into <gcs-root>/scores/span-<N>/ (a rerun
-replaces that output). The roots default as kubeflow_runner.py's do, the Beam flags are its
-too (DirectRunner with one worker per requested CPU, or Dataflow with --dataflow), and the
-pod is sized like its Beam tasks (pipeline/resources.py). The task is retried on failure with
-exponential backoff, never served from KFP's cache (the same arguments score a new month
-each time), and needs no Resolver.
+replaces that output). The roots, the image, the Beam flags (DirectRunner with one worker
+per requested CPU, or Dataflow with --dataflow) and the schedule flags are kubeflow_runner.py's
+(pipeline/kfp_options.py), and the pod is sized like its Beam tasks (pipeline/resources.py).
+The task is retried on failure with exponential backoff, never served from KFP's cache (the
+same arguments score a new month each time), and needs no Resolver.
 
 --schedule uploads the spec and keeps exactly one recurring run of it, as the training
 schedule does (pipeline/kfp_schedule.py); by default on the 2nd of each month at 00:00, a day
@@ -26,8 +26,8 @@ import kfp
 from kfp import compiler
 from kfp import dsl
 
-import kubeflow_runner
 from models import serving_layout
+from pipeline import kfp_options
 from pipeline import kfp_schedule
 from pipeline.resources import ResourcesConfig
 
@@ -45,36 +45,16 @@ DEFAULT_OUTPUT = os.path.join('outputs', 'kfp', f'{PIPELINE_NAME}.yaml')
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--gcs-root', default='gs://adclick-pipelines')
-  parser.add_argument('--data-root', help='default: <gcs-root>/data')
-  parser.add_argument('--scores-root', help='default: <gcs-root>/scores')
-  parser.add_argument('--serving-root', help='default: <gcs-root>/serving')
+  kfp_options.add_kfp_flags(parser, output=DEFAULT_OUTPUT, experiment=serving_layout.MODEL_NAME,
+                            roots=('data', 'scores', 'serving'), cron=BATCH_CRON)
   parser.add_argument('--model-name', default=serving_layout.MODEL_NAME)
-  parser.add_argument('--image', default=kubeflow_runner.DEFAULT_IMAGE)
-  parser.add_argument('--output', default=DEFAULT_OUTPUT, help='the spec to write (.yaml)')
   parser.add_argument('--retries', type=int, default=RETRIES)
-  parser.add_argument('--dataflow', action='store_true', help='score on Dataflow')
-  parser.add_argument('--project', help='GCP project (Dataflow)')
-  parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow)')
-  parser.add_argument('--schedule', action='store_true',
-                      help='upload the spec and create the monthly recurring run')
-  parser.add_argument('--host', help='KFP API endpoint (with --schedule)')
-  parser.add_argument('--experiment', default=serving_layout.MODEL_NAME)
-  parser.add_argument('--cron', default=BATCH_CRON, help='six fields, seconds first')
-  args = parser.parse_args(argv)
-  args.data_root = args.data_root or f'{args.gcs_root}/data'
-  args.scores_root = args.scores_root or f'{args.gcs_root}/scores'
-  args.serving_root = args.serving_root or f'{args.gcs_root}/serving'
-  if args.dataflow and not args.project:
-    parser.error('--dataflow needs --project')
-  if args.schedule and not args.host:
-    parser.error('--schedule needs --host')
-  return args
+  return kfp_options.finish_kfp_args(parser, parser.parse_args(argv))
 
 
 def score_command(args, resources: ResourcesConfig):
   """The task's command line: batch.score on the latest span, with the Beam flags."""
-  beam_args = kubeflow_runner.beam_pipeline_args(args)
+  beam_args = kfp_options.beam_pipeline_args(args)
   if not args.dataflow:
     beam_args.append(f'--direct_num_workers={resources.beam_workers()}')
   return ['python', '-m', 'batch.score', '--data-root', args.data_root,

@@ -20,10 +20,12 @@ import os
 from kfp import compiler
 from kfp import dsl
 
+from models import serving_layout
+from pipeline import kfp_options
+
 PIPELINE_NAME = 'adclick-monitor'
 # The KFP backend parses cron with six fields, seconds first: 06:00:00 every day.
 DAILY_CRON = '0 0 6 * * *'
-DEFAULT_IMAGE = 'adclick-pipeline:latest'
 DEFAULT_METADATA_GRPC = 'metadata-grpc-service.kubeflow:8080'
 DEFAULT_OUTPUT = os.path.join('outputs', 'kfp', 'adclick_monitor.yaml')
 
@@ -31,7 +33,8 @@ DEFAULT_OUTPUT = os.path.join('outputs', 'kfp', 'adclick_monitor.yaml')
 def check_args(gcs_root: str, metadata_grpc: str) -> list:
   root = gcs_root.rstrip('/')
   return ['--output-root', root, '--capture-root', f'{root}/capture',
-          '--data-root', f'{root}/data', '--serving-root', f'{root}/serving',
+          '--data-root', kfp_options.gcs_path(root, 'data'),
+          '--serving-root', kfp_options.gcs_path(root, 'serving'),
           '--metadata-grpc', metadata_grpc]
 
 
@@ -58,20 +61,17 @@ def compile_spec(output: str, image: str, gcs_root: str,
   return output
 
 
-def main(argv=None):
+def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--gcs-root', default='gs://adclick-pipelines')
-  parser.add_argument('--image', default=DEFAULT_IMAGE)
+  kfp_options.add_kfp_flags(parser, output=DEFAULT_OUTPUT, experiment=serving_layout.MODEL_NAME,
+                            dataflow=False, cron=DAILY_CRON)
   parser.add_argument('--metadata-grpc', default=DEFAULT_METADATA_GRPC)
-  parser.add_argument('--output', default=DEFAULT_OUTPUT)
-  parser.add_argument('--schedule', action='store_true')
-  parser.add_argument('--host', help='KFP API endpoint (with --schedule)')
-  parser.add_argument('--experiment', default='adclick')
-  parser.add_argument('--cron', default=DAILY_CRON, help='six fields, seconds first')
-  args = parser.parse_args(argv)
-  if args.schedule and not args.host:
-    parser.error('--schedule needs --host')
+  return kfp_options.finish_kfp_args(parser, parser.parse_args(argv))
+
+
+def main(argv=None):
+  args = parse_args(argv)
   path = compile_spec(args.output, args.image, args.gcs_root, args.metadata_grpc)
   print(f'Wrote {path}')
   if args.schedule:
