@@ -283,13 +283,19 @@ class RestApi:
     model = self._core.servable(name, *match.group(2, 3))
     return rest_json.metadata_body(name, model.version, model.signature_defs)
 
-  async def _predict(self, name: str, version: Optional[str], label: Optional[str],
-                     body: bytes) -> bytes:
+  def _request(self, name: str, version: Optional[str], label: Optional[str],
+               body: bytes) -> Tuple[Dict, str, versions.LoadedModel]:
+    """What a :predict, :classify or :regress call asks for, checked in TF Serving's order:
+    its document, the signature it names and the servable."""
     doc = rest_json.parse(body)
     # TF Serving's default is TF's default key, whatever the model (ours is signatures.py's).
     signature = (rest_json.signature_name(doc) or
                  tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
-    model = self._core.servable(urllib.parse.unquote(name), version, label)
+    return doc, signature, self._core.servable(urllib.parse.unquote(name), version, label)
+
+  async def _predict(self, name: str, version: Optional[str], label: Optional[str],
+                     body: bytes) -> bytes:
+    doc, signature, model = self._request(name, version, label, body)
     if signature not in model.inputs:
       raise rest_json.invalid(f'Serving signature name: "{signature}" not found in signature def')
     request_format, inputs = rest_json.request_tensors(doc, model.inputs[signature])
@@ -302,10 +308,7 @@ class RestApi:
                            method: str, body: bytes) -> bytes:
     """TF Serving's checks of the signature a :classify or :regress call names; a model
     whose signature passes them all is not served here (the adclick models have none)."""
-    doc = rest_json.parse(body)
-    signature = (rest_json.signature_name(doc) or
-                 tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
-    model = self._core.servable(urllib.parse.unquote(name), version, label)
+    _, signature, model = self._request(name, version, label, body)
     if signature not in model.signature_defs:
       raise rest_json.invalid(f'No signature was found with the name: {signature}')
     rest_json.check_signature_for(method, model.signature_defs[signature])
