@@ -12,12 +12,10 @@
 """
 import argparse
 import csv
-import http.server
 import json
 import os
 import shutil
 import statistics
-import threading
 import time
 
 import numpy as np
@@ -32,28 +30,18 @@ from monitoring import quality
 from monitoring import replay
 from serving import capture as capture_lib
 from serving import client as client_lib
+from serving import http_stub
 
 
-class _StubServing(http.server.BaseHTTPRequestHandler):
+class _StubServing(http_stub.JsonHandler):
   """Answers status and :predict like TF Serving, instantly."""
 
-  def log_message(self, *args):  # pylint: disable=arguments-differ
-    pass
-
-  def _send(self, body):
-    data = json.dumps(body).encode()
-    self.send_response(200)
-    self.send_header('Content-Type', 'application/json')
-    self.send_header('Content-Length', str(len(data)))
-    self.end_headers()
-    self.wfile.write(data)
-
   def do_GET(self):  # pylint: disable=invalid-name
-    self._send({'model_version_status': [{'version': '7', 'state': 'AVAILABLE'}]})
+    self.reply({'model_version_status': [{'version': '7', 'state': 'AVAILABLE'}]})
 
   def do_POST(self):  # pylint: disable=invalid-name
     body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
-    self._send({'predictions': [0.05] * len(body['instances'])})
+    self.reply({'predictions': [0.05] * len(body['instances'])})
 
 
 def _ads(data_root: str, span: int, n: int = 64):
@@ -71,23 +59,21 @@ def _ads(data_root: str, span: int, n: int = 64):
 
 
 def client_cost(out: str, ads, requests: int) -> str:
-  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _StubServing)
-  threading.Thread(target=server.serve_forever, daemon=True).start()
-  client = client_lib.Client(f'http://127.0.0.1:{server.server_address[1]}')
   capture = capture_lib.Capture(os.path.join(out, 'client-capture'), span=1)
   # The instances predict_many sends: the wired client records those, validated once.
   instances = [client_lib.validate(ad)[0] for ad in ads]
   times = {False: [], True: []}
-  for _ in range(requests):
-    for with_capture in (False, True):
-      start = time.perf_counter()
-      results = client.predict_many(ads)
-      if with_capture:
-        capture.record(instances, [r['prediction']['click_probability'] for r in results],
-                       '7')
-      times[with_capture].append(time.perf_counter() - start)
+  with http_stub.serving(_StubServing) as (url, _):
+    client = client_lib.Client(url)
+    for _ in range(requests):
+      for with_capture in (False, True):
+        start = time.perf_counter()
+        results = client.predict_many(ads)
+        if with_capture:
+          capture.record(instances, [r['prediction']['click_probability'] for r in results],
+                         '7')
+        times[with_capture].append(time.perf_counter() - start)
   counts = capture.close()
-  server.shutdown()
   lines = [f'{"with" if w else "without"} capture: p50 {1000 * statistics.median(t):.2f} ms, '
            f'p99 {1000 * np.quantile(t, 0.99):.2f} ms' for w, t in times.items()]
   return (f'Client, {len(ads)} ads a request, {requests} requests each, interleaved: ' +

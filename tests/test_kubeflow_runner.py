@@ -5,10 +5,8 @@ No Kubeflow cluster runs here. The schedule is exercised against a small HTTP se
 asserts on the requests it received.
 """
 import argparse
-import http.server
 import json
 import shutil
-import threading
 import urllib.parse
 
 import kfp
@@ -23,6 +21,7 @@ from pipeline import kfp_schedule
 from pipeline import options
 from pipeline.pipeline import create_pipeline
 from pipeline.resources import ResourcesConfig
+from serving import http_stub
 
 GCS_ROOT = 'gs://adclick-test/prod'
 IMAGE = 'europe-docker.pkg.dev/adclick/pipelines/adclick:test'
@@ -192,19 +191,8 @@ def test_pod_sizes_set_in_the_config_reach_the_spec(tmp_path):
   assert _workers(_executor_args(spec)['Transform_executor']) == ['--direct_num_workers=2']
 
 
-class _FakeKfp(http.server.BaseHTTPRequestHandler):
+class _FakeKfp(http_stub.JsonHandler):
   """The KFP v2beta1 endpoints kfp.Client uses here, in memory; records every request."""
-
-  def log_message(self, *args):  # keep pytest output clean
-    pass
-
-  def _reply(self, body):
-    data = json.dumps(body).encode()
-    self.send_response(200)
-    self.send_header('Content-Type', 'application/json')
-    self.send_header('Content-Length', str(len(data)))
-    self.end_headers()
-    self.wfile.write(data)
 
   def _handle(self, method):
     state = self.server.state
@@ -226,41 +214,41 @@ class _FakeKfp(http.server.BaseHTTPRequestHandler):
 
     path = url.path.removeprefix('/apis/v2beta1/')
     if (method, path) == ('GET', 'healthz'):
-      return self._reply({'multi_user': False})
+      return self.reply({'multi_user': False})
     if (method, path) == ('GET', 'pipelines'):
-      return self._reply({'pipelines': named(state['pipelines'])})
+      return self.reply({'pipelines': named(state['pipelines'])})
     if (method, path) == ('POST', 'pipelines/upload'):
       assert b'uploadfile' in raw
       pipeline = {'pipeline_id': new_id('pipeline'), 'display_name': query['name']}
       state['pipelines'].append(pipeline)
       state['versions'].append({**pipeline, 'pipeline_version_id': new_id('version')})
-      return self._reply(pipeline)
+      return self.reply(pipeline)
     if (method, path) == ('POST', 'pipelines/upload_version'):
       assert b'uploadfile' in raw
       version = {'pipeline_id': query['pipelineid'], 'pipeline_version_id': new_id('version'),
                  'display_name': query['name']}
       state['versions'].append(version)
-      return self._reply(version)
+      return self.reply(version)
     if method == 'GET' and path.startswith('pipelines/') and path.endswith('/versions'):
       pipeline_id = path.split('/')[1]
-      return self._reply({'pipeline_versions': named(
+      return self.reply({'pipeline_versions': named(
           [v for v in state['versions'] if v['pipeline_id'] == pipeline_id])})
     if (method, path) == ('GET', 'experiments'):
-      return self._reply({'experiments': named(state['experiments'])})
+      return self.reply({'experiments': named(state['experiments'])})
     if (method, path) == ('POST', 'experiments'):
       experiment = {**body, 'experiment_id': new_id('experiment')}
       state['experiments'].append(experiment)
-      return self._reply(experiment)
+      return self.reply(experiment)
     if (method, path) == ('GET', 'recurringruns'):
-      return self._reply({'recurringRuns': named(
+      return self.reply({'recurringRuns': named(
           [r for r in state['runs'] if r['experiment_id'] == query.get('experiment_id')])})
     if (method, path) == ('POST', 'recurringruns'):
       run = {**body, 'recurring_run_id': new_id('run')}
       state['runs'].append(run)
-      return self._reply(run)
+      return self.reply(run)
     if method == 'DELETE' and path.startswith('recurringruns/'):
       state['runs'] = [r for r in state['runs'] if r['recurring_run_id'] != path.split('/')[1]]
-      return self._reply({})
+      return self.reply({})
     self.send_error(404, f'not implemented in the fake: {method} {url.path}')
 
   def do_GET(self):  # pylint: disable=invalid-name
@@ -275,14 +263,10 @@ class _FakeKfp(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_kfp():
-  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _FakeKfp)
-  server.state = {'requests': [], 'ids': 0, 'pipelines': [], 'versions': [],
-                  'experiments': [], 'runs': []}
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  yield f'http://127.0.0.1:{server.server_address[1]}', server.state
-  server.shutdown()
-  server.server_close()
+  with http_stub.serving(_FakeKfp) as (url, server):
+    server.state = {'requests': [], 'ids': 0, 'pipelines': [], 'versions': [],
+                    'experiments': [], 'runs': []}
+    yield url, server.state
 
 
 def _posts(state, path):
