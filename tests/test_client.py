@@ -2,12 +2,10 @@
 the same for a feature set without an image."""
 import base64
 import csv
-import http.server
 import io
 import json
 import os
 import socket
-import threading
 import time
 
 import numpy as np
@@ -18,6 +16,7 @@ from models import features
 from models import serving_layout
 from models import signatures
 from serving import client as client_lib
+from serving import http_stub
 from serving import predict
 from serving import server_process
 from tests import fake_models
@@ -113,7 +112,7 @@ def test_unreachable_server_is_retried_then_explained(ad):
   assert time.time() - started < 5
 
 
-class _Stub(http.server.BaseHTTPRequestHandler):
+class _Stub(http_stub.JsonHandler):
   """Answers from a script: a list of (status, body, delay) popped per request."""
   script = []
   seen = []
@@ -122,26 +121,16 @@ class _Stub(http.server.BaseHTTPRequestHandler):
     self.seen.append((self.command, self.path))
     status, body, delay = self.script.pop(0) if self.script else (200, {}, 0)
     time.sleep(delay)
-    data = json.dumps(body).encode()
-    self.send_response(status)
-    self.send_header('Content-Type', 'application/json')
-    self.send_header('Content-Length', str(len(data)))
-    self.end_headers()
-    self.wfile.write(data)
+    self.reply(body, status)
 
   do_GET = do_POST = _answer
-
-  def log_message(self, *args):
-    pass
 
 
 @pytest.fixture
 def stub():
-  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Stub)
-  threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
   _Stub.script, _Stub.seen = [], []
-  yield f'http://127.0.0.1:{server.server_address[1]}', _Stub
-  server.shutdown()
+  with http_stub.serving(_Stub) as (url, _):
+    yield url, _Stub
 
 
 _STATUS = {'model_version_status': [{'version': '7', 'state': 'AVAILABLE'},
