@@ -324,9 +324,10 @@ def timing_table(runs: Sequence[Run]) -> str:
 
 # ---------------------------------------------------------------- the benchmark
 
-def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: bool = False):
-  """Three pipeline runs (one with candidate_only) and next month's scores for one size;
-  (table rows, runs)."""
+def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: bool = False,
+                  tabular_variant: bool = True):
+  """Three pipeline runs (one with candidate_only, two without the tabular variant) and
+  next month's scores for one size; (table rows, runs)."""
   size = f'{rows}, seed {seed}'
   data_root = os.path.abspath(os.path.join(out, f'data-{rows}-seed{seed}'))
   generate(data_root, range(1, months + 2), rows, seed)
@@ -339,12 +340,12 @@ def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: b
   if not candidate_only:
     served = run_pipeline(f'{size}: model, month {months - 1}', data_root, root, months - 1)
   new = run_pipeline(f'{size}: model, month {months}', data_root, root, months)
-  if not candidate_only:
+  if not candidate_only and tabular_variant:
     tabular = run_pipeline(f'{size}: tabular-only, month {months}', data_root, tabular_root,
                            months, TABULAR_ONLY)
-    if served.pushed() and gate_figures(new, ALL)['gate_gain'] is None:
-      print(f'[{size}] WARNING: the month-{months - 1} model was pushed, but the month-{months} '
-            'run did not compare with it (no gate gain).', flush=True)
+  if served and served.pushed() and gate_figures(new, ALL)['gate_gain'] is None:
+    print(f'[{size}] WARNING: the month-{months - 1} model was pushed, but the month-{months} '
+          'run did not compare with it (no gate gain).', flush=True)
   gated = {name: run for name, run in ((model_n, new), (model_served, served),
                                        ('tabular-only model', tabular)) if run}
   print(f'[{size}] scoring month {months + 1} and training the peers ...', flush=True)
@@ -406,6 +407,9 @@ def main(argv=None):
   parser.add_argument('--candidate-only', action='store_true',
                       help='only the month-N run (no served model, no tabular-only variant): '
                            'next-month quality where three runs cost too much')
+  parser.add_argument('--no-tabular', action='store_true',
+                      help='skip the tabular-only variant\'s run (the served model and the '
+                           'gain are still measured)')
   parser.add_argument('--timing-only', action='store_true',
                       help='one pipeline run on month N per size: wall times and memory only')
   args = parser.parse_args(argv)
@@ -424,7 +428,7 @@ def main(argv=None):
                                  data_root, root, args.months))
       else:
         table, size_runs = bench_quality(args.out, rows, seed, args.months,
-                                         args.candidate_only)
+                                         args.candidate_only, not args.no_tabular)
         quality += table
         runs += size_runs
 

@@ -28,6 +28,10 @@ class HParams:
   # validation log-loss stops improving for `early_stopping_patience` epochs.
   max_epochs: int = 12
   early_stopping_patience: int = 2
+  # After each epoch that does not improve the validation log-loss, the learning rate is
+  # multiplied by this (1.0: constant). At a constant rate the validation loss jumps from
+  # epoch to epoch and early stopping keeps an early, noisy optimum (docs/benchmarks.md).
+  lr_decay: float = 0.3
   calibrate: bool = True  # Platt-scale the output on the validation split after training
   # Seeds initial weights, dropout and shuffling, so a rerun on the same rows trains the same
   # model up to float summation order (TF's parallel kernels do not promise more).

@@ -7,7 +7,7 @@ The SavedModel exports the signatures named in signatures.py.
 import dataclasses
 import json
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -188,11 +188,16 @@ def datasets(fn_args, tf_transform_output, batch_size):
           _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size))
 
 
-def early_stopping(hparams: model_lib.HParams) -> tf.keras.callbacks.Callback:
+def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:
+  """Early stopping, and the learning rate cut on each epoch without progress."""
   # Log-loss, not AUC: the company bids with the probabilities.
-  return tf.keras.callbacks.EarlyStopping(
-      monitor='val_logloss', mode='min', patience=hparams.early_stopping_patience,
-      restore_best_weights=True)
+  watched = {'monitor': 'val_logloss', 'mode': 'min'}
+  found = [tf.keras.callbacks.EarlyStopping(
+      patience=hparams.early_stopping_patience, restore_best_weights=True, **watched)]
+  if hparams.lr_decay < 1.0:
+    found.append(tf.keras.callbacks.ReduceLROnPlateau(
+        factor=hparams.lr_decay, patience=0, min_lr=1e-5, **watched))
+  return found
 
 
 def run_fn(fn_args: tfx.components.FnArgs):
@@ -205,7 +210,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
   logging.info('Training up to %d epochs, hparams %s (from %s)', hparams.max_epochs, hparams,
                source)
   history = model.fit(train, epochs=hparams.max_epochs, validation_data=validation,
-                      callbacks=[early_stopping(hparams)], verbose=2)
+                      callbacks=callbacks(hparams), verbose=2)
   scale, bias = calibrate(model, validation) if hparams.calibrate else (1.0, 0.0)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=signatures(model, tf_transform_output))

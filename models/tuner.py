@@ -45,5 +45,5 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       project_name='adclick_tuning', seed=1)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
       'x': train, 'validation_data': validation,
-      'epochs': min(TRIAL_EPOCHS, base.max_epochs), 'callbacks': [trainer.early_stopping(base)],
+      'epochs': min(TRIAL_EPOCHS, base.max_epochs), 'callbacks': trainer.callbacks(base),
       'verbose': 2})

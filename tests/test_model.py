@@ -158,3 +158,19 @@ def test_platt_scaling_recovers_a_known_miscalibration():
   # Logits that rank backwards never get a negative scale: only the bias moves.
   a, _ = trainer._fit_platt(-true_logit, labels)  # pylint: disable=protected-access
   assert a == 1.0
+
+
+def test_learning_rate_is_cut_after_an_epoch_without_progress():
+  hparams = model_lib.HParams(learning_rate=0.01, lr_decay=0.3)
+  model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)])
+  model.compile(optimizer=tf.keras.optimizers.Adam(hparams.learning_rate))
+  found = trainer.callbacks(hparams)
+  for callback in found:
+    callback.set_model(model)
+    callback.on_train_begin()
+  for epoch, val_logloss in enumerate([0.20, 0.19, 0.21]):  # the last epoch is worse
+    for callback in found:
+      callback.on_epoch_end(epoch, {'val_logloss': val_logloss})
+  assert float(model.optimizer.learning_rate) == pytest.approx(0.003)
+  assert not model.stop_training  # patience 2: one bad epoch does not stop training
+  assert len(trainer.callbacks(dataclasses.replace(hparams, lr_decay=1.0))) == 1
