@@ -27,12 +27,116 @@ def _dense(x: tf.Tensor) -> tf.Tensor:
   return tf.reshape(x, [-1])
 
 
+# Decoding holds 15 bytes a pixel (RGB uint8, then float32), up to 10 images at a time in
+# map_fn, so a tiny file whose header claims 20000 x 20000 pixels would take gigabytes. Real
+# creatives are at most a few thousand pixels a side (a 2x full-screen interstitial is
+# 2160 x 3840 = 8.3M): 4096 x 4096 is twice that, and costs at most 250 MB to decode.
+MAX_IMAGE_PIXELS = 4096 * 4096
+# How tf.io.decode_image tells formats apart (first bytes, tried in this order); it decodes
+# no other format.
+_JPEG, _PNG, _GIF, _BMP = b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF8', b'BM'
+_HEADER_BYTES = 26  # through BMP's height, the last header field read here
+
+
+def _number(data: tf.Tensor, offset, size: int, big_endian: bool) -> tf.Tensor:
+  """The unsigned integer at data[offset:offset + size] (uint8 bytes) as int64."""
+  digits = tf.cast(tf.gather(data, offset + tf.range(size)), tf.int64)
+  powers = [256 ** i for i in range(size)]
+  return tf.reduce_sum(digits * tf.constant(powers[::-1] if big_endian else powers, tf.int64))
+
+
+def _gif_size(data: tf.Tensor):
+  """(width, height, pixels) a GIF decodes to: decode_image sizes a GIF by its largest
+  frame (not its screen), and giflib holds every frame's pixels at once, whatever
+  expand_animations says. Walks the GIF's blocks to read each frame's descriptor."""
+  data = tf.concat([data, tf.zeros([1], tf.uint8)], 0)  # reads past the end give 0: stop
+  last = tf.size(data) - 1
+
+  def byte(i):
+    return tf.cast(tf.gather(data, tf.minimum(i, last)), tf.int32)
+
+  def color_table(flags):  # its size in bytes when the flags byte says there is one
+    return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
+
+  record, sub_blocks, done = 0, 1, 2
+
+  def step(pos, state, width, height, pixels):
+    value = byte(pos)  # a record's first byte, or a sub-block's length
+    frame = (state == record) & (value == 0x2C)  # an image descriptor
+    frame_width = tf.where(frame, _number(data, tf.minimum(pos + 5, last - 1), 2, False), 0)
+    frame_height = tf.where(frame, _number(data, tf.minimum(pos + 7, last - 1), 2, False), 0)
+    # A descriptor (10 bytes, a color table, the LZW code size) or an extension (its
+    # introducer and label) is followed by sub-blocks: a length byte, then that many bytes.
+    after_record = tf.where(frame, pos + 11 + color_table(byte(pos + 9)), pos + 2)
+    next_pos = tf.where(state == record, after_record, pos + 1 + value)
+    next_state = tf.where(
+        state == record,
+        tf.where(frame | (value == 0x21), sub_blocks, done),
+        tf.where(value == 0, record, sub_blocks))
+    return (next_pos, next_state, tf.maximum(width, frame_width),
+            tf.maximum(height, frame_height), pixels + frame_width * frame_height)
+
+  zero = tf.constant(0, tf.int64)
+  _, _, width, height, pixels = tf.while_loop(
+      lambda pos, state, *_: state != done, step,
+      (13 + color_table(byte(10)), tf.constant(record), zero, zero, zero))
+  return width, height, tf.maximum(pixels, width * height)
+
+
+def _decoded_size(one: tf.Tensor):
+  """(width, height, pixels) of what tf.io.decode_image would decode, read from the image's
+  header without decoding it; zeros for a file it would refuse anyway."""
+  header = tf.io.decode_raw(
+      tf.strings.substr(one, 0, _HEADER_BYTES) + b'\0' * _HEADER_BYTES, tf.uint8)[
+          :_HEADER_BYTES]
+
+  def sized(width, height):
+    return width, height, width * height
+
+  def jpeg():
+    shape = tf.cast(tf.image.extract_jpeg_shape(one), tf.int64)  # [height, width, channels]
+    return sized(shape[1], shape[0])
+
+  def png():  # IHDR, the first chunk: big-endian uint32 width, height
+    return sized(_number(header, 16, 4, True), _number(header, 20, 4, True))
+
+  def bmp():  # int32 width, height (negative: rows top-down), as TF's BMP decoder reads
+    def int32(offset):
+      value = _number(header, offset, 4, False)
+      return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+    return sized(int32(18), int32(22))
+
+  def starts_with(magic):
+    return tf.equal(tf.strings.substr(one, 0, len(magic)), magic)
+
+  return tf.case(
+      [(starts_with(_JPEG), jpeg), (starts_with(_PNG), png),
+       (starts_with(_GIF), lambda: _gif_size(tf.io.decode_raw(one, tf.uint8))),
+       (starts_with(_BMP), bmp)],
+      default=lambda: sized(tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
+
+
+def _check_size(one: tf.Tensor) -> tf.Operation:
+  """Fails with InvalidArgumentError (TF Serving: HTTP 400) before decoding an image that
+  would decode to more than MAX_IMAGE_PIXELS."""
+  width, height, pixels = _decoded_size(one)
+  size = tf.strings.format('{} x {} pixels', (width, height))
+  size = tf.where(pixels > width * height,
+                  tf.strings.format('{} x {} pixels, {} in all its frames',
+                                    (width, height, pixels)), size)
+  return tf.debugging.Assert(
+      pixels <= MAX_IMAGE_PIXELS,
+      [tf.strings.join(['image is ', size, f'; the most accepted is {MAX_IMAGE_PIXELS:,}'])])
+
+
 def decode_images(image_bytes: tf.Tensor) -> tf.Tensor:
-  """PNG/JPEG bytes [batch] -> float32 [batch, S, S, 3] in [0, 1]."""
+  """PNG/JPEG/GIF/BMP bytes [batch] -> float32 [batch, S, S, 3] in [0, 1]; an image over
+  MAX_IMAGE_PIXELS fails with InvalidArgumentError before it is decoded."""
   size = features.IMAGE_SIZE
 
   def decode(one):
-    image = tf.io.decode_image(one, channels=3, expand_animations=False)
+    with tf.control_dependencies([_check_size(one)]):
+      image = tf.io.decode_image(one, channels=3, expand_animations=False)
     image = tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), [size, size])
     return tf.clip_by_value(image, 0.0, 1.0)
 
