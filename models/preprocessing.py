@@ -116,17 +116,20 @@ def _decoded_size(one: tf.Tensor):
       default=lambda: sized(tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
 
 
-def _check_size(one: tf.Tensor) -> tf.Operation:
-  """Fails with InvalidArgumentError (TF Serving: HTTP 400) before decoding an image that
-  would decode to more than MAX_IMAGE_PIXELS."""
+def _checked(one: tf.Tensor) -> tf.Tensor:
+  """The image bytes, once their header shows they decode to at most MAX_IMAGE_PIXELS; else
+  InvalidArgumentError (TF Serving: HTTP 400), before any decoding."""
   width, height, pixels = _decoded_size(one)
   size = tf.strings.format('{} x {} pixels', (width, height))
   size = tf.where(pixels > width * height,
                   tf.strings.format('{} x {} pixels, {} in all its frames',
                                     (width, height, pixels)), size)
-  return tf.debugging.Assert(
-      pixels <= MAX_IMAGE_PIXELS,
-      [tf.strings.join(['image is ', size, f'; the most accepted is {MAX_IMAGE_PIXELS:,}'])])
+  message = tf.strings.join(['image is ', size, f'; the most accepted is {MAX_IMAGE_PIXELS:,}'])
+  # Converting the message to a number fails with the message in the error. Unlike
+  # tf.debugging.Assert this op is stateless, so a graph that does not use the image still
+  # prunes the decoding away (the edge model's, which gets empty images).
+  zero = tf.strings.to_number(tf.where(pixels <= MAX_IMAGE_PIXELS, '0', message), tf.int32)
+  return tf.strings.substr(one, zero, tf.strings.length(one))
 
 
 def decode_images(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -135,8 +138,7 @@ def decode_images(image_bytes: tf.Tensor) -> tf.Tensor:
   size = features.IMAGE_SIZE
 
   def decode(one):
-    with tf.control_dependencies([_check_size(one)]):
-      image = tf.io.decode_image(one, channels=3, expand_animations=False)
+    image = tf.io.decode_image(_checked(one), channels=3, expand_animations=False)
     image = tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), [size, size])
     return tf.clip_by_value(image, 0.0, 1.0)
 
