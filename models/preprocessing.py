@@ -46,7 +46,7 @@ def _number(data: tf.Tensor, offset, size: int, big_endian: bool) -> tf.Tensor:
 
 
 def _gif_size(data: tf.Tensor):
-  """(width, height, pixels) a GIF decodes to: decode_image sizes a GIF by its largest
+  """(width, height, frames' pixels) of a GIF: decode_image sizes a GIF by its largest
   frame (not its screen), and giflib holds every frame's pixels at once, whatever
   expand_animations says. Walks the GIF's blocks to read each frame's descriptor."""
   data = tf.concat([data, tf.zeros([1], tf.uint8)], 0)  # reads past the end give 0: stop
@@ -80,18 +80,19 @@ def _gif_size(data: tf.Tensor):
   _, _, width, height, pixels = tf.while_loop(
       lambda pos, state, *_: state != done, step,
       (13 + color_table(byte(10)), tf.constant(record), zero, zero, zero))
-  return width, height, tf.maximum(pixels, width * height)
+  return width, height, pixels
 
 
 def _decoded_size(one: tf.Tensor):
-  """(width, height, pixels) of what tf.io.decode_image would decode, read from the image's
-  header without decoding it; zeros for a file it would refuse anyway."""
+  """(width, height, frames' pixels: a GIF's, else 0) of what tf.io.decode_image would
+  decode, read from the image's header without decoding it; zeros for a file it would
+  refuse anyway."""
   header = tf.io.decode_raw(
       tf.strings.substr(one, 0, _HEADER_BYTES) + b'\0' * _HEADER_BYTES, tf.uint8)[
           :_HEADER_BYTES]
 
   def sized(width, height):
-    return width, height, width * height
+    return width, height, tf.constant(0, tf.int64)
 
   def jpeg():
     shape = tf.cast(tf.image.extract_jpeg_shape(one), tf.int64)  # [height, width, channels]
@@ -119,11 +120,14 @@ def _decoded_size(one: tf.Tensor):
 def _checked(one: tf.Tensor) -> tf.Tensor:
   """The image bytes, once their header shows they decode to at most MAX_IMAGE_PIXELS; else
   InvalidArgumentError (TF Serving: HTTP 400), before any decoding."""
-  width, height, pixels = _decoded_size(one)
-  size = tf.strings.format('{} x {} pixels', (width, height))
-  size = tf.where(pixels > width * height,
+  width, height, frames_pixels = _decoded_size(one)
+  # Sides capped first: a PNG's (uint32) would overflow the product.
+  area = tf.minimum(width, MAX_IMAGE_PIXELS + 1) * tf.minimum(height, MAX_IMAGE_PIXELS + 1)
+  pixels = tf.maximum(area, frames_pixels)
+  size = tf.where(frames_pixels > area,
                   tf.strings.format('{} x {} pixels, {} in all its frames',
-                                    (width, height, pixels)), size)
+                                    (width, height, frames_pixels)),
+                  tf.strings.format('{} x {} pixels', (width, height)))
   message = tf.strings.join(['image is ', size, f'; the most accepted is {MAX_IMAGE_PIXELS:,}'])
   # Converting the message to a number fails with the message in the error. Unlike
   # tf.debugging.Assert this op is stateless, so a graph that does not use the image still

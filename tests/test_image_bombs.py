@@ -40,8 +40,8 @@ def _png(width: int, height: int, rows=None) -> bytes:
   default: a whole image, about 100 KB for the bomb, that decodes unless refused)."""
   header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
   compress = zlib.compressobj(9)
-  row = bytes(width + 1)  # filter byte 0, then the pixels
-  data = b''.join(compress.compress(row) for _ in range(height if rows is None else rows))
+  data = b''.join(compress.compress(bytes(width + 1))  # filter byte 0, then the pixels
+                  for _ in range(height if rows is None else rows))
   return (b'\x89PNG\r\n\x1a\n' + _chunk(b'IHDR', header) + _chunk(b'IDAT', data + compress.flush())
           + _chunk(b'IEND', b''))
 
@@ -130,10 +130,11 @@ _SIDE = math.isqrt(LIMIT)
 
 @pytest.mark.parametrize('width,height,refused', [
     (_SIDE, LIMIT // _SIDE, False), (_SIDE + 1, LIMIT // _SIDE, True),
-    (LIMIT // 2, 2, False), (LIMIT // 2 + 1, 2, True)])
+    (LIMIT // 2, 2, False), (LIMIT // 2 + 1, 2, True),
+    (2**32 - 1, 2**32 - 1, True), (2**32 - 1, 0, False)])  # the most a PNG can say
 def test_the_limit_is_on_pixels(width, height, refused):
-  # One row only: past the check, decoding fails on the missing rows, not on the size.
-  assert _refused_for_size(_png(width, height, rows=1)) == refused
+  # One row at most: past the check, decoding fails on the missing rows, not on the size.
+  assert _refused_for_size(_png(width, height, rows=min(height, 1))) == refused
 
 
 _MEASURE = '''
