@@ -36,6 +36,9 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 # no other format.
 _JPEG, _PNG, _GIF, _BMP = b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF8', b'BM'
 _HEADER_BYTES = 26  # through BMP's height, the last header field read here
+# Sizing a GIF walks its blocks; this bounds the walk's time (about 0.2 s). Real GIFs take a
+# few steps a frame: 10,000 is thousands of frames, or 160 MB of image data.
+_GIF_STEPS = 10_000
 
 
 def _number(data: tf.Tensor, offset, size: int, big_endian: bool) -> tf.Tensor:
@@ -46,9 +49,10 @@ def _number(data: tf.Tensor, offset, size: int, big_endian: bool) -> tf.Tensor:
 
 
 def _gif_size(data: tf.Tensor):
-  """(width, height, frames' pixels) of a GIF: decode_image sizes a GIF by its largest
-  frame (not its screen), and giflib holds every frame's pixels at once, whatever
-  expand_animations says. Walks the GIF's blocks to read each frame's descriptor."""
+  """(width, height, frames' pixels) of a GIF, -1 pixels for one too long to size:
+  decode_image sizes a GIF by its largest frame (not its screen), and giflib holds every
+  frame's pixels at once, whatever expand_animations says. Walks the GIF's blocks to read
+  each frame's descriptor."""
   data = tf.concat([data, tf.zeros([1], tf.uint8)], 0)  # reads past the end give 0: stop
   last = tf.size(data) - 1
 
@@ -58,29 +62,36 @@ def _gif_size(data: tf.Tensor):
   def color_table(flags):  # its size in bytes when the flags byte says there is one
     return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
 
-  record, sub_blocks, done = 0, 1, 2
+  def is_record(pos):  # a frame's descriptor or an extension; giflib stops at anything else
+    return (byte(pos) == 0x2C) | (byte(pos) == 0x21)
 
-  def step(pos, state, width, height, pixels):
-    value = byte(pos)  # a record's first byte, or a sub-block's length
-    frame = (state == record) & (value == 0x2C)  # an image descriptor
+  def sub_blocks(pos, steps):
+    """Skips sub-blocks: a length byte and that many bytes, until a length 0. Encoders write
+    runs of one length (255): each step skips up to 64 sub-blocks of a run."""
+    def step(pos, steps):
+      length = byte(pos)
+      run = tf.math.cumprod(tf.cast(byte(pos + (length + 1) * tf.range(64)) == length, tf.int32))
+      return pos + (length + 1) * tf.reduce_sum(run), steps + 1
+    pos, steps = tf.while_loop(lambda pos, steps: (byte(pos) != 0) & (steps < _GIF_STEPS),
+                               step, (pos, steps))
+    return pos + 1, steps
+
+  def record(pos, steps, width, height, pixels):
+    # A frame's descriptor (10 bytes, a color table, the LZW code size) or an extension
+    # (its introducer and label), then sub-blocks.
+    frame = byte(pos) == 0x2C
     frame_width = tf.where(frame, _number(data, tf.minimum(pos + 5, last - 1), 2, False), 0)
     frame_height = tf.where(frame, _number(data, tf.minimum(pos + 7, last - 1), 2, False), 0)
-    # A descriptor (10 bytes, a color table, the LZW code size) or an extension (its
-    # introducer and label) is followed by sub-blocks: a length byte, then that many bytes.
-    after_record = tf.where(frame, pos + 11 + color_table(byte(pos + 9)), pos + 2)
-    next_pos = tf.where(state == record, after_record, pos + 1 + value)
-    next_state = tf.where(
-        state == record,
-        tf.where(frame | (value == 0x21), sub_blocks, done),
-        tf.where(value == 0, record, sub_blocks))
-    return (next_pos, next_state, tf.maximum(width, frame_width),
-            tf.maximum(height, frame_height), pixels + frame_width * frame_height)
+    pos, steps = sub_blocks(
+        tf.where(frame, pos + 11 + color_table(byte(pos + 9)), pos + 2), steps + 1)
+    return (pos, steps, tf.maximum(width, frame_width), tf.maximum(height, frame_height),
+            pixels + frame_width * frame_height)
 
   zero = tf.constant(0, tf.int64)
-  _, _, width, height, pixels = tf.while_loop(
-      lambda pos, state, *_: state != done, step,
-      (13 + color_table(byte(10)), tf.constant(record), zero, zero, zero))
-  return width, height, pixels
+  _, steps, width, height, pixels = tf.while_loop(
+      lambda pos, steps, *_: is_record(pos) & (steps < _GIF_STEPS), record,
+      (13 + color_table(byte(10)), tf.constant(0), zero, zero, zero))
+  return width, height, tf.where(steps < _GIF_STEPS, pixels, -1)
 
 
 def _decoded_size(one: tf.Tensor):
@@ -123,16 +134,19 @@ def _checked(one: tf.Tensor) -> tf.Tensor:
   width, height, frames_pixels = _decoded_size(one)
   # Sides capped first: a PNG's (uint32) would overflow the product.
   area = tf.minimum(width, MAX_IMAGE_PIXELS + 1) * tf.minimum(height, MAX_IMAGE_PIXELS + 1)
-  pixels = tf.maximum(area, frames_pixels)
-  size = tf.where(frames_pixels > area,
-                  tf.strings.format('{} x {} pixels, {} in all its frames',
-                                    (width, height, frames_pixels)),
-                  tf.strings.format('{} x {} pixels', (width, height)))
-  message = tf.strings.join(['image is ', size, f'; the most accepted is {MAX_IMAGE_PIXELS:,}'])
+  fits = (frames_pixels >= 0) & (tf.maximum(area, frames_pixels) <= MAX_IMAGE_PIXELS)
+  limit = f'; the most accepted is {MAX_IMAGE_PIXELS:,}'
+  message = tf.where(
+      frames_pixels < 0,
+      f'image is a GIF with too many blocks to size (over {_GIF_STEPS:,} runs of blocks)',
+      tf.where(frames_pixels > area,
+               tf.strings.format('image is {} x {} pixels, {} in all its frames' + limit,
+                                 (width, height, frames_pixels)),
+               tf.strings.format('image is {} x {} pixels' + limit, (width, height))))
   # Converting the message to a number fails with the message in the error. Unlike
   # tf.debugging.Assert this op is stateless, so a graph that does not use the image still
   # prunes the decoding away (the edge model's, which gets empty images).
-  zero = tf.strings.to_number(tf.where(pixels <= MAX_IMAGE_PIXELS, '0', message), tf.int32)
+  zero = tf.strings.to_number(tf.where(fits, '0', message), tf.int32)
   return tf.strings.substr(one, zero, tf.strings.length(one))
 
 

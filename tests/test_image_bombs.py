@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -73,13 +74,15 @@ def _bmp_claiming(width: int, height: int) -> bytes:
   return bytes(data)
 
 
-def _gif(frames, screen=(8, 8)) -> bytes:
+def _gif(frames, screen=(8, 8), sub_blocks=(1,)) -> bytes:
   """A GIF with a global color table, a graphic control extension and a frame of each
-  (width, height); each frame's LZW data is one byte (decoding would fail on it, later)."""
+  (width, height); each frame's LZW data is sub-blocks of these lengths (zeros: decoding
+  would fail on them, later)."""
   gif = b'GIF89a' + struct.pack('<HHBBB', *screen, 0x80, 0, 0) + bytes(6)
+  data = b''.join(bytes([length]) + bytes(length) for length in sub_blocks) + b'\x00'
   for width, height in frames:
     gif += b'\x21\xf9\x04' + bytes(4) + b'\x00'
-    gif += b'\x2c' + struct.pack('<HHHHB', 0, 0, width, height, 0) + b'\x02\x01\x00\x00'
+    gif += b'\x2c' + struct.pack('<HHHHB', 0, 0, width, height, 0) + b'\x02' + data
   return gif + b'\x3b'
 
 
@@ -100,7 +103,7 @@ def _refused_for_size(image: bytes) -> bool:
     (_image('PNG'), (200, 30, 30)), (_image('JPEG', size=(700, 300)), (200, 30, 30)),
     (_image('GIF', color=(0, 0, 255)), (0, 0, 255)), (_image('BMP'), (200, 30, 30)),
     (_image('PNG', size=(1, 1)), (200, 30, 30)), (_animated_gif(), (200, 30, 30)),
-])
+], ids=['png', 'jpeg', 'gif', 'bmp', '1x1-png', 'animated-gif'])
 def test_images_under_the_limit_decode(image, color):
   decoded = decode_images(tf.constant([image, image])).numpy()
   assert decoded.shape == (2, features.IMAGE_SIZE, features.IMAGE_SIZE, 3)
@@ -123,6 +126,21 @@ def test_gif_frames_count_together():
           'accepted is' in _error(_gif([(side, side)] * 3)))
   # Under the limit the check passes and decoding fails on the one-byte LZW data instead.
   assert not _refused_for_size(_gif([(side, side)] * 2))
+  # Long runs of full sub-blocks, then odd ones, between the frames are skipped exactly.
+  data = [255] * 200 + [17, 1] + [255] * 63 + [9]
+  assert f'{3 * side * side} in all its frames' in _error(_gif([(side, side)] * 3,
+                                                                sub_blocks=data))
+
+
+def test_a_gif_too_long_to_size_is_refused_quickly():
+  """Sub-blocks of ever-changing lengths make the walk step through them one by one."""
+  gif = _gif([(8, 8)], sub_blocks=[1, 2] * 100_000)
+  start = time.time()
+  assert 'image is a GIF with too many blocks to size' in _error(gif)
+  assert time.time() - start < 2
+  # Under the bound, the same blocks are sized, and the GIF decodes (zeros: color 0).
+  decoded = decode_images(tf.constant([_gif([(8, 8)], sub_blocks=[1, 2] * 4000)]))
+  assert decoded.shape == (1, features.IMAGE_SIZE, features.IMAGE_SIZE, 3)
 
 
 _SIDE = math.isqrt(LIMIT)
@@ -133,8 +151,8 @@ _SIDE = math.isqrt(LIMIT)
     (LIMIT // 2, 2, False), (LIMIT // 2 + 1, 2, True),
     (2**32 - 1, 2**32 - 1, True), (2**32 - 1, 0, False)])  # the most a PNG can say
 def test_the_limit_is_on_pixels(width, height, refused):
-  # One row at most: past the check, decoding fails on the missing rows, not on the size.
-  assert _refused_for_size(_png(width, height, rows=min(height, 1))) == refused
+  # No rows: past the check, decoding fails on the missing rows, not on the size.
+  assert _refused_for_size(_png(width, height, rows=0)) == refused
 
 
 _MEASURE = '''
