@@ -36,7 +36,7 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 # no other format.
 _JPEG, _PNG, _GIF, _BMP = b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF8', b'BM'
 _HEADER_BYTES = 26  # through BMP's height, the last header field read here
-# Sizing a GIF walks its blocks; this bounds the walk's time (about 0.2 s). Real GIFs take a
+# Sizing a GIF walks its blocks; this bounds the walk to about 0.3 s of CPU. Real GIFs take a
 # few steps a frame: 10,000 is thousands of frames, or 160 MB of image data.
 _GIF_STEPS = 10_000
 
