@@ -27,12 +27,136 @@ def _dense(x: tf.Tensor) -> tf.Tensor:
   return tf.reshape(x, [-1])
 
 
+# Decoding holds 15 bytes a pixel (RGB uint8, then float32), up to 10 images at a time in
+# map_fn, so a tiny file whose header claims 20000 x 20000 pixels would take gigabytes. Real
+# creatives are at most a few thousand pixels a side (a 2x full-screen interstitial is
+# 2160 x 3840 = 8.3M): 4096 x 4096 is twice that, and costs at most 250 MB to decode.
+MAX_IMAGE_PIXELS = 4096 * 4096
+# How tf.io.decode_image tells formats apart (first bytes, tried in this order); it decodes
+# no other format.
+_JPEG, _PNG, _GIF, _BMP = b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF8', b'BM'
+_HEADER_BYTES = 26  # through BMP's height, the last header field read here
+# Sizing a GIF walks its blocks; this bounds the walk to about 0.3 s of CPU. Real GIFs take a
+# few steps a frame: 10,000 is thousands of frames, or 160 MB of image data.
+_GIF_STEPS = 10_000
+
+
+def _number(data: tf.Tensor, offset, size: int, big_endian: bool) -> tf.Tensor:
+  """The unsigned integer at data[offset:offset + size] (uint8 bytes) as int64."""
+  digits = tf.cast(tf.gather(data, offset + tf.range(size)), tf.int64)
+  powers = [256 ** i for i in range(size)]
+  return tf.reduce_sum(digits * tf.constant(powers[::-1] if big_endian else powers, tf.int64))
+
+
+def _gif_size(data: tf.Tensor):
+  """(width, height, frames' pixels) of a GIF, -1 pixels for one too long to size:
+  decode_image sizes a GIF by its largest frame (not its screen), and giflib holds every
+  frame's pixels at once, whatever expand_animations says. Walks the GIF's blocks to read
+  each frame's descriptor."""
+  data = tf.concat([data, tf.zeros([1], tf.uint8)], 0)  # reads past the end give 0: stop
+  last = tf.size(data) - 1
+
+  def byte(i):
+    return tf.cast(tf.gather(data, tf.minimum(i, last)), tf.int32)
+
+  def color_table(flags):  # its size in bytes when the flags byte says there is one
+    return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
+
+  def is_record(pos):  # a frame's descriptor or an extension; giflib stops at anything else
+    return (byte(pos) == 0x2C) | (byte(pos) == 0x21)
+
+  def sub_blocks(pos, steps):
+    """Skips sub-blocks: a length byte and that many bytes, until a length 0. Encoders write
+    runs of one length (255): each step skips up to 64 sub-blocks of a run."""
+    def step(pos, steps):
+      length = byte(pos)
+      run = tf.math.cumprod(tf.cast(byte(pos + (length + 1) * tf.range(64)) == length, tf.int32))
+      return pos + (length + 1) * tf.reduce_sum(run), steps + 1
+    pos, steps = tf.while_loop(lambda pos, steps: (byte(pos) != 0) & (steps < _GIF_STEPS),
+                               step, (pos, steps))
+    return pos + 1, steps
+
+  def record(pos, steps, width, height, pixels):
+    # A frame's descriptor (10 bytes, a color table, the LZW code size) or an extension
+    # (its introducer and label), then sub-blocks.
+    frame = byte(pos) == 0x2C
+    frame_width = tf.where(frame, _number(data, tf.minimum(pos + 5, last - 1), 2, False), 0)
+    frame_height = tf.where(frame, _number(data, tf.minimum(pos + 7, last - 1), 2, False), 0)
+    pos, steps = sub_blocks(
+        tf.where(frame, pos + 11 + color_table(byte(pos + 9)), pos + 2), steps + 1)
+    return (pos, steps, tf.maximum(width, frame_width), tf.maximum(height, frame_height),
+            pixels + frame_width * frame_height)
+
+  zero = tf.constant(0, tf.int64)
+  _, steps, width, height, pixels = tf.while_loop(
+      lambda pos, steps, *_: is_record(pos) & (steps < _GIF_STEPS), record,
+      (13 + color_table(byte(10)), tf.constant(0), zero, zero, zero))
+  return width, height, tf.where(steps < _GIF_STEPS, pixels, -1)
+
+
+def _decoded_size(one: tf.Tensor):
+  """(width, height, frames' pixels: a GIF's, else 0) of what tf.io.decode_image would
+  decode, read from the image's header without decoding it; zeros for a file it would
+  refuse anyway."""
+  header = tf.io.decode_raw(
+      tf.strings.substr(one, 0, _HEADER_BYTES) + b'\0' * _HEADER_BYTES, tf.uint8)[
+          :_HEADER_BYTES]
+
+  def sized(width, height):
+    return width, height, tf.constant(0, tf.int64)
+
+  def jpeg():
+    shape = tf.cast(tf.image.extract_jpeg_shape(one), tf.int64)  # [height, width, channels]
+    return sized(shape[1], shape[0])
+
+  def png():  # IHDR, the first chunk: big-endian uint32 width, height
+    return sized(_number(header, 16, 4, True), _number(header, 20, 4, True))
+
+  def bmp():  # int32 width, height (negative: rows top-down), as TF's BMP decoder reads
+    def int32(offset):
+      value = _number(header, offset, 4, False)
+      return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+    return sized(int32(18), int32(22))
+
+  def starts_with(magic):
+    return tf.equal(tf.strings.substr(one, 0, len(magic)), magic)
+
+  return tf.case(
+      [(starts_with(_JPEG), jpeg), (starts_with(_PNG), png),
+       (starts_with(_GIF), lambda: _gif_size(tf.io.decode_raw(one, tf.uint8))),
+       (starts_with(_BMP), bmp)],
+      default=lambda: sized(tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
+
+
+def _checked(one: tf.Tensor) -> tf.Tensor:
+  """The image bytes, once their header shows they decode to at most MAX_IMAGE_PIXELS; else
+  InvalidArgumentError (TF Serving: HTTP 400), before any decoding."""
+  width, height, frames_pixels = _decoded_size(one)
+  # Sides capped first: a PNG's (uint32) would overflow the product.
+  area = tf.minimum(width, MAX_IMAGE_PIXELS + 1) * tf.minimum(height, MAX_IMAGE_PIXELS + 1)
+  fits = (frames_pixels >= 0) & (tf.maximum(area, frames_pixels) <= MAX_IMAGE_PIXELS)
+  limit = f'; the most accepted is {MAX_IMAGE_PIXELS:,}'
+  message = tf.where(
+      frames_pixels < 0,
+      f'image is a GIF with too many blocks to size (over {_GIF_STEPS:,} runs of blocks)',
+      tf.where(frames_pixels > area,
+               tf.strings.format('image is {} x {} pixels, {} in all its frames' + limit,
+                                 (width, height, frames_pixels)),
+               tf.strings.format('image is {} x {} pixels' + limit, (width, height))))
+  # Converting the message to a number fails with the message in the error. Unlike
+  # tf.debugging.Assert this op is stateless, so a graph that does not use the image still
+  # prunes the decoding away (the edge model's, which gets empty images).
+  zero = tf.strings.to_number(tf.where(fits, '0', message), tf.int32)
+  return tf.strings.substr(one, zero, tf.strings.length(one))
+
+
 def decode_images(image_bytes: tf.Tensor) -> tf.Tensor:
-  """PNG/JPEG bytes [batch] -> float32 [batch, S, S, 3] in [0, 1]."""
+  """PNG/JPEG/GIF/BMP bytes [batch] -> float32 [batch, S, S, 3] in [0, 1]; an image over
+  MAX_IMAGE_PIXELS fails with InvalidArgumentError before it is decoded."""
   size = features.IMAGE_SIZE
 
   def decode(one):
-    image = tf.io.decode_image(one, channels=3, expand_animations=False)
+    image = tf.io.decode_image(_checked(one), channels=3, expand_animations=False)
     image = tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), [size, size])
     return tf.clip_by_value(image, 0.0, 1.0)
 
