@@ -4,6 +4,8 @@ Everything that turns a raw field into a model input lives here, inside the TF T
 graph, so the serving signatures apply exactly the same code (no training/serving skew):
 vocabularies with OOV buckets, log/z-scaling and bucketizing, and image decode/resize/scale.
 """
+from typing import Optional
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -128,9 +130,9 @@ def _decoded_size(one: tf.Tensor):
       default=lambda: sized(tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
 
 
-def _checked(one: tf.Tensor) -> tf.Tensor:
-  """The image bytes, once their header shows they decode to at most MAX_IMAGE_PIXELS; else
-  InvalidArgumentError (TF Serving: HTTP 400), before any decoding."""
+def _size_verdict(one: tf.Tensor):
+  """(fits, why not): whether the image's header shows it decodes to at most
+  MAX_IMAGE_PIXELS, and the reason in words when it does not."""
   width, height, frames_pixels = _decoded_size(one)
   # Sides capped first: a PNG's (uint32) would overflow the product.
   area = tf.minimum(width, MAX_IMAGE_PIXELS + 1) * tf.minimum(height, MAX_IMAGE_PIXELS + 1)
@@ -143,11 +145,28 @@ def _checked(one: tf.Tensor) -> tf.Tensor:
                tf.strings.format('image is {} x {} pixels, {} in all its frames' + limit,
                                  (width, height, frames_pixels)),
                tf.strings.format('image is {} x {} pixels' + limit, (width, height))))
+  return fits, message
+
+
+def _checked(one: tf.Tensor) -> tf.Tensor:
+  """The image bytes, once their header shows they decode to at most MAX_IMAGE_PIXELS; else
+  InvalidArgumentError (TF Serving: HTTP 400), before any decoding."""
+  fits, message = _size_verdict(one)
   # Converting the message to a number fails with the message in the error. Unlike
   # tf.debugging.Assert this op is stateless, so a graph that does not use the image still
   # prunes the decoding away (the edge model's, which gets empty images).
   zero = tf.strings.to_number(tf.where(fits, '0', message), tf.int32)
   return tf.strings.substr(one, zero, tf.strings.length(one))
+
+
+_verdict = tf.function(_size_verdict, input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def image_refusal(data: bytes) -> Optional[str]:
+  """Why decode_images would refuse this image (ExampleGen rejects its rows, so one huge
+  creative cannot fail Transform), or None."""
+  fits, message = _verdict(tf.constant(data))
+  return None if fits else message.numpy().decode()
 
 
 def decode_images(image_bytes: tf.Tensor) -> tf.Tensor:

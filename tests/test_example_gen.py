@@ -17,6 +17,8 @@ from components.image_csv_example_gen import component
 from components.image_csv_example_gen import executor
 from components.image_csv_example_gen import splits
 from models import features
+from models import preprocessing
+from tests import test_image_bombs
 
 
 def _png(color) -> bytes:
@@ -60,15 +62,19 @@ def _good_rows(count: int):
 
 @pytest.fixture
 def mixed_span(tmp_path):
-  """12 rows over 4 ads: 9 valid, a missing image, a corrupt image, a bad number."""
+  """13 rows over 5 ads: 9 valid, a missing image, a corrupt image, an image too large to
+  decode, a bad number."""
   rows = _good_rows(9)
   rows[0]['hour'] = ''  # optional -> default
   rows += [
       _row(9, 'ad_missing'),
       _row(10, 'ad_corrupt'),
       _row(11, 'ad_1', bid_price='abc'),
+      _row(12, 'ad_huge'),
   ]
-  images = dict(GOOD_IMAGES, ad_corrupt=b'definitely not a png')
+  # A header that claims 5000 x 5000 pixels: a valid PNG stream, too large for the model.
+  images = dict(GOOD_IMAGES, ad_corrupt=b'definitely not a png',
+                ad_huge=test_image_bombs.png(5000, 5000, rows=1))
   _write_span(tmp_path / 'data', 1, rows, images)
   return tmp_path / 'data'
 
@@ -99,7 +105,7 @@ def test_executor_accepts_valid_rows_and_reports_rejected(mixed_span, tmp_path):
   accepted = _read_examples(examples.uri)
   assert len(accepted) == 9
   assert examples.get_int_custom_property('rows_accepted') == 9
-  assert examples.get_int_custom_property('rows_rejected') == 3
+  assert examples.get_int_custom_property('rows_rejected') == 4
   by_impression = {e.features.feature['impression_id'].bytes_list.value[0]: e.features.feature
                    for e in accepted}
   first = by_impression[b'imp-0']
@@ -115,11 +121,15 @@ def test_executor_accepts_valid_rows_and_reports_rejected(mixed_span, tmp_path):
 
   # Rejected rows are named by their key fields: impression / ad / campaign.
   rejected = {row['key'].split('/')[1]: row for row in executor.read_rejected_rows(examples.uri)}
-  assert set(rejected) == {'ad_missing', 'ad_corrupt', 'ad_1'}
+  assert set(rejected) == {'ad_missing', 'ad_corrupt', 'ad_1', 'ad_huge'}
   assert rejected['ad_missing']['reason'].startswith('image missing: ')
   assert rejected['ad_missing']['reason'].endswith('ad_missing.png')
   assert rejected['ad_corrupt']['reason'].endswith('ad_corrupt.png: not a known image format')
   assert rejected['ad_1']['reason'] == "bid_price: 'abc' is not a number"
+  assert rejected['ad_huge']['reason'].startswith('image too large: ')
+  assert rejected['ad_huge']['reason'].endswith(
+      'ad_huge.png: image is 5000 x 5000 pixels; the most accepted is '
+      f'{preprocessing.MAX_IMAGE_PIXELS:,}')
   assert rejected['ad_1']['source_file'].endswith(os.path.join('span-1', 'ads.csv'))
   assert rejected['ad_1']['line'].startswith('imp-11,ad_1,')
 

@@ -36,7 +36,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
   return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
 
 
-def _png(width: int, height: int, rows=None) -> bytes:
+def png(width: int, height: int, rows=None) -> bytes:
   """A valid 8-bit grayscale PNG stream of zeros; its IDAT holds `rows` rows (all of them by
   default: a whole image, about 100 KB for the bomb, that decodes unless refused)."""
   header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
@@ -111,7 +111,7 @@ def test_images_under_the_limit_decode(image, color):
 
 
 @pytest.mark.parametrize('image', [
-    _png(BOMB_SIDE, BOMB_SIDE, rows=2), _jpeg_claiming(BOMB_SIDE, BOMB_SIDE),
+    png(BOMB_SIDE, BOMB_SIDE, rows=2), _jpeg_claiming(BOMB_SIDE, BOMB_SIDE),
     _bmp_claiming(BOMB_SIDE, BOMB_SIDE),
     _gif([(BOMB_SIDE, BOMB_SIDE)], screen=(8, 8)),  # decode_image sizes a GIF by its frames
 ], ids=['png', 'jpeg', 'bmp', 'gif'])
@@ -152,7 +152,7 @@ _SIDE = math.isqrt(LIMIT)
     (2**32 - 1, 2**32 - 1, True), (2**32 - 1, 0, False)])  # the most a PNG can say
 def test_the_limit_is_on_pixels(width, height, refused):
   # No rows: past the check, decoding fails on the missing rows, not on the size.
-  assert _refused_for_size(_png(width, height, rows=0)) == refused
+  assert _refused_for_size(png(width, height, rows=0)) == refused
 
 
 _MEASURE = '''
@@ -177,7 +177,7 @@ def test_a_png_bomb_is_refused_quickly_without_allocating(tmp_path):
   """In a fresh process, so that its peak memory is this decode's."""
   paths = [tmp_path / 'normal.png', tmp_path / 'bomb.png']
   paths[0].write_bytes(_image('PNG'))
-  paths[1].write_bytes(_png(BOMB_SIDE, BOMB_SIDE))
+  paths[1].write_bytes(png(BOMB_SIDE, BOMB_SIDE))
   env = dict(os.environ, PYTHONPATH=server_process.REPO_ROOT, TF_CPP_MIN_LOG_LEVEL='2')
   result = subprocess.run([sys.executable, '-c', _MEASURE, *map(str, paths)], env=env,
                           capture_output=True, text=True, timeout=300, check=True)
@@ -199,7 +199,7 @@ def _predict(url: str, row: dict, image: bytes) -> requests.Response:
 @needs_sample_rows
 @needs_image
 @pytest.mark.parametrize('bomb', [
-    lambda: _png(BOMB_SIDE, BOMB_SIDE), lambda: _jpeg_claiming(BOMB_SIDE, BOMB_SIDE),
+    lambda: png(BOMB_SIDE, BOMB_SIDE), lambda: _jpeg_claiming(BOMB_SIDE, BOMB_SIDE),
     lambda: _gif([(BOMB_SIDE, BOMB_SIDE)]),
 ], ids=['png', 'jpeg', 'gif'])
 def test_the_model_server_answers_400_and_then_serves(model_server, raw_rows, bomb):

@@ -9,7 +9,8 @@ dataset (the hash split then draws train/eval rows from every span of the window
 
 Field types, required-ness and defaults come from models/features.py. A row is
 rejected, never crashing the run, when it has the wrong number of columns, an empty
-required field, an unparseable number, or an image that is missing or does not decode.
+required field, an unparseable number, or an image that is missing, does not decode or is
+larger than the model decodes (models/preprocessing.MAX_IMAGE_PIXELS).
 An empty optional field takes its default. When features.py has an IMAGE field, the
 example gets the image bytes under its name and the image_path column is dropped; a log
 without images needs no image column. Rows are then split out of time (splits.py).
@@ -49,6 +50,7 @@ from tfx.utils import proto_utils
 from components.image_csv_example_gen import spans as spans_lib
 from components.image_csv_example_gen import splits
 from models import features
+from models import preprocessing
 
 MAX_REJECTED_FRACTION_KEY = 'max_rejected_fraction'
 EVAL_FRACTION_KEY = 'eval_fraction'
@@ -200,6 +202,9 @@ class _ParseRow(beam.DoFn):
     except Exception as e:  # pylint: disable=broad-except
       # PIL raises many exception types on bad input; any of them rejects the row.
       return None, f'image unreadable: {path}: {e}'
+    refusal = preprocessing.image_refusal(data)
+    if refusal:
+      return None, f'image too large: {path}: {refusal}'
     return data, None
 
   def _image(self, csv_path: str, cell: str) -> Tuple[Optional[bytes], Optional[str]]:
