@@ -37,12 +37,24 @@ class HParams:
   # model up to float summation order (TF's parallel kernels do not promise more).
   seed: int = 0
 
+  def in_use(self) -> dict:
+    """The fields that shape this model: without an image field, the image tower's are
+    moot (a run summary should not say use_image=True for a log without images)."""
+    values = dataclasses.asdict(self)
+    if features.image_feature() is None:
+      for name in IMAGE_HPARAMS:
+        values.pop(name)
+    return values
+
   def replace(self, values: dict) -> 'HParams':
     """A copy with the known fields of `values` (e.g. tuned ones) set."""
     known = {f.name for f in dataclasses.fields(self)}
     values = {k: tuple(v) if isinstance(v, list) else v
               for k, v in (values or {}).items() if k in known}
     return dataclasses.replace(self, **values)
+
+
+IMAGE_HPARAMS = ('use_image', 'image_filters')  # the HParams of the image tower
 
 
 class CrossLayer(tf.keras.layers.Layer):

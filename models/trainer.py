@@ -4,7 +4,6 @@ Training reads the raw examples and applies the Transform graph on the fly (Tran
 with materialize=False: materialized 32x32x3 float images would cost ~12 KB a row on disk).
 The SavedModel exports the signatures named in signatures.py.
 """
-import dataclasses
 import json
 import os
 from typing import List, Optional, Tuple
@@ -215,6 +214,6 @@ def run_fn(fn_args: tfx.components.FnArgs):
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=signatures(model, tf_transform_output))
   _write_json(os.path.join(os.path.dirname(fn_args.serving_model_dir), HPARAMS_FILE), {
-      'hparams': dataclasses.asdict(hparams), 'source': source,
+      'hparams': hparams.in_use(), 'source': source,
       'epochs_trained': len(history.history['loss']),
       'calibration': {'scale': scale, 'bias': bias}})

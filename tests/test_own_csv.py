@@ -168,4 +168,6 @@ def test_pipeline_runs_end_to_end(own_repo):
   for field in ('banner_pos', 'device_type'):
     assert re.search(rf'^\| {field}=\w+ \| \d+ \|', summary, re.M), (field, summary)
   assert 'cohort=' not in summary  # no ad key: no new/established cohorts
+  hparams = re.search(r'^Hyperparameters \(from .*$', summary, re.M).group(0)
+  assert 'learning_rate=0.01' in hparams and 'image' not in hparams, hparams
   assert re.search(r'^Pushed: version \d+ to ', summary, re.M), summary
