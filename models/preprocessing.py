@@ -34,6 +34,10 @@ def _dense(x: tf.Tensor) -> tf.Tensor:
 # creatives are at most a few thousand pixels a side (a 2x full-screen interstitial is
 # 2160 x 3840 = 8.3M): 4096 x 4096 is twice that, and costs at most 250 MB to decode.
 MAX_IMAGE_PIXELS = 4096 * 4096
+# giflib holds every frame of a GIF at about a byte a pixel (40 frames of 2000 x 2000 took
+# 108 MB), though decode_image returns only the first: all frames together get the same
+# memory as one decoded image, so long animated creatives still pass.
+MAX_GIF_FRAMES_PIXELS = 15 * MAX_IMAGE_PIXELS
 # How tf.io.decode_image tells formats apart (first bytes, tried in this order); it decodes
 # no other format.
 _JPEG, _PNG, _GIF, _BMP = b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF8', b'BM'
@@ -136,15 +140,19 @@ def _size_verdict(one: tf.Tensor):
   width, height, frames_pixels = _decoded_size(one)
   # Sides capped first: a PNG's (uint32) would overflow the product.
   area = tf.minimum(width, MAX_IMAGE_PIXELS + 1) * tf.minimum(height, MAX_IMAGE_PIXELS + 1)
-  fits = (frames_pixels >= 0) & (tf.maximum(area, frames_pixels) <= MAX_IMAGE_PIXELS)
-  limit = f'; the most accepted is {MAX_IMAGE_PIXELS:,}'
+  too_large = area > MAX_IMAGE_PIXELS
+  fits = (frames_pixels >= 0) & ~too_large & (frames_pixels <= MAX_GIF_FRAMES_PIXELS)
   message = tf.where(
       frames_pixels < 0,
       f'image is a GIF with too many blocks to size (over {_GIF_STEPS:,} runs of blocks)',
-      tf.where(frames_pixels > area,
-               tf.strings.format('image is {} x {} pixels, {} in all its frames' + limit,
-                                 (width, height, frames_pixels)),
-               tf.strings.format('image is {} x {} pixels' + limit, (width, height))))
+      tf.where(too_large,
+               tf.strings.format(
+                   f'image is {{}} x {{}} pixels; the most accepted is {MAX_IMAGE_PIXELS:,}',
+                   (width, height)),
+               tf.strings.format(
+                   'image is a GIF of {} x {} pixels with {} in all its frames; the most '
+                   f'accepted in all frames is {MAX_GIF_FRAMES_PIXELS:,}',
+                   (width, height, frames_pixels))))
   return fits, message
 
 

@@ -121,15 +121,15 @@ def test_a_header_over_the_limit_is_refused_before_decoding(image):
 
 def test_gif_frames_count_together():
   """giflib holds every frame at once, though decode_image returns only the first."""
-  side = math.isqrt(LIMIT // 2)  # two frames fit, three do not
-  assert (f'image is {side} x {side} pixels, {3 * side * side} in all its frames; the most '
-          'accepted is' in _error(_gif([(side, side)] * 3)))
+  side, fit = 4096, preprocessing.MAX_GIF_FRAMES_PIXELS // LIMIT  # frames of the largest size
+  too_many = (f'image is a GIF of {side} x {side} pixels with {(fit + 1) * side * side} in '
+              'all its frames; the most accepted in all frames is')
+  assert too_many in _error(_gif([(side, side)] * (fit + 1)))
   # Under the limit the check passes and decoding fails on the one-byte LZW data instead.
-  assert not _refused_for_size(_gif([(side, side)] * 2))
+  assert not _refused_for_size(_gif([(side, side)] * fit))
   # Long runs of full sub-blocks, then odd ones, between the frames are skipped exactly.
   data = [255] * 200 + [17, 1] + [255] * 63 + [9]
-  assert f'{3 * side * side} in all its frames' in _error(_gif([(side, side)] * 3,
-                                                                sub_blocks=data))
+  assert too_many in _error(_gif([(side, side)] * (fit + 1), sub_blocks=data))
 
 
 def test_a_gif_too_long_to_size_is_refused_quickly():
