@@ -194,6 +194,8 @@ def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:
   found = [tf.keras.callbacks.EarlyStopping(
       patience=hparams.early_stopping_patience, restore_best_weights=True, **watched)]
   if hparams.lr_decay < 1.0:
+    # Keras's default min_delta (1e-4): a gain that small still resets early stopping's
+    # patience, but already cuts the rate.
     found.append(tf.keras.callbacks.ReduceLROnPlateau(
         factor=hparams.lr_decay, patience=0, min_lr=1e-5, **watched))
   return found
