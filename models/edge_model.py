@@ -24,6 +24,9 @@ package links them; an Android app adds the tensorflow-lite-select-tf-ops librar
 an app, and what the parity test feeds).
 """
 import os
+import subprocess
+import sys
+import tempfile
 from typing import Dict, List, Mapping, Sequence
 
 import farmhash
@@ -37,6 +40,7 @@ from models import preprocessing
 from models import signatures
 
 TFLITE_FILE = 'model.tflite'
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # `-m models...`
 VOCAB_DIR = 'vocab'  # vocab/<categorical field>.txt, one value a line
 INPUTS_FILE = 'inputs.json'  # input names, dtypes, shapes and how to compute them
 ID_SUFFIX = '_id'
@@ -115,7 +119,23 @@ def load_keras_model(serving_model_dir: str) -> tf.keras.Model:
 
 
 def convert(serving_model_dir: str, transform_graph_dir: str) -> bytes:
-  """The TFLite flatbuffer of a Trainer's SavedModel and its Transform graph."""
+  """The TFLite flatbuffer of a Trainer's SavedModel and its Transform graph, converted in
+  a child process: freezing imports the Transform graph's functions into the process's eager
+  context under fixed names (while_cond_function), so a second conversion in one process
+  (two pipeline runs in one Python process, as in the tests) would clash with the first."""
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, TFLITE_FILE)
+    child = subprocess.run(
+        [sys.executable, '-m', __name__, serving_model_dir, transform_graph_dir, out],
+        cwd=_REPO_ROOT, capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+      raise RuntimeError(f'TFLite conversion of {serving_model_dir} failed (exit '
+                         f'{child.returncode}):\n{child.stderr[-3000:]}')
+    with open(out, 'rb') as f:
+      return f.read()
+
+
+def _convert_here(serving_model_dir: str, transform_graph_dir: str) -> bytes:
   edge = _EdgeModule(load_keras_model(serving_model_dir),
                      tft.TFTransformOutput(transform_graph_dir))
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -181,3 +201,8 @@ def encode(rows: Sequence[Mapping], vocabularies: Mapping[str, Sequence[str]]
     else:
       inputs[spec.name] = np.array(values, dtype=spec.dtype.as_numpy_dtype)
   return inputs
+
+
+if __name__ == '__main__':  # convert()'s child: SAVED_MODEL TRANSFORM_GRAPH OUTPUT
+  with open(sys.argv[3], 'wb') as output:
+    output.write(_convert_here(sys.argv[1], sys.argv[2]))
