@@ -173,4 +173,8 @@ def test_learning_rate_is_cut_after_an_epoch_without_progress():
       callback.on_epoch_end(epoch, {'val_logloss': val_logloss})
   assert float(model.optimizer.learning_rate) == pytest.approx(0.003)
   assert not model.stop_training  # patience 2: one bad epoch does not stop training
+  for callback in found:  # a gain under 1e-4 is no progress, for both callbacks
+    callback.on_epoch_end(3, {'val_logloss': 0.18995})
+  assert float(model.optimizer.learning_rate) == pytest.approx(0.0009)
+  assert model.stop_training
   assert len(trainer.callbacks(dataclasses.replace(hparams, lr_decay=1.0))) == 1
