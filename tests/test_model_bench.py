@@ -49,16 +49,18 @@ def test_quality_table_cells():
       model_bench.Row('20000, seed 7', 'model', 'all', gate_auc=Estimate(0.7, 0.68, 0.72),
                       gate_gain=Estimate(0.01, -0.002, 0.022),
                       next_month={'auc': 0.69, 'logloss': 0.17561, 'calibration': 1.1234,
-                                  'rows': 120, 'clicks': 7}, next_gain=-0.003),
+                                  'rows': 120, 'clicks': 7}, next_gain=-0.003,
+                      oracle_gap=Estimate(-0.01, -0.03, 0.005)),
       model_bench.Row('20000, seed 7', 'oracle', 'new'),
   ]
   lines = model_bench.quality_table(rows).split('\n')
   assert len(lines) == 4
   assert len({line.count('|') for line in lines}) == 1  # every line has the header's columns
   assert lines[2] == ('| 20000, seed 7 | model | all | 0.7000 [0.6800, 0.7200] | '
-                      '+0.0100 [-0.0020, +0.0220] | 0.6900 | -0.0030 | 0.1756 | 1.123 | '
+                      '+0.0100 [-0.0020, +0.0220] | 0.6900 | -0.0100 [-0.0300, +0.0050] | -0.0030 | '
+                      '0.1756 | 1.123 | '
                       '120 (7) |')
-  assert lines[3] == '| 20000, seed 7 | oracle | new | - | - | - | - | - | - | - |'
+  assert lines[3] == '| 20000, seed 7 | oracle | new | - | - | - | - | - | - | - | - |'
 
 
 def _tabular_frame(rng, n):
