@@ -268,7 +268,7 @@ def figures(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
           'rows': len(labels), 'clicks': clicks}
 
 
-def cohorts(rows: int, is_new: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+def cohort_masks(rows: int, is_new: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
   """Row masks: all rows, and new and established ads when the log can tell them apart."""
   groups = {ALL: np.ones(rows, bool)}
   if is_new is not None:
@@ -278,9 +278,9 @@ def cohorts(rows: int, is_new: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
 
 def by_cohort(labels: np.ndarray, probabilities: np.ndarray,
               is_new: Optional[np.ndarray]) -> Dict[str, Dict[str, float]]:
-  """figures() for each of cohorts()."""
+  """figures() for each of cohort_masks()."""
   return {name: figures(labels[mask], probabilities[mask])
-          for name, mask in cohorts(len(labels), is_new).items()}
+          for name, mask in cohort_masks(len(labels), is_new).items()}
 
 
 # ---------------------------------------------------------------- tables
@@ -332,6 +332,11 @@ def timing_table(runs: Sequence[Run]) -> str:
 
 # ---------------------------------------------------------------- the benchmark
 
+def model_names(months: int):
+  """The quality table's names of the month-N candidate and the served month-(N-1) model."""
+  return f'model, month {months}', f'model, month {months - 1} (served)'
+
+
 def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: bool = False,
                   tabular_variant: bool = True):
   """Three pipeline runs (one with candidate_only, two without the tabular variant) and
@@ -343,7 +348,7 @@ def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: b
   tabular_root = root + '-tabular'
   for path in (root, tabular_root):
     shutil.rmtree(path, ignore_errors=True)  # a served model from an earlier call must not gate
-  model_n, model_served = f'model, month {months}', f'model, month {months - 1} (served)'
+  model_n, model_served = model_names(months)
   served = tabular = None
   if not candidate_only:
     served = run_pipeline(f'{size}: model, month {months - 1}', data_root, root, months - 1)
@@ -356,6 +361,16 @@ def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: b
           'run did not compare with it (no gate gain).', flush=True)
   gated = {name: run for name, run in ((model_n, new), (model_served, served),
                                        ('tabular-only model', tabular)) if run}
+  table = next_month_rows(size, data_root, months, gated)
+  return table, [run for run in (served, new, tabular) if run]
+
+
+def next_month_rows(size: str, data_root: str, months: int,
+                    gated: Dict[str, Run]) -> List[Row]:
+  """The quality table's rows for one size: month N+1 scored by each run's model, the peers
+  (trained on the rows the month-N candidate trained on) and the oracle."""
+  model_n, model_served = model_names(months)
+  new = gated[model_n]
   print(f'[{size}] scoring month {months + 1} and training the peers ...', flush=True)
   month = read_month(data_root, months + 1)
   labels = month[features.LABEL_KEY].to_numpy()
@@ -373,11 +388,11 @@ def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: b
   results = {name: by_cohort(labels, p, is_new) for name, p in scores.items()}
   key = features.cohort_key_feature()
   clusters = month[key.name].to_numpy() if key else np.arange(len(month))
-  masks = cohorts(len(month), is_new)
+  masks = cohort_masks(len(month), is_new)
   gate_oracle = summary.model_metrics(new.artifacts, data_root)['oracle'] or {}
   table = []
-  for name, cohorts in results.items():
-    for cohort, values in cohorts.items():
+  for name, by_name in results.items():
+    for cohort, values in by_name.items():
       row = Row(size, name, cohort, next_month=values)
       if name in gated:
         row = dataclasses.replace(row, **gate_figures(gated[name], cohort))
@@ -391,7 +406,7 @@ def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: b
       if name == model_n and model_served in results:
         row.next_gain = values['auc'] - results[model_served][cohort]['auc']
       table.append(row)
-  return table, [run for run in (served, new, tabular) if run]
+  return table
 
 
 NOTES = """\
