@@ -22,13 +22,23 @@ from models import signatures as names
 HPARAMS_FILE = 'hparams.json'  # beside Format-Serving in the Model artifact: what was used
 
 
-def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size):
-  """Raw examples -> (transformed features, label), transformed once and cached in memory.
+# Rows the training shuffle holds: every row of a window up to this size, so each epoch
+# visits the rows in a fresh random order. ExampleGen writes a split month by month, and a
+# smaller window (there was one of ~33,000 rows) made every epoch end on the oldest month,
+# so the weights that early stopping and the gate saw leaned on it (docs/benchmarks.md).
+# The buffer holds references to the cached rows, not copies: its cost is ~25 bytes a slot.
+SHUFFLE_ROWS = 1 << 21
+
+
+def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size, shuffle):
+  """Raw examples -> (transformed features, label), transformed once and cached in memory;
+  with `shuffle`, rows are reshuffled across the whole split every epoch.
 
   Images are cached as uint8 (a quarter of float32) and scaled back per batch.
   """
   dataset = data_accessor.tf_dataset_factory(
-      file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1),
+      file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1,
+                                                   shuffle=False),
       tf_transform_output.raw_metadata.schema)
   transform_layer = tf_transform_output.transform_features_layer()
   image = features.image_feature()
@@ -46,9 +56,10 @@ def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size):
       transformed[image_name] = tf.cast(transformed[image_name], tf.float32) / 255
     return transformed, label
 
-  return (dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
-          .shuffle(256, reshuffle_each_iteration=True).map(unpack)
-          .prefetch(tf.data.AUTOTUNE))
+  rows = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+  if shuffle:
+    rows = rows.shuffle(SHUFFLE_ROWS, reshuffle_each_iteration=True)
+  return rows.batch(batch_size).map(unpack).prefetch(tf.data.AUTOTUNE)
 
 
 def _raw_serving_fn(model, tf_transform_output):
@@ -183,8 +194,10 @@ def calibrate(model: tf.keras.Model, validation: tf.data.Dataset) -> Tuple[float
 
 
 def datasets(fn_args, tf_transform_output, batch_size):
-  return (_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size),
-          _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size))
+  return (_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
+                   shuffle=True),
+          _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size,
+                   shuffle=False))
 
 
 def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:

@@ -178,3 +178,43 @@ def test_learning_rate_is_cut_after_an_epoch_without_progress():
   assert float(model.optimizer.learning_rate) == pytest.approx(0.0009)
   assert model.stop_training
   assert len(trainer.callbacks(dataclasses.replace(hparams, lr_decay=1.0))) == 1
+
+
+class _TFExampleAccessor:
+  """The one DataAccessor method _dataset uses, as the Trainer's does it: TFXIO over files."""
+
+  @staticmethod
+  def tf_dataset_factory(file_pattern, options, schema):
+    from tfx_bsl.public import tfxio  # pylint: disable=import-outside-toplevel
+    return tfxio.TFExampleRecord(file_pattern, telemetry_descriptors=[],
+                                 schema=schema).TensorFlowDataset(options)
+
+
+@needs_sample_rows
+def test_training_rows_are_reshuffled_across_the_split_every_epoch(transformed, raw_rows,
+                                                                   tmp_path):
+  # ExampleGen writes a split month by month; write the rows in that order, in two files.
+  for part, rows in enumerate((raw_rows[:32], raw_rows[32:])):
+    with tf.io.TFRecordWriter(str(tmp_path / f'month-{part}.gz'), options='GZIP') as writer:
+      for row in rows:
+        writer.write(_as_example_gen_writes(row).SerializeToString())
+  output = tft.TFTransformOutput(transformed[0])
+  pattern = [str(tmp_path / 'month-*.gz')]
+  tf.keras.utils.set_random_seed(0)
+  key = features.transformed_name(features.with_role(features.NUMERIC)[0].name)
+
+  def epochs(shuffle, count=3):
+    data = trainer._dataset(pattern, _TFExampleAccessor, output, 8, shuffle)  # pylint: disable=protected-access
+    return [[tuple(np.round(batch[key].numpy(), 5)) for batch, _ in data]
+            for _ in range(count)]
+
+  in_order = epochs(shuffle=False)
+  assert in_order[0] == in_order[1]  # validation: the file order, every time
+  file_order = [value for batch in in_order[0] for value in batch]
+  shuffled = epochs(shuffle=True)
+  for epoch in shuffled:
+    assert sorted(v for batch in epoch for v in batch) == sorted(file_order)  # each row once
+    # The last batch is not the last month's alone.
+    assert set(epoch[-1]) & set(file_order[:32])
+  # Batches are made anew each epoch (not cached batches in a new order).
+  assert {frozenset(b) for b in shuffled[0]} != {frozenset(b) for b in shuffled[1]}
