@@ -204,7 +204,8 @@ def test_training_rows_are_reshuffled_across_the_split_every_epoch(transformed, 
   key = features.transformed_name(features.with_role(features.NUMERIC)[0].name)
 
   def epochs(shuffle, count=3):
-    data = trainer._dataset(pattern, _TFExampleAccessor, output, 8, shuffle)  # pylint: disable=protected-access
+    data = trainer._dataset(  # pylint: disable=protected-access
+        pattern, _TFExampleAccessor, output, 8, shuffle)
     return [[tuple(np.round(batch[key].numpy(), 5)) for batch, _ in data]
             for _ in range(count)]
 

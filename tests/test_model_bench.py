@@ -57,9 +57,8 @@ def test_quality_table_cells():
   assert len(lines) == 4
   assert len({line.count('|') for line in lines}) == 1  # every line has the header's columns
   assert lines[2] == ('| 20000, seed 7 | model | all | 0.7000 [0.6800, 0.7200] | '
-                      '+0.0100 [-0.0020, +0.0220] | 0.6900 | -0.0100 [-0.0300, +0.0050] | -0.0030 | '
-                      '0.1756 | 1.123 | '
-                      '120 (7) |')
+                      '+0.0100 [-0.0020, +0.0220] | 0.6900 | -0.0100 [-0.0300, +0.0050] | '
+                      '-0.0030 | 0.1756 | 1.123 | 120 (7) |')
   assert lines[3] == '| 20000, seed 7 | oracle | new | - | - | - | - | - | - | - | - |'
 
 
