@@ -73,12 +73,16 @@ def read_capture(capture_root: str, span: int) -> Tuple[np.ndarray, List[str]]:
   return np.array(probabilities), versions
 
 
-def dropped_rows(capture_root: str, span: int) -> int:
-  total = 0
+def capture_losses(capture_root: str, span: int) -> Tuple[int, int]:
+  """(rows the capture dropped, rows lost by capture processes that died without closing,
+  as counted when the next capture started: serving/capture.py) of a span."""
+  dropped = lost = 0
   for m in FileSystems.match([capture.counts_pattern(capture_root, span)])[0].metadata_list:
     with FileSystems.open(m.path) as f:
-      total += json.loads(f.read().decode())['dropped']
-  return total
+      counts = json.loads(f.read().decode())
+    dropped += counts['dropped']
+    lost += counts.get('lost', 0)  # counts files written before losses were counted lack it
+  return dropped, lost
 
 
 def metadata_config(args) -> Optional[metadata_store_pb2.ConnectionConfig]:
@@ -127,9 +131,13 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
     measures += fields.drift(current, previous, schema)
   else:
     notes.append(f'No captured traffic for span {span - 1}: drift was not checked.')
+  dropped, lost = capture_losses(capture_root, span)
+  if lost:
+    notes.append(f'{lost} captured rows were lost by capture processes that died without '
+                 'closing (kill -9, out of memory); counted when the capture next started.')
   record = history.CheckRecord(span=span, served_version=version, captured=len(predictions),
-                               dropped=dropped_rows(capture_root, span), measures=measures,
-                               notes=notes, mean_prediction=float(predictions.mean()))
+                               dropped=dropped, measures=measures, notes=notes,
+                               mean_prediction=float(predictions.mean()))
   model_dir = _model_dir(serving_root, model_name, served)
   if served is not None and served.eval_examples_uri and model_dir:
     eval_predictions = quality.score(

@@ -1,8 +1,15 @@
 """Request capture: a clean close writes every accepted row, a full buffer drops and counts
-instead of blocking, sampling keeps its share, the server's columnar inputs and gs:// work."""
+instead of blocking, sampling keeps its share, the server's columnar inputs and gs:// work; a
+process killed with kill -9 loses at most what it held in memory, and that loss is counted
+when the next capture starts; a process that exits without close() still writes its rows."""
+import contextlib
 import csv
+import glob
 import io
 import os
+import queue
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,7 +20,10 @@ import pytest
 from models import features
 from serving import capture as capture_lib
 from serving import client as client_lib
+from monitoring import check
 from tests import gcs_emulator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _instances(raw_rows, n):
@@ -61,9 +71,9 @@ def test_clean_close_writes_every_accepted_row_in_the_training_csv_columns(tmp_p
 
 def test_a_full_buffer_drops_and_counts_instead_of_blocking(tmp_path, raw_rows, monkeypatch):
   release = threading.Event()
-  real_write = capture_lib.Capture._write
-  monkeypatch.setattr(capture_lib.Capture, '_write',
-                      lambda self, path, data: (release.wait(), real_write(self, path, data)))
+  real_append = capture_lib._Journal.append  # pylint: disable=protected-access
+  monkeypatch.setattr(capture_lib._Journal, 'append',  # pylint: disable=protected-access
+                      lambda self, data, rows: (release.wait(), real_append(self, data, rows)))
   capture = capture_lib.Capture(str(tmp_path), span=1, buffer_size=10, flush_rows=5)
   instances = _instances(raw_rows, 100)
   started = time.perf_counter()
@@ -99,19 +109,150 @@ def test_sampling_keeps_its_share_and_columnar_inputs_are_rows(tmp_path):
 def test_unreadable_requests_and_failed_writes_are_counted_not_raised(tmp_path, monkeypatch):
   capture = capture_lib.Capture(str(tmp_path), span=1)
   capture.record(None, [0.1], '1')  # not instances at all
-  monkeypatch.setattr(capture_lib.Capture, '_write_file', lambda self, text: 1 / 0)
+  monkeypatch.setattr(capture_lib._Journal, 'publish',  # pylint: disable=protected-access
+                      lambda self: 1 / 0)  # the store refuses the file
   capture.record([{'category': 'food'}], [0.1], '1')
   counts = capture.close()
   assert counts == {'accepted': 1, 'dropped': 2, 'written': 0}
 
 
-def test_capture_to_gcs(raw_rows):
+def test_capture_to_gcs(raw_rows, tmp_path):
   with gcs_emulator.running('capture-test'):
     root = 'gs://capture-test/capture'
-    capture = capture_lib.Capture(root, span=4, flush_rows=30)
+    capture = capture_lib.Capture(root, span=4, flush_rows=30, journal_dir=str(tmp_path))
     capture.record(_instances(raw_rows, 50), [0.2] * 50, '9')
     assert capture.close()['written'] == 50
     assert len(_captured(root, 4)) == 50
+
+
+# Captures rows one by one and prints how many it has accepted after each, until killed.
+# `stall`: a test stand-in for a disk that stops answering after the first append, so that many
+# rows are still in memory when the process is killed.
+_RECORDER = """
+import itertools, sys, threading, time
+from serving import capture as capture_lib
+root, journal_dir, mode, flush_rows = sys.argv[1:]
+if mode == 'stall':
+  real_append, calls = capture_lib._Journal.append, []
+  def append(self, data, rows):
+    calls.append(rows)
+    if len(calls) > 1:
+      threading.Event().wait()
+    real_append(self, data, rows)
+  capture_lib._Journal.append = append
+capture = capture_lib.Capture(root, span=2, buffer_size=20, sync_rows=5,
+                              flush_rows=int(flush_rows), flush_seconds=3600,
+                              journal_dir=journal_dir)
+for i in itertools.count():
+  capture.record([{'impression_id': f'imp-{i}', 'category': 'food'}], [0.5], '1')
+  print(capture.counts()['accepted'], flush=True)
+  time.sleep(0.001)
+"""
+_IN_MEMORY = 20 + 5  # buffer_size + sync_rows: the most rows the recorder holds in memory
+
+
+def _python(*args, **kwargs):
+  return subprocess.Popen([sys.executable, *args], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=REPO), text=True, **kwargs)
+
+
+def _kill_9_while_recording(root: str, journal_dir: str, mode: str, flush_rows: int,
+                            rows: int) -> int:
+  """Runs _RECORDER until it has recorded `rows` rows, kills it with SIGKILL and returns the
+  last count of accepted rows it printed."""
+  recorder = _python('-c', _RECORDER, root, journal_dir, mode, str(flush_rows),
+                     stdout=subprocess.PIPE)
+  try:
+    printed = [recorder.stdout.readline() for _ in range(rows)]
+    assert printed[-1], 'the recorder stopped by itself'
+  finally:
+    recorder.kill()
+    recorder.wait()
+  printed += recorder.stdout.read().split()
+  recorder.stdout.close()
+  return int(printed[-1])
+
+
+@pytest.mark.parametrize('store, mode', [('local', 'keep-up'), ('local', 'stall'),
+                                         ('gs', 'keep-up')])
+def test_kill_9_loses_at_most_what_was_in_memory_and_the_next_start_counts_it(
+    tmp_path, store, mode):
+  journal_dir = str(tmp_path / 'journal')
+  root = 'gs://capture-kill/capture' if store == 'gs' else str(tmp_path / 'capture')
+  # 150 rows: on a local root one capture file of 100 is published, the rest is only in the
+  # journal; on gs:// (no store is running yet) all of them are only in the journal.
+  published = 100 if store == 'local' else 0
+  printed = _kill_9_while_recording(root, journal_dir, mode, published or 1000, rows=150)
+  with gcs_emulator.running('capture-kill') if store == 'gs' else contextlib.nullcontext():
+    after = capture_lib.Capture(root, span=2, journal_dir=journal_dir)
+    assert after.close() == {'accepted': 0, 'dropped': 0, 'written': 0}
+    (dead,) = after.recovered
+    ids = sorted(int(r['impression_id'][4:]) for r in _captured(root, 2))
+    assert ids == list(range(dead['written']))  # what reached the journal, each row once
+    assert dead['recovered'] == dead['written'] - (published if mode == 'keep-up' else 0)
+    assert dead['accepted'] in (printed, printed + 1)  # the last record() may not have printed
+    assert dead['written'] + dead['lost'] == dead['accepted']
+    assert dead['lost'] <= _IN_MEMORY
+    if mode == 'stall':
+      assert dead['lost'] > 0 and dead['dropped'] > 0
+    assert check.capture_losses(root, 2) == (dead['dropped'], dead['lost'])
+  assert not glob.glob(os.path.join(capture_lib.journal_root(root, journal_dir), 'span-2',
+                                    f'{capture_lib.JOURNAL_PREFIX}*'))  # nothing left over
+
+
+def test_the_journal_is_fsynced_every_sync_rows_rows_or_sync_seconds(tmp_path, monkeypatch):
+  synced = queue.Queue()  # (rows in the journal file when it was fsynced)
+  real_fsync = os.fsync
+
+  def fsync(fd):
+    real_fsync(fd)
+    path = os.readlink(f'/proc/self/fd/{fd}')
+    if path.endswith(capture_lib.JOURNAL_SUFFIX):
+      with open(path) as f:
+        synced.put(len(f.readlines()) - 1)
+
+  monkeypatch.setattr(os, 'fsync', fsync)
+  by_rows = capture_lib.Capture(str(tmp_path / 'rows'), span=1, sync_rows=3,
+                                sync_seconds=3600, flush_seconds=3600)
+  for _ in range(3):
+    by_rows.record([{'category': 'food'}], [0.5], '1')
+  assert synced.get(timeout=60) == 3
+  by_time = capture_lib.Capture(str(tmp_path / 'time'), span=1, sync_rows=1000,
+                                sync_seconds=0.1, flush_seconds=3600)
+  by_time.record([{'category': 'food'}], [0.5], '1')
+  assert synced.get(timeout=60) == 1
+  by_rows.close()
+  by_time.close()
+
+
+def test_a_process_that_exits_without_close_still_writes_its_rows(tmp_path):
+  root = str(tmp_path / 'capture')
+  code = ('import sys\nfrom serving import capture\n'
+          'c = capture.Capture(sys.argv[1], span=3, flush_seconds=3600)\n'
+          'for i in range(20):\n'
+          '  c.record([{"impression_id": f"imp-{i}"}], [0.5], "1")\n')
+  assert _python('-c', code, root).wait() == 0
+  assert sorted(r['impression_id'] for r in _captured(root, 3)) == sorted(
+      f'imp-{i}' for i in range(20))
+  assert not glob.glob(f'{root}/span-3/{capture_lib.JOURNAL_PREFIX}*')
+
+
+def test_the_next_start_leaves_a_live_writers_journal_alone(tmp_path):
+  root = str(tmp_path)
+  live = capture_lib.Capture(root, span=1, flush_seconds=3600, sync_rows=1)
+  live.record([{'impression_id': f'imp-{i}'} for i in range(5)], [0.5] * 5, '1')
+  journal = glob.glob(f'{root}/span-1/{capture_lib.JOURNAL_PREFIX}*{capture_lib.JOURNAL_SUFFIX}')
+  deadline = time.monotonic() + 60
+  while not journal or len(open(journal[0]).readlines()) < 6:  # the header and 5 rows
+    assert time.monotonic() < deadline, 'the live writer never journaled its rows'
+    time.sleep(0.05)
+    journal = journal or glob.glob(
+        f'{root}/span-1/{capture_lib.JOURNAL_PREFIX}*{capture_lib.JOURNAL_SUFFIX}')
+  second = capture_lib.Capture(root, span=1)
+  second.close()
+  assert second.recovered == []
+  assert live.close() == {'accepted': 5, 'dropped': 0, 'written': 5}
+  assert len(_captured(root, 1)) == 5
 
 
 def test_client_answers_from_the_model_server_are_captured_end_to_end(model_server, raw_rows,
