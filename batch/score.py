@@ -4,8 +4,10 @@
         [--model-base-path outputs/serving/adclick] [--version N] [Beam flags ...]
     python -m batch.score --data-root data --output scores ...   (latest span -> scores/span-<N>)
 
-Reads the span's ads.csv and the images it names with ImageCsvExampleGen's row parser (same
-types, defaults and rejections; the label column may be absent) and scores the accepted rows
+Reads the span's ads.csv and the images it names with ImageCsvExampleGen's reader, by the
+rules of models/rows.py (same types, defaults and rejections, each rejected row named by its
+line; the label column may be absent, and a creative the model cannot decode never reaches
+it), and scores the accepted rows
 with the served SavedModel through tfx-bsl's RunInference on its serving_examples signature:
 by default the newest complete version under --model-base-path, the one TF Serving serves
 (models/serving_layout.py). Any other flag goes to Beam, so the training pipeline's
@@ -13,9 +15,11 @@ DirectRunner and Dataflow flags work here too (e.g. --runner=DataflowRunner --pr
 
 The output folder holds
   scores-SSSSS-of-NNNNN.csv   header impression_id,ad_id,click_probability,model_version
-  rejected_rows/              rejected-*.csv (source_file,key,reason,line) and
+  rejected_rows/              rejected-*.csv (source_file,line_number,key,reason,line) and
                               accepted-*.txt, as ImageCsvExampleGen writes them
-  manifest.json               model_version, model_path, input, rows_scored, rows_rejected
+  manifest.json               model_version, model_path, input, rows_read, rows_scored,
+                              rows_rejected, and the same counts per input file under `files`
+                              (rows_scored + rows_rejected = rows_read)
 It is written to a folder beside it and then moved into place, so a rerun replaces the whole
 output and never mixes runs. Locally the move is one rename. On GCS, which cannot rename,
 the files are copied and manifest.json is written last: an output is whole once it has one.
@@ -42,10 +46,11 @@ from tfx_bsl.public.beam import RunInference
 from tfx_bsl.public.proto import model_spec_pb2
 
 from components import served_baseline
-from components.image_csv_example_gen import executor as rows
+from components.image_csv_example_gen import executor as example_gen
 from components.image_csv_example_gen import spans
 from models import data_layout
 from models import features
+from models import rows
 from models import serving_layout
 from models import signatures
 
@@ -116,7 +121,7 @@ class _FormatRow(beam.DoFn):
     key, log = element
     probability = _probability(log.predict_log.response.outputs[signatures.PREDICTION_KEY])
     self._scored.inc()
-    yield rows.format_csv_row(list(key) + [format(probability, '.7g'), self._version])
+    yield example_gen.format_csv_row(list(key) + [format(probability, '.7g'), self._version])
 
 
 def _staging_dir(output: str, purpose: str) -> str:
@@ -182,8 +187,9 @@ def score(input_dir: str, output: str, model_base_path: str = DEFAULT_MODEL_BASE
       model_path=model_dir, signature_name=[signatures.EXAMPLES_SIGNATURE]))
   pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
   _ = (pipeline
-       | 'ReadRows' >> rows.ReadRows([(0, csv_path)], header, rows.rejected_rows_dir(staging),
-                                     rows.report_name(data_layout.ADS_FILE))
+       | 'ReadRows' >> example_gen.ReadRows(
+           [(0, csv_path)], header, example_gen.rejected_rows_dir(staging),
+           example_gen.report_name(data_layout.ADS_FILE))
        # Typed, so that RunInference knows its input is keyed.
        | 'Key' >> beam.ParDo(_Keyed()).with_output_types(
            beam.typehints.Tuple[beam.typehints.Tuple[str, ...], bytes])
@@ -197,12 +203,13 @@ def score(input_dir: str, output: str, model_base_path: str = DEFAULT_MODEL_BASE
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_namespace(_METRICS_NAMESPACE)
                                       .with_name(_ROWS_SCORED))['counters']
-    manifest = {
-        MODEL_VERSION_COLUMN: version, 'model_path': model_dir, 'input': csv_path,
-        'rows_scored': sum(c.committed for c in counters),
-        'rows_rejected': len(rows.read_rejected_rows(staging)),
-        'scored_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-    }
+    counts = {'rows_scored': sum(c.committed for c in counters),
+              'rows_rejected': len(example_gen.read_rejected_rows(staging))}
+    counts['rows_read'] = counts['rows_rejected'] + example_gen.read_accepted_count(staging)
+    manifest = dict(
+        counts, files={csv_path: counts},  # one input file: its counts are the run's
+        model_version=version, model_path=model_dir, input=csv_path,
+        scored_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     _publish(staging, output, manifest)
   finally:
     if FileSystems.exists(staging) or served_baseline.relative_files(staging):

@@ -4,6 +4,7 @@ Everything that turns a raw field into a model input lives here, inside the TF T
 graph, so the serving signatures apply exactly the same code (no training/serving skew):
 vocabularies with OOV buckets, log/z-scaling and bucketizing, and image decode/resize/scale.
 """
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -38,9 +39,14 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 # 108 MB), though decode_image returns only the first: all frames together get the same
 # memory as one decoded image, so long animated creatives still pass.
 MAX_GIF_FRAMES_PIXELS = 15 * MAX_IMAGE_PIXELS
-# How tf.io.decode_image tells formats apart (first bytes, tried in this order); it decodes
-# no other format.
-_JPEG, _PNG, _GIF, _BMP = b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF8', b'BM'
+# The creative formats the model accepts, by the first bytes through which tf.io.decode_image
+# tells them apart (tried in this order). These are exactly the formats the graph's decoder
+# (tf.io.decode_image, also inside TF Serving) decodes, and models/rows.py accepts these and
+# no others everywhere (ExampleGen, batch scoring, check_csv, the client): a narrower list
+# would refuse animated GIF banners, common in display ads, that the served model scores
+# fine; a wider one would accept files (WebP, TIFF) that the graph cannot decode.
+IMAGE_MAGIC = {'JPEG': b'\xff\xd8\xff', 'PNG': b'\x89PNG\r\n\x1a\n', 'GIF': b'GIF8', 'BMP': b'BM'}
+IMAGE_FORMATS = tuple(IMAGE_MAGIC)
 _HEADER_BYTES = 26  # through BMP's height, the last header field read here
 # Sizing a GIF walks its blocks; this bounds the walk to about 0.3 s of CPU. Real GIFs take a
 # few steps a frame: 10,000 is thousands of frames, or 160 MB of image data.
@@ -127,10 +133,10 @@ def _decoded_size(one: tf.Tensor):
   def starts_with(magic):
     return tf.equal(tf.strings.substr(one, 0, len(magic)), magic)
 
+  size_of = {'JPEG': jpeg, 'PNG': png, 'BMP': bmp,
+             'GIF': lambda: _gif_size(tf.io.decode_raw(one, tf.uint8))}
   return tf.case(
-      [(starts_with(_JPEG), jpeg), (starts_with(_PNG), png),
-       (starts_with(_GIF), lambda: _gif_size(tf.io.decode_raw(one, tf.uint8))),
-       (starts_with(_BMP), bmp)],
+      [(starts_with(magic), size_of[name]) for name, magic in IMAGE_MAGIC.items()],
       default=lambda: sized(tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
 
 
@@ -167,34 +173,61 @@ def _checked(one: tf.Tensor) -> tf.Tensor:
   return tf.strings.substr(one, zero, tf.strings.length(one))
 
 
-_verdict = tf.function(_size_verdict, input_signature=[tf.TensorSpec([], tf.string)])
-
-
-def image_refusal(data: bytes) -> Optional[str]:
-  """Why decode_images would refuse this image (ExampleGen rejects its rows, so one huge
-  creative cannot fail Transform), or None."""
-  fits, message = _verdict(tf.constant(data))
-  return None if fits else message.numpy().decode()
+def _decode(one: tf.Tensor) -> tf.Tensor:
+  """One image's bytes -> float32 [S, S, 3] in [0, 1], as the model sees it."""
+  size = features.IMAGE_SIZE
+  image = tf.io.decode_image(_checked(one), channels=3, expand_animations=False)
+  image = tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), [size, size])
+  return tf.clip_by_value(image, 0.0, 1.0)
 
 
 def decode_images(image_bytes: tf.Tensor) -> tf.Tensor:
-  """PNG/JPEG/GIF/BMP bytes [batch] -> float32 [batch, S, S, 3] in [0, 1]; an image over
+  """JPEG/PNG/GIF/BMP bytes [batch] -> float32 [batch, S, S, 3] in [0, 1]; an image over
   MAX_IMAGE_PIXELS fails with InvalidArgumentError before it is decoded."""
   size = features.IMAGE_SIZE
-
-  def decode(one):
-    image = tf.io.decode_image(_checked(one), channels=3, expand_animations=False)
-    image = tf.image.resize(tf.image.convert_image_dtype(image, tf.float32), [size, size])
-    return tf.clip_by_value(image, 0.0, 1.0)
-
-  return tf.map_fn(decode, image_bytes,
+  return tf.map_fn(_decode, image_bytes,
                    fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
+_ONE_IMAGE = [tf.TensorSpec([], tf.string)]
+_verdict = tf.function(_size_verdict, input_signature=_ONE_IMAGE)
+_decode_one = tf.function(_decode, input_signature=_ONE_IMAGE)
+
+
+def decode_refusal(data: bytes) -> Optional[str]:
+  """Why the graph's own decode (decode_images) refuses this image, or None: its header
+  claims more than MAX_IMAGE_PIXELS (checked first, without decoding), or the decoder fails
+  (corrupt pixel data, an unknown format). models/rows.image_refusal is the rule callers use."""
+  try:
+    fits, message = _verdict(tf.constant(data))
+    if not fits:
+      return message.numpy().decode()
+    _decode_one(tf.constant(data))
+  except tf.errors.InvalidArgumentError as e:
+    # A graph's error names the op and its Python stack around the decoder's own words.
+    words = e.message.split('\n\t [[')[0].strip().splitlines()[-1]
+    return 'image does not decode: ' + re.sub(r'\s*\[Op:[^\]]*\]$', '', words)
+  return None
+
+
+def _finite(feature: features.Feature, x: tf.Tensor) -> tf.Tensor:
+  """A float field with NaN and +-Inf replaced by the field's default, or by its training mean
+  when it has none: TF Serving in production parses them from JSON and has no validation of
+  ours in front of the graph. Integer tensors cannot hold them."""
+  if not x.dtype.is_floating:
+    return x
+  finite = tf.math.is_finite(x)
+  if feature.default is not None:
+    stand_in = tf.cast(feature.default, x.dtype)
+  else:
+    stand_in = tf.cast(tft.mean(tf.boolean_mask(x, finite)), x.dtype)
+  return tf.where(finite, x, stand_in)
 
 
 def preprocessing_fn(inputs):
   outputs = {}
   for feature in features.model_features():
-    x = _dense(inputs[feature.name])
+    x = _finite(feature, _dense(inputs[feature.name]))
     out = features.transformed_name(feature.name)
     if feature.role == features.CATEGORICAL:
       outputs[out] = tft.compute_and_apply_vocabulary(

@@ -4,12 +4,46 @@ The one home of these rules, derived from models/features.py and free of TFX imp
 ExampleGen, DataGate, batch scoring, `check_csv`, monitoring, the client and the local server
 all accept and refuse exactly the same things. Every function returns a refusal in words (or
 None), never raises on bad input: one bad value costs one row or one request, never a run.
+
+  - Lines (read_records): a CSV file is read as a stream of records, each named by the number
+    of the line it starts on. A line that is not UTF-8 text, holds a NUL byte or is longer
+    than MAX_LINE_BYTES is refused alone; a quoted field may span lines (one record), up to
+    MAX_RECORD_LINES lines, so an unclosed quote costs its own line only.
+  - Header (check_headers): every column features.py needs, the same header in every file.
+  - Values (parse_cell, value_refusal): numbers finite and within `value_range`, strings
+    within a closed `domain`, required values present; the label must be 0 or 1.
+  - Creatives (image_refusal): one of IMAGE_FORMATS, not empty, no larger than the model
+    decodes, and decoded by the model graph's own decoder (models/preprocessing.py).
+  - Rows (RowParser): a record's cells -> a tf.Example, or the refusals joined by '; '.
 """
+import csv
+import dataclasses
+import io
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
 
 from models import features
+from models import preprocessing
 
+# The formats a creative may have: those the model graph decodes (see preprocessing.py).
+IMAGE_FORMATS = preprocessing.IMAGE_FORMATS
+# Longest line read; a longer one (a file that is not a CSV log) is refused without being
+# held in memory whole.
+MAX_LINE_BYTES = 1 << 20
+# Most lines one record may span through quoted newlines: a quote left open costs that line
+# only, not the rest of the file.
+MAX_RECORD_LINES = 20
+_LABEL_VALUES = (0, 1)  # the model predicts a click probability
+# Other formats named when a creative has one, to say what it is.
+_OTHER_FORMATS = {b'RIFF': 'WebP or another RIFF file', b'II*\0': 'TIFF', b'MM\0*': 'TIFF',
+                  b'%PDF': 'PDF', b'<': 'text (SVG or HTML?)'}
+# Many impressions show the same ad: a parser keeps recent creatives' verdicts in memory.
+_IMAGE_CACHE_SIZE = 2048
+
+
+# ---------------------------------------------------------------------------------- values
 
 def parse_cell(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]]:
   """A CSV cell as the field's value: (value, None), or (None, reason) when unusable.
@@ -39,7 +73,8 @@ def parse_cell(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]
 def value_refusal(feature: features.Feature, value: Any) -> Optional[str]:
   """Why a typed value (from a CSV cell or a JSON request) is not acceptable, or None.
 
-  Numbers must be finite and within `value_range`; strings within a closed `domain`."""
+  Numbers must be finite and within `value_range`; strings within a closed `domain`; the
+  label 0 or 1."""
   if feature.dtype in ('int', 'float'):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       return f'{feature.name}: {value!r} is not a number'
@@ -51,6 +86,8 @@ def value_refusal(feature: features.Feature, value: Any) -> Optional[str]:
       low, high = feature.value_range
       if not low <= value <= high:
         return f'{feature.name}: {value!r} is outside [{low:g}, {high:g}]'
+    if feature.role == features.LABEL and value not in _LABEL_VALUES:
+      return f'{feature.name}: {value!r} is not a label (0 or 1)'
     return None
   if feature.dtype == 'string':
     if not isinstance(value, str):
@@ -58,3 +95,284 @@ def value_refusal(feature: features.Feature, value: Any) -> Optional[str]:
     if feature.domain and value not in feature.domain:
       return f'{feature.name}: {value!r} is not one of {", ".join(feature.domain)}'
   return None
+
+
+# ---------------------------------------------------------------------------------- images
+
+def image_format(data: bytes) -> Optional[str]:
+  """The name of the creative's format in IMAGE_FORMATS, or None."""
+  for name, magic in preprocessing.IMAGE_MAGIC.items():
+    if data.startswith(magic):
+      return name
+  return None
+
+
+def image_refusal(data: bytes) -> Optional[str]:
+  """Why the model cannot take these creative bytes, or None: the one image rule.
+
+  Empty, not one of IMAGE_FORMATS, larger than the model decodes (an image bomb), or refused
+  by the model graph's own decoder (e.g. corrupt pixel data behind valid checksums). Costs
+  one decode of the image (about a millisecond for a banner): callers cache per creative."""
+  if not data:
+    return 'image file is empty'
+  if image_format(data) is None:
+    other = next((name for magic, name in _OTHER_FORMATS.items() if data.startswith(magic)),
+                 'not a known image format')
+    return f'image is {other}; the accepted formats are {", ".join(IMAGE_FORMATS)}'
+  return preprocessing.decode_refusal(data)
+
+
+def _filesystems():
+  # Beam's file systems (local or gs://) load only for callers that read files: the
+  # client, which checks values and creative bytes only, does without them.
+  from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+  return FileSystems
+
+
+def load_image(path: str) -> Tuple[Optional[bytes], Optional[str]]:
+  """A creative file's bytes, or (None, reason) when it is missing, unreadable or refused."""
+  file_systems = _filesystems()
+  try:
+    with file_systems.open(path) as f:
+      data = f.read()
+  except Exception as e:  # pylint: disable=broad-except
+    # Local files raise OSError, Beam BeamIOError, GCS its client's NotFound (whose read
+    # fails only here, inside read()): each refuses the row.
+    if not file_systems.exists(path):
+      return None, f'image missing: {path}'
+    return None, f'image unreadable: {path}: {e}'
+  refusal = image_refusal(data)
+  return (None, f'image unusable: {path}: {refusal}') if refusal else (data, None)
+
+
+# ----------------------------------------------------------------------------------- lines
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  """One CSV record: the cells of the line(s) it spans, or why it was refused."""
+  line_number: int  # of the line it starts on, from 1 (the header)
+  text: str  # as read, without its line end; undecodable bytes and NUL shown escaped
+  cells: Tuple[str, ...] = ()
+  refusal: Optional[str] = None
+
+
+def _line_refusal(raw: bytes) -> Tuple[str, Optional[str]]:
+  """(text, None) for a line of UTF-8 text, else (its escaped text, why it is refused)."""
+  try:
+    text = raw.decode('utf-8')
+    refusal = None
+  except UnicodeDecodeError as e:
+    text = raw.decode('utf-8', 'backslashreplace')
+    refusal = f'invalid UTF-8 at byte {e.start + 1}'
+  if '\0' in text:
+    refusal = refusal or f'contains NUL (byte {raw.index(0) + 1})'
+    text = text.replace('\0', '\\x00')
+  return text, refusal
+
+
+class _Lines:
+  """The text lines of a binary stream, as csv.reader pulls them (one at a time, so the file
+  is never held whole). Refused lines are set aside; a record that spans more than
+  MAX_RECORD_LINES lines is cut short, as is one that reaches the end of the file with a
+  quote open (StopIteration ends csv.reader's record, and it asks for lines again next
+  time): then its later lines are read again."""
+
+  def __init__(self, stream):
+    self._stream = stream
+    self._number = 0
+    self._again: List[Tuple[int, str]] = []  # lines to read again, last first
+    self.record: List[Tuple[int, str]] = []  # the lines of the record being read
+    self.refused: List[Record] = []
+    self.cut = False
+
+  def _next_line(self) -> Optional[Tuple[int, str]]:
+    while not self._again:
+      raw = self._stream.readline(MAX_LINE_BYTES + 1)
+      if not raw:
+        return None
+      self._number += 1
+      if len(raw) > MAX_LINE_BYTES:
+        while raw and not raw.endswith(b'\n'):  # skips the rest of the long line
+          raw = self._stream.readline(MAX_LINE_BYTES)
+        self.refused.append(Record(self._number, '',
+                                   refusal=f'line longer than {MAX_LINE_BYTES:,} bytes'))
+        continue
+      if self._number == 1 and raw.startswith(b'\xef\xbb\xbf'):
+        raw = raw[3:]  # spreadsheet exports often start with a byte order mark
+      text, refusal = _line_refusal(raw)
+      if refusal is None:
+        return self._number, text
+      self.refused.append(Record(self._number, text.rstrip('\r\n'), refusal=refusal))
+    return self._again.pop()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> str:
+    # csv.reader asks for a record's next line only while one of its fields is quoted.
+    line = self._next_line() if len(self.record) < MAX_RECORD_LINES else None
+    if line is None:
+      self.cut = bool(self.record)
+      raise StopIteration
+    self.record.append(line)
+    return line[1]
+
+  def read_again(self, lines: Sequence[Tuple[int, str]]) -> None:
+    self._again.extend(reversed(lines))
+
+
+def read_records(stream) -> Iterator[Record]:
+  """The records of a CSV file open for binary reading, the header (line 1) first.
+
+  Never raises on bad content: a line that is not UTF-8 text or holds a NUL is a refused
+  Record; so is a record whose quote stays open for MAX_RECORD_LINES lines or to the end of
+  the file (its first line; the lines after it are read again) or that csv cannot parse. Blank lines are skipped."""
+  lines = _Lines(stream)
+  reader = csv.reader(lines)
+  while True:
+    lines.record, lines.cut = [], False
+    try:
+      cells = next(reader)
+      refusal = None
+    except StopIteration:
+      cells, refusal = None, None
+    except csv.Error as e:  # e.g. a field over csv.field_size_limit()
+      cells, refusal = [], f'not a CSV record: {e}'
+    yield from lines.refused
+    lines.refused = []
+    if not lines.record:
+      return
+    number = lines.record[0][0]
+    text = ''.join(text for _, text in lines.record).rstrip('\r\n')
+    if lines.cut:
+      yield Record(number, lines.record[0][1].rstrip('\r\n'),
+                   refusal='a quoted field is not closed (within '
+                   f'{MAX_RECORD_LINES} lines or by the end of the file)')
+      lines.read_again(lines.record[1:])
+    elif refusal:
+      yield Record(number, text, refusal=refusal)
+    elif cells:
+      yield Record(number, text, tuple(cells))
+
+
+def open_records(path: str) -> Iterator[Record]:
+  """read_records of a file (local or gs://)."""
+  with _filesystems().open(path) as f:
+    yield from read_records(f)
+
+
+def data_records(path: str) -> Iterator[Record]:
+  """The records of a CSV file after its header (line 1, which check_headers reads)."""
+  return (record for record in open_records(path) if record.line_number > 1)
+
+
+def read_header(path: str) -> List[str]:
+  """The column names in a CSV's first line; [] for an empty file."""
+  first = next(open_records(path), None)
+  if first is None:
+    return []
+  if first.refusal:
+    raise ValueError(f'{path}: line 1 (the header): {first.refusal}')
+  return list(first.cells)
+
+
+def check_headers(csv_paths: Sequence[str], optional: Sequence[str] = ()) -> List[str]:
+  """Returns the column names shared by all files; raises ValueError on a bad header.
+
+  Columns named in `optional` (e.g. the label, for batch scoring) may be absent."""
+  header = read_header(csv_paths[0])
+  if not header:
+    raise ValueError(f'{csv_paths[0]}: the file is empty; expected a header row '
+                     f'{list(features.csv_columns())}.')
+  missing = [c for c in features.csv_columns() if c not in header and c not in optional]
+  if missing:
+    raise ValueError(f'{csv_paths[0]}: header lacks required columns {missing}; '
+                     f'expected {list(features.csv_columns())}, got {header}.')
+  for path in csv_paths[1:]:
+    if read_header(path) != header:
+      raise ValueError(f'{path}: header differs from that of {csv_paths[0]}.')
+  return header
+
+
+# ------------------------------------------------------------------------------------ rows
+
+def _set_value(feature: tf.train.Feature, dtype: str, value: Any) -> None:
+  """Fills a feature of an example in place (a third of the cost of building a Feature
+  and copying it in, per field of every row)."""
+  if dtype == 'int':
+    feature.int64_list.value.append(value)
+  elif dtype == 'float':
+    feature.float_list.value.append(value)
+  else:
+    feature.bytes_list.value.append(value.encode('utf-8') if isinstance(value, str) else value)
+
+
+def csv_folder(csv_path: str) -> str:
+  """The folder a CSV's image paths are relative to."""
+  return _filesystems().split(csv_path)[0]
+
+
+class RowParser:
+  """A record's cells (in `header` order) -> tf.Example, or the reasons it is refused.
+
+  An optional column the header lacks (check_headers) is left out of the example. When
+  features.py has an IMAGE field, the image_path cell names a creative relative to the CSV's
+  folder; the example gets its bytes and the image_path column is dropped."""
+
+  def __init__(self, header: Sequence[str]):
+    self.num_columns = len(header)
+    self._image_feature = features.image_feature()
+    self._image_index = (header.index(features.IMAGE_PATH_COLUMN)
+                         if self._image_feature else None)
+    # A refused row is named by its KEY fields (e.g. impression and ad id).
+    self._key_indexes = [header.index(f.name) for f in features.with_role(features.KEY)
+                         if f.name in header]
+    self._fields = [(f, header.index(f.name))
+                    for f in features.FEATURES if f.role != features.IMAGE and f.name in header]
+    self._image_cache: Dict[Tuple[str, str], Tuple[Optional[bytes], Optional[str]]] = {}
+
+  def key(self, cells: Sequence[str]) -> str:
+    """The row's KEY cells joined by '/' (as many as it has)."""
+    return '/'.join(cells[i] for i in self._key_indexes if i < len(cells))
+
+  def _image(self, csv_path: str, cell: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """The creative a CSV file's cell names; cached by (file, cell), which spares the path
+    arithmetic of a hit (it costs as much as parsing the row)."""
+    key = (csv_path, cell)
+    if key not in self._image_cache:
+      if len(self._image_cache) >= _IMAGE_CACHE_SIZE:
+        del self._image_cache[next(iter(self._image_cache))]  # oldest first
+      self._image_cache[key] = load_image(
+          _filesystems().join(csv_folder(csv_path), cell))
+    return self._image_cache[key]
+
+  def parse(self, csv_path: str, record: Record
+            ) -> Tuple[Optional[tf.train.Example], Optional[str]]:
+    """(the row's tf.Example, None), or (None, why the row is refused)."""
+    if record.refusal:
+      return None, record.refusal
+    cells = record.cells
+    if len(cells) != self.num_columns:
+      return None, f'expected {self.num_columns} columns, got {len(cells)}'
+    example = tf.train.Example()
+    feature_map = example.features.feature
+    errors = []
+    for feature, index in self._fields:
+      value, error = parse_cell(feature, cells[index])
+      if error:
+        errors.append(error)
+      else:
+        _set_value(feature_map[feature.name], feature.dtype, value)
+    if self._image_feature:
+      cell = cells[self._image_index]
+      if not cell:
+        errors.append(f'{features.IMAGE_PATH_COLUMN}: required value is empty')
+      elif not errors:  # a row refused already needs no creative read
+        image, error = self._image(csv_path, cell)
+        if error:
+          errors.append(error)
+        else:
+          _set_value(feature_map[self._image_feature.name], self._image_feature.dtype, image)
+    if errors:
+      return None, '; '.join(errors)
+    return example, None

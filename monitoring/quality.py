@@ -2,10 +2,9 @@
 decay on a new labelled month against what its evaluation promised when it was pushed.
 
 The model is called through its `serving_examples` signature on tf.Examples, the way the
-Evaluator called it; a labelled month's CSV becomes tf.Examples through ExampleGen's own row
-parser (rows it would reject, such as a missing creative, are left out and counted).
+Evaluator called it; a labelled month's CSV becomes tf.Examples by ExampleGen's row rules
+(models/rows.py: rows it would reject, such as a missing creative, are left out and counted).
 """
-import csv
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
@@ -15,9 +14,9 @@ import tensorflow as tf
 
 from components import evaluation_report
 from components import gate_rule
-from components.image_csv_example_gen import executor as example_gen
 from models import data_layout
 from models import features
+from models import rows
 from models import signatures
 from monitoring.measures import DECAY, PREDICTION, Measure, Thresholds
 
@@ -119,22 +118,18 @@ def decay(observed: Dict[str, float], promised_metrics: Dict[str, float],
 
 
 def labelled_examples(data_root: str, span: int) -> Tuple[List[bytes], np.ndarray, int]:
-  """(serialized tf.Examples, labels, rows left out) of a labelled month, parsed by
-  ExampleGen's row parser."""
+  """(serialized tf.Examples, labels, rows left out) of a labelled month, read by the row
+  rules ExampleGen applies (models/rows.py)."""
   csv_path = data_layout.ads_csv(data_root, span)
-  with FileSystems.open(csv_path) as f:
-    lines = f.read().decode('utf-8').splitlines()
-  parser = example_gen._ParseRow(next(csv.reader(lines[:1])))  # pylint: disable=protected-access
-  parser.setup()
+  parser = rows.RowParser(rows.check_headers([csv_path]))
   examples, labels, rejected = [], [], 0
-  for line in lines[1:]:
-    for out in parser.process((span, (csv_path, line))):
-      if isinstance(out, tuple):
-        example = out[1]
-        examples.append(example.SerializeToString())
-        labels.append(example.features.feature[features.LABEL_KEY].int64_list.value[0])
-      else:
-        rejected += 1
+  for record in rows.data_records(csv_path):
+    example, refusal = parser.parse(csv_path, record)
+    if refusal:
+      rejected += 1
+      continue
+    examples.append(example.SerializeToString())
+    labels.append(example.features.feature[features.LABEL_KEY].int64_list.value[0])
   return examples, np.array(labels), rejected
 
 

@@ -2,33 +2,34 @@
 
     python -m pipeline.check_csv data/span-1/ads.csv [--rows 10000]
 
-Reads the header and the first --rows rows as ImageCsvExampleGen does (its header check and
-cell parser) and reports:
+Reads the header and the first --rows rows as ImageCsvExampleGen does, by the same rules
+(models/rows.py: the same lines, with the same reasons), and reports:
   - columns features.py needs that the header lacks (the run would stop at once), and the
     columns features.py does not know (the pipeline ignores them);
-  - rows ExampleGen would reject: a wrong number of columns, an empty required field, a number
-    that does not parse, an image file that does not exist (when features.py has an image);
-  - values outside a field's domain or range (the schema flags them and DataGate stops the run);
+  - rows ExampleGen would reject, by line number and reason: a line that is not UTF-8 text or
+    holds a NUL byte, a wrong number of columns, an empty required field, a number that does
+    not parse, is not finite or lies outside its range, a value outside a closed domain, a
+    label other than 0/1, a creative that is missing or that the model cannot decode;
   - a TIME field with one value only (the out-of-time split would leave nothing to train on).
-Exits 1 when it found a problem, else 0. The path may be local or gs://.
+Exits 1 when it found a problem, else 0; never crashes on what the file holds. The path may
+be local or gs://.
 """
 import argparse
 import collections
-import csv
 import dataclasses
+import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from components.image_csv_example_gen import executor
 from models import features
+from models import rows as row_rules
 from pipeline.config import PipelineConfig
 
 DEFAULT_ROWS = 10000
 _SHOWN = 3  # ignored columns (x2) and distinct examples named per finding
 REJECTS = 'ExampleGen rejects the row'
-STOPS = 'the schema flags it and DataGate stops the run'
 
 
 @dataclasses.dataclass
@@ -44,10 +45,12 @@ class Report:
   file_problems: List[str] = dataclasses.field(default_factory=list)
   notes: List[str] = dataclasses.field(default_factory=list)
 
-  def add(self, finding: str, consequence: str, line: int, detail: str) -> None:
-    self.row_problems[f'{finding} ({consequence})'].append((line, detail))
-    if consequence == REJECTS:
-      self.rejected_lines.add(line)
+  def reject(self, line: int, reason: str) -> None:
+    """A row ExampleGen rejects, filed under the kind of its (first) reason."""
+    self.rejected_lines.add(line)
+    kind = _kind(reason)
+    detail = reason[len(kind) + 2:] if reason.startswith(kind + ': ') else reason
+    self.row_problems[f'{kind} ({REJECTS})'].append((line, detail))
 
   @property
   def problems(self) -> List[str]:
@@ -86,39 +89,11 @@ class Report:
     return '\n'.join(line for line in lines if line)
 
 
-def _check_value(report: Report, feature: features.Feature, value, line: int) -> None:
-  """Domain and range, as the schema generated from features.py declares them."""
-  if feature.domain and value not in feature.domain:
-    report.add(f"{feature.name}: value outside the field's domain", STOPS, line, repr(value))
-  if feature.value_range and not feature.value_range[0] <= value <= feature.value_range[1]:
-    low, high = feature.value_range
-    report.add(f'{feature.name}: value outside [{low}, {high}]', STOPS, line, repr(value))
-
-
-def _check_row(report: Report, header: Sequence[str], cells: List[str], line: int,
-               folder: str) -> Dict[str, object]:
-  """Checks one row; returns its parsed values."""
-  if len(cells) != len(header):
-    report.add('wrong number of columns', REJECTS, line,
-               f'{len(cells)} columns, the header has {len(header)}')
-    return {}
-  values = {}
-  for feature in features.FEATURES:
-    if feature.role == features.IMAGE:
-      path = cells[header.index(features.IMAGE_PATH_COLUMN)]
-      if not path:
-        report.add(f'{features.IMAGE_PATH_COLUMN}: empty', REJECTS, line, 'no image path')
-      elif not FileSystems.exists(FileSystems.join(folder, path)):
-        report.add(f'{features.IMAGE_PATH_COLUMN}: image file missing', REJECTS, line,
-                   FileSystems.join(folder, path))
-      continue
-    value, error = executor.parse_value(feature, cells[header.index(feature.name)])
-    if error:
-      report.add(f'{feature.name}: unusable value', REJECTS, line, error.split(': ', 1)[-1])
-    else:
-      values[feature.name] = value
-      _check_value(report, feature, value, line)
-  return values
+def _kind(reason: str) -> str:
+  """What a rejection reason is about: its field (the words before ': '), else the reason with
+  its numbers left out ('expected N columns, got N')."""
+  subject, _, detail = reason.partition(': ')
+  return subject if detail else re.sub(r'(?<![\w-])\d[\d,]*', 'N', reason)
 
 
 def _check_time(report: Report, times: set) -> None:
@@ -135,47 +110,41 @@ def _check_time(report: Report, times: set) -> None:
 
 def check(csv_path: str, rows: int = DEFAULT_ROWS) -> Report:
   report = Report(csv_path)
-  if not FileSystems.exists(csv_path):
-    report.file_problems.append(f'{csv_path} does not exist')
-    return report
   try:
-    header = executor.check_headers([csv_path])
-  except ValueError as e:  # a UnicodeDecodeError too
-    report.file_problems.append(str(e))
-    return report
+    if not FileSystems.exists(csv_path):
+      report.file_problems.append(f'{csv_path} does not exist')
+      return report
+    header = row_rules.check_headers([csv_path])
+    _check_rows(report, header, rows)
+  except (ValueError, OSError) as e:  # a bad header; a folder or unreadable file
+    report.file_problems.append(str(e) or type(e).__name__)
+  return report
+
+
+def _check_rows(report: Report, header: Sequence[str], rows: int) -> None:
   known = set(features.csv_columns())
   ignored = [c for c in header if c not in known]
   shown = ', '.join(ignored[:2 * _SHOWN]) + (', ...' if len(ignored) > 2 * _SHOWN else '')
   report.columns = (f'Columns: all {len(known)} that features.py defines are present' +
                     (f'; {len(ignored)} it does not define are ignored: {shown}'
                      if ignored else '') + '.')
-  folder = FileSystems.split(csv_path)[0]
+  parser = row_rules.RowParser(header)
   time = features.time_feature()
   times = set()
   report.whole_file = True
-  with FileSystems.open(csv_path) as f:
-    f.readline()  # the header
-    for number, raw in enumerate(f, start=2):
-      if report.rows_checked >= rows:
-        report.whole_file = False
-        break
-      try:
-        text = raw.decode('utf-8')
-      except UnicodeDecodeError as e:
-        report.file_problems.append(f'line {number} is not UTF-8 text ({e.reason}): ExampleGen '
-                                    'reads UTF-8 only and would stop; rows after it unchecked')
-        break
-      cells = next(csv.reader([text.rstrip('\r\n')]), [])
-      if not cells:  # ExampleGen skips blank lines too
-        continue
-      report.rows_checked += 1
-      values = _check_row(report, header, cells, number, folder)
-      if time is not None and time.name in values:
-        times.add(values[time.name])
+  for record in row_rules.data_records(report.csv_path):
+    if report.rows_checked >= rows:
+      report.whole_file = False
+      break
+    report.rows_checked += 1
+    example, reason = parser.parse(report.csv_path, record)
+    if reason:
+      report.reject(record.line_number, reason)
+    elif time is not None and time.name in header:
+      times.add(example.features.feature[time.name].int64_list.value[0])
   if not report.rows_checked:
     report.file_problems.append('the file has a header and no rows')
   _check_time(report, times)
-  return report
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

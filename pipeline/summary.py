@@ -28,6 +28,7 @@ from components import evaluation_report
 from components import served_baseline
 from components.image_csv_example_gen import splits
 from components.image_csv_example_gen.executor import read_rejected_rows
+from components.image_csv_example_gen.executor import rejected_row_name
 from components.image_csv_example_gen.executor import SPANS_PROPERTY
 from models import data_layout
 from models import features
@@ -208,7 +209,7 @@ def summarize(artifacts: RunArtifacts, data_root: str,
     lines.append(f'Data: {which}, {accepted + len(rejected_rows)} rows read, '
                  f'{accepted} accepted, {len(rejected_rows)} rejected.')
     for row in rejected_rows[:10]:
-      lines.append(f"  rejected row {row['key']}: {row['reason']}")
+      lines.append(f'  rejected: {rejected_row_name(row)}')
     if len(rejected_rows) > 10:
       lines.append(f'  ... {len(rejected_rows) - 10} more in {examples.uri}')
 

@@ -6,6 +6,8 @@ import pytest
 
 from models import features
 from pipeline import check_csv
+from tests import test_rows
+from tests.test_model import needs_sample_rows
 from tests.testdata.own_csv import features as own_fields
 
 AVAZU_TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
@@ -56,22 +58,19 @@ def test_each_bad_row_is_named_with_its_line_and_consequence(tmp_path, capsys,
     f.write('41,0,14102101\n')  # line 42: three columns
   report = check_csv.check(path)
   problems = '\n'.join(report.problems)
-  assert "click: unusable value (ExampleGen rejects the row): 1 row, e.g. line 2: 'yes' is " \
-      'not an integer' in problems
-  assert 'C1: unusable value (ExampleGen rejects the row): 1 row, e.g. line 3: required ' \
-      'value is empty' in problems
-  assert "device_type: value outside the field's domain (the schema flags it and DataGate " \
-      "stops the run): 2 rows, e.g. line 4: '9'; line 7: '3'" in problems
-  assert 'C18: value outside [0, 3] (the schema flags it and DataGate stops the run): 1 row, ' \
-      'e.g. line 5: 7' in problems
-  assert "C15: unusable value (ExampleGen rejects the row): 1 row, e.g. line 6: 'wide' is " \
-      'not an integer' in problems
-  assert 'wrong number of columns (ExampleGen rejects the row): 1 row, e.g. line 42: 3 ' \
-      'columns, the header has 10' in problems
+  rejects = '(ExampleGen rejects the row)'
+  assert f"click {rejects}: 1 row, e.g. line 2: 'yes' is not an integer" in problems
+  assert f'C1 {rejects}: 1 row, e.g. line 3: required value is empty' in problems
+  assert (f"device_type {rejects}: 2 rows, e.g. line 4: '9' is not one of 0, 1, 4, 5; "
+          "line 7: '3' is not one of 0, 1, 4, 5") in problems
+  assert f'C18 {rejects}: 1 row, e.g. line 5: 7 is outside [0, 3]' in problems
+  assert f"C15 {rejects}: 1 row, e.g. line 6: 'wide' is not an integer" in problems
+  assert (f'expected N columns, got N {rejects}: 1 row, e.g. line 42: expected 10 columns, '
+          'got 3') in problems
   assert len(report.problems) == 6 and report.rows_checked == 41
-  assert report.rejected_lines == {2, 3, 6, 42}
+  assert report.rejected_lines == {2, 3, 4, 5, 6, 7, 42}
   text = report.text(max_rejected_fraction=0.05)
-  assert 'ExampleGen would reject 4 of 41 rows (9.8%), more than the 5% a run tolerates' in text
+  assert 'ExampleGen would reject 7 of 41 rows (17.1%), more than the 5% a run tolerates' in text
   assert check_csv.main([path]) == 1
 
 
@@ -110,9 +109,13 @@ def test_image_paths_are_checked_when_there_is_an_image_field(tmp_path, capsys, 
           zip(_rows(3), ['images/a.png', 'images/b.png', ''])]
   code, out = _run(capsys, _write(tmp_path / 'ads.csv', rows))
   assert code == 1
-  assert ('image_path: image file missing (ExampleGen rejects the row): 1 row, e.g. line 3: '
+  assert ('image missing (ExampleGen rejects the row): 1 row, e.g. line 3: '
           f"{tmp_path / 'images' / 'b.png'}") in out
-  assert 'image_path: empty (ExampleGen rejects the row): 1 row, e.g. line 4' in out
+  assert ('image_path (ExampleGen rejects the row): 1 row, e.g. line 4: required value is '
+          'empty') in out
+  # b'png' is no image: the model's decoder would refuse it, so ExampleGen rejects it too.
+  assert ('image unusable (ExampleGen rejects the row): 1 row, e.g. line 2: '
+          f"{tmp_path / 'images' / 'a.png'}: image is not a known image format") in out
 
 
 def test_no_rows_and_no_file(tmp_path, capsys, own_fields_in_use):
@@ -122,12 +125,41 @@ def test_no_rows_and_no_file(tmp_path, capsys, own_fields_in_use):
   assert code == 1 and 'nope.csv does not exist' in out
 
 
-def test_text_that_is_not_utf8(tmp_path, capsys, own_fields_in_use):
+def test_lines_that_are_not_text_cost_their_line_only(tmp_path, capsys, own_fields_in_use):
   path = _write(tmp_path / 'ads.csv', _rows(4))
   with open(path, 'ab') as f:
-    f.write(b'99,0,14102101,1005,0,caf\xe9,1,320,50,0\n')
+    f.write(b'99,0,14102101,1005,0,caf\xe9,1,320,50,0\n'
+            b'98,0,14102101,1005,0,28905ebd,1,3\x0020,50,0\n'
+            b'97,0,14102101,1005,0,28905ebd,1,320,50,0\n')
   code, out = _run(capsys, path)
-  assert code == 1 and 'line 6 is not UTF-8 text' in out
+  assert code == 1
+  assert 'line 6: invalid UTF-8 at byte 25' in out and 'line 7: contains NUL (byte 34)' in out
+  assert 'ExampleGen would reject 2 of 7 rows' in out
+
+
+def test_what_is_not_a_csv_file_is_named_not_a_crash(tmp_path, capsys, own_fields_in_use):
+  code, out = _run(capsys, str(tmp_path))
+  assert code == 1 and 'PROBLEM' in out
+  (tmp_path / 'nul.csv').write_bytes(b'\x00\x01\x02\n')
+  code, out = _run(capsys, str(tmp_path / 'nul.csv'))
+  assert code == 1 and 'line 1 (the header): contains NUL (byte 1)' in out
+
+
+@needs_sample_rows
+def test_the_dirty_csv_gets_the_lines_and_reasons_of_example_gen(tmp_path, raw_rows):
+  """The CSV with one line of every bad kind (test_rows.dirty_csv), as test_example_gen
+  runs it through ExampleGen."""
+  header = list(features.csv_columns())
+  good = test_rows.sample_cells(raw_rows[:4], str(tmp_path))
+  expected = test_rows.write_dirty_csv(str(tmp_path), header, good,
+                                       test_rows.dirty_lines(dict(zip(header, good[0])), header))
+  report = check_csv.check(str(tmp_path / 'ads.csv'))
+  bad = {number: reason for number, reason in expected.items() if reason}
+  assert report.rejected_lines == set(bad)
+  found = {line: detail for where in report.row_problems.values() for line, detail in where}
+  for number, reason in bad.items():
+    assert reason.split(': ')[-1] in found[number], (number, found[number])
+  assert report.rows_checked == len(good) + len(expected)
 
 
 @pytest.mark.skipif(not os.path.exists(AVAZU_TRAIN),

@@ -9,11 +9,11 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components import edge_export
-from components.image_csv_example_gen import executor
 from datagen import generate
 from models import data_layout
 from models import edge_model
 from models import features
+from models import rows as row_rules
 from models import serving_layout
 from models import signatures
 from pipeline.pipeline import create_pipeline
@@ -75,7 +75,7 @@ def generated_rows(tmp_path_factory):
           with open(os.path.join(span_dir, cells[features.IMAGE_PATH_COLUMN]), 'rb') as image:
             row[feature.name] = image.read()
         else:
-          row[feature.name], error = executor.parse_value(feature, cells[feature.name])
+          row[feature.name], error = row_rules.parse_cell(feature, cells[feature.name])
           assert error is None
       rows.append(row)
   return rows

@@ -19,6 +19,7 @@ from components.image_csv_example_gen import splits
 from models import features
 from models import preprocessing
 from tests import test_image_bombs
+from tests import test_rows
 
 
 def _png(color) -> bytes:
@@ -124,13 +125,16 @@ def test_executor_accepts_valid_rows_and_reports_rejected(mixed_span, tmp_path):
   assert set(rejected) == {'ad_missing', 'ad_corrupt', 'ad_1', 'ad_huge'}
   assert rejected['ad_missing']['reason'].startswith('image missing: ')
   assert rejected['ad_missing']['reason'].endswith('ad_missing.png')
-  assert rejected['ad_corrupt']['reason'].endswith('ad_corrupt.png: not a known image format')
+  assert rejected['ad_corrupt']['reason'].endswith(
+      'ad_corrupt.png: image is not a known image format; the accepted formats are '
+      'JPEG, PNG, GIF, BMP')
   assert rejected['ad_1']['reason'] == "bid_price: 'abc' is not a number"
-  assert rejected['ad_huge']['reason'].startswith('image too large: ')
+  assert rejected['ad_huge']['reason'].startswith('image unusable: ')
   assert rejected['ad_huge']['reason'].endswith(
       'ad_huge.png: image is 5000 x 5000 pixels; the most accepted is '
       f'{preprocessing.MAX_IMAGE_PIXELS:,}')
   assert rejected['ad_1']['source_file'].endswith(os.path.join('span-1', 'ads.csv'))
+  assert rejected['ad_1']['line_number'] == '13'  # the header is line 1
   assert rejected['ad_1']['line'].startswith('imp-11,ad_1,')
 
 
@@ -142,9 +146,34 @@ def test_executor_fails_above_max_rejected_fraction(tmp_path):
     _run_executor(tmp_path / 'data', tmp_path / 'out')
   message = str(error.value)
   assert 'max_rejected_fraction=0.05' in message
-  assert 'clicked: required value is empty' in message
+  assert 'ads.csv line 10 (imp-8/ad_0/cmp_1): clicked: required value is empty' in message
   assert f'expected {len(features.csv_columns())} columns, got 3' in message
   assert 'rejected_rows' in message
+
+
+def test_one_line_of_every_bad_kind_costs_that_line_only(tmp_path):
+  """Each dirty line (tests/test_rows.py) is rejected by name with its line number and
+  counted; the good rows and a row with a quoted newline are accepted."""
+  columns = list(features.csv_columns())
+  good = [[row[c] for c in columns] for row in _good_rows(12)]
+  span_dir = tmp_path / 'data' / 'span-1'
+  _write_span(tmp_path / 'data', 1, [], GOOD_IMAGES)
+  expected = test_rows.write_dirty_csv(str(span_dir), columns, good,
+                                       test_rows.dirty_lines(_row(5, 'ad_1', impression_id='imp-x'), columns))
+  examples = _run_executor(tmp_path / 'data', tmp_path / 'out', max_rejected_fraction=0.9)
+
+  rejected = {int(row['line_number']): row for row in executor.read_rejected_rows(examples.uri)}
+  bad = {number: reason for number, reason in expected.items() if reason}
+  assert sorted(rejected) == sorted(bad)
+  for number, reason in bad.items():
+    assert reason in rejected[number]['reason'], (number, rejected[number])
+    assert rejected[number]['source_file'] == str(span_dir / 'ads.csv')
+  assert rejected[min(bad)]['key'] == 'imp-x/ad_1/cmp_1'
+  assert examples.get_int_custom_property('rows_rejected') == len(bad)
+  assert examples.get_int_custom_property('rows_accepted') == len(good) + 1
+  accepted = _read_examples(examples.uri)
+  campaigns = [e.features.feature['campaign_id'].bytes_list.value[0] for e in accepted]
+  assert len(accepted) == len(good) + 1 and b'cmp\nwith a newline' in campaigns
 
 
 def test_executor_rejects_header_without_required_columns(tmp_path):
