@@ -34,7 +34,6 @@ import tensorflow as tf
 
 from benchmarks import model_bench
 from components import edge_export
-from components import served_baseline
 from components import safe_pusher
 from datagen.generate import generate_span
 from models import data_layout
@@ -42,6 +41,7 @@ from models import edge_model
 from models import features
 from models import serving_layout
 from models import signatures
+from models import storage
 
 SPAN = 1
 ANALYSED_ROWS = 2000
@@ -95,7 +95,7 @@ def untrained_model(out: str, inputs: Dict[str, np.ndarray]):
 
 
 def served_version_dir(base: str):
-  version = served_baseline.latest_complete_version(base) if os.path.isdir(base) else None
+  version = storage.latest_whole_version(base) if os.path.isdir(base) else None
   return None if version is None else serving_layout.version_dir(base, version)
 
 

@@ -5,25 +5,22 @@ Serving can find the version directory before everything is in it. SafePusher ta
 inputs (model, model_blessing) and push_destination and records the same PushedModel (custom
 properties pushed, pushed_destination, pushed_version); only the copy differs (push()).
 
-push() first copies the model to `<base>/.push-<version>-<token>/`, a name no server takes for a
-version (models/serving_layout.py). Then:
-  * local disk: one rename moves it into place, which POSIX makes atomic;
-  * GCS (and other object stores): there is no rename, so the files are copied into
-    `<base>/<version>/` with saved_model.pb last, and the staging copy is deleted.
-    Each GCS object appears whole once its upload ends and listings are strongly consistent,
-    so by the time saved_model.pb is visible every other file is. TF Serving cannot load a
-    version without saved_model.pb; if it polls in between, that load fails and is retried
-    (--load_retry_interval_micros, see deploy/), never served half-written.
+push() publishes the model as every version is published (models/storage.py): copied complete
+to `<base>/.push-<version>-<token>/`, a name no server takes for a version, then its manifest
+(every file with its size and SHA-256, assets/ included) is written last, then it moves into
+place: on local disk in one rename, which POSIX makes atomic; on GCS (and other object stores),
+which cannot rename, file by file with saved_model.pb and then the manifest last, and the
+staging copy is deleted. A server that polls meanwhile finds no saved_model.pb (TF Serving
+cannot load a version without it) or a version that its manifest does not match yet, so it is
+never served half-written; the local server, the baseline, rollback and batch scoring check the
+manifest before they use a version (storage.check).
 The version is the push's unix time, or one more than the highest version ever used under
 the base (next_version), so a push after a rollback is served as usual.
-Every file operation goes through Beam FileSystems (as ServedModelBaseline's reads do), so
-the base may be a local path or gs://.
+Every file operation goes through Beam FileSystems, so the base may be a local path or gs://.
 """
 import time
-import uuid
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
@@ -35,23 +32,17 @@ from tfx.utils import proto_utils
 
 from components import served_baseline
 from models import serving_layout
+from models import storage
 
 _TIMESTAMP_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
 
 
 def push(model_dir: str, base_dir: str, version: str) -> str:
-  """Copies model_dir to base_dir/version and returns that path; an existing one is kept."""
+  """Publishes model_dir as base_dir/version and returns that path; an existing one is kept."""
   target = serving_layout.version_dir(base_dir, version)
-  if FileSystems.exists(target) or served_baseline.relative_files(target):
+  if FileSystems.exists(target) or storage.relative_files(target):
     return target  # (a directory on an object store exists only as the prefix of its files)
-  staging = FileSystems.join(base_dir, serving_layout.staging_name(version, uuid.uuid4().hex[:8]))
-  served_baseline.copy_tree(model_dir, staging)
-  if isinstance(FileSystems.get_filesystem(base_dir), LocalFileSystem):
-    FileSystems.rename([staging], [target])
-  else:
-    served_baseline.copy_tree(staging, target)
-    FileSystems.delete([FileSystems.join(staging, path)
-                        for path in served_baseline.relative_files(staging)])
+  storage.publish(storage.stage(model_dir, target), target)
   return target
 
 

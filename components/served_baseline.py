@@ -1,23 +1,22 @@
 """ServedModelBaseline: the Evaluator's baseline is the model TF Serving serves right now.
 
 TF Serving serves the newest version directory under `<serving_root>/<model_name>/` (an
-integer name, models/serving_layout.py). This component finds the newest *complete* one
-there (`is_complete_version`, the rule the model server applies too) and copies it into its
+integer name, models/serving_layout.py). This component finds the newest *whole* one there
+(storage.latest_whole_version, the rule the model server applies too) and copies it into its
 output Model artifact under `Format-Serving`, the layout the Evaluator loads a Trainer's model
-from. After a rollback (serving/rollback.py) that is the version rolled back to, and the
-artifact carries the rollback's audit record (ROLLBACK_PROPERTY) for the run summary. With
-nothing served, the artifact stays empty and the Evaluator in
-components/gated_evaluator.py drops it, so only the absolute thresholds apply.
+from, with a manifest written last (storage.write_manifest). After a rollback
+(serving/rollback.py) that is the version rolled back to, and the artifact carries the
+rollback's audit record (ROLLBACK_PROPERTY) for the run summary. With nothing served, the
+artifact stays empty and the Evaluator in components/gated_evaluator.py drops it, so only the
+absolute thresholds apply.
 
 Why not a Resolver (LatestBlessedModelStrategy): open-source Kubeflow Pipelines cannot run
 TFX Resolver nodes, and the metadata store's last blessed model need not be the one being
 served (a failed push, a rollback, a manual push). Why a copy: the evaluation records exactly
 the model it was compared with, even if a new version is pushed meanwhile. Every read goes
-through Beam FileSystems, so the serving root may be a local path or gs://; SafePusher writes
-through relative_files() and copy_tree() here too.
+through Beam FileSystems, so the serving root may be a local path or gs://.
 """
 import json
-import shutil
 from typing import List, Optional
 
 from absl import logging
@@ -31,35 +30,18 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
 from models import serving_layout
+from models import storage
 
 SERVED_VERSION_PROPERTY = 'served_version'
 SERVED_PATH_PROPERTY = 'served_path'
 ROLLBACK_PROPERTY = 'rollback'  # the audit record (JSON) of the rollback that made it served
 
 
-def relative_files(directory: str) -> List[str]:
-  """Every file under directory, as paths relative to it."""
-  matched = FileSystems.match([FileSystems.join(directory, '**')])[0].metadata_list
-  return [m.path[len(directory):].lstrip('/') for m in matched]
-
-
-def is_complete_version(version_dir: str) -> bool:
-  """Whether a SavedModel directory has every file TF Serving needs to load it."""
-  return serving_layout.is_complete(relative_files(version_dir))
-
-
-def served_versions(model_root: str) -> List[int]:
-  """Version directories under model_root holding a saved_model.pb, sorted."""
-  pattern = FileSystems.join(model_root, '*', serving_layout.SAVED_MODEL)
-  names = (FileSystems.split(FileSystems.split(m.path)[0])[1]
-           for m in FileSystems.match([pattern])[0].metadata_list)
-  return sorted(v for v in map(serving_layout.version_number, names) if v is not None)
-
-
-def version_dirs(root: str) -> List[int]:
-  """Every version directory under root that holds a file, complete or not, sorted."""
-  names = {path.split('/', 1)[0] for path in relative_files(root) if '/' in path}
-  return sorted(v for v in map(serving_layout.version_number, names) if v is not None)
+# Until batch/score.py and monitoring/check.py call models/storage.py (/tmp/notes/storage.md).
+relative_files = storage.relative_files
+copy_tree = storage.copy_tree
+is_complete_version = storage.is_whole
+latest_complete_version = storage.latest_whole_version
 
 
 def rollback_records(model_root: str) -> List[dict]:
@@ -75,36 +57,15 @@ def rollback_records(model_root: str) -> List[dict]:
 
 def highest_version_used(model_root: str) -> Optional[int]:
   """The highest version ever pushed there: served, or moved aside by a rollback."""
-  used = (version_dirs(model_root) +
-          version_dirs(serving_layout.rolled_back_root(model_root)) +
+  used = (storage.version_numbers(model_root) +
+          storage.version_numbers(serving_layout.rolled_back_root(model_root)) +
           [v for record in rollback_records(model_root) for v in record['moved']])
   return max(used, default=None)
 
 
-def latest_complete_version(model_root: str) -> Optional[int]:
-  """The version TF Serving would serve from model_root, skipping incomplete ones."""
-  for version in reversed(served_versions(model_root)):
-    if is_complete_version(serving_layout.version_dir(model_root, version)):
-      return version
-    logging.warning('Skipping incomplete model version %s under %s.', version, model_root)
-  return None
-
-
 def has_model(model: artifact.Artifact) -> bool:
   """Whether a Model artifact holds a complete serving model (an empty baseline does not)."""
-  return is_complete_version(path_utils.serving_model_dir(model.uri))
-
-
-def copy_tree(source_dir: str, target_dir: str) -> None:
-  """Copies every file of a SavedModel byte for byte, also from one file system to another,
-  saved_model.pb last (serving_layout.copy_order)."""
-  raw = CompressionTypes.UNCOMPRESSED  # never (de)compress *.gz assets on the way
-  for relative in serving_layout.copy_order(relative_files(source_dir)):
-    source = FileSystems.join(source_dir, relative)
-    target = FileSystems.join(target_dir, relative)
-    with FileSystems.open(source, compression_type=raw) as reader, FileSystems.create(
-        target, compression_type=raw) as writer:
-      shutil.copyfileobj(reader, writer)
+  return storage.is_whole(path_utils.serving_model_dir(model.uri))
 
 
 @component
@@ -112,12 +73,14 @@ def ServedModelBaseline(  # pylint: disable=invalid-name
     model: OutputArtifact[standard_artifacts.Model],
     model_root: Parameter[str]):
   """Copies the served model from model_root (`<serving_root>/<model_name>`) into `model`."""
-  version = latest_complete_version(model_root)
+  version = storage.latest_whole_version(model_root)
   if version is None:
     logging.info('No model is served under %s: only absolute thresholds apply.', model_root)
     return
   version_dir = serving_layout.version_dir(model_root, version)
-  copy_tree(version_dir, path_utils.serving_model_dir(model.uri))
+  copy = path_utils.serving_model_dir(model.uri)
+  storage.copy_tree(version_dir, copy)
+  storage.write_manifest(copy)
   model.set_int_custom_property(SERVED_VERSION_PROPERTY, version)
   model.set_string_custom_property(SERVED_PATH_PROPERTY, version_dir)
   logging.info('Baseline: served version %s from %s.', version, version_dir)

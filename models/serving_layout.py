@@ -1,13 +1,14 @@
-"""Where pushed models live and when a pushed version is whole.
+"""Where pushed models live.
 
 The contract between the pusher and the baseline (components/) and the model server and its
 client (serving/), which import this module and not each other. Plain Python, no TensorFlow:
-the client imports it too. The layout is TF Serving's:
+the client imports it too. When a version is whole, and how one is published, is
+models/storage.py's. The layout is TF Serving's:
 
     <serving_root>/<model_name>/<version>/    version: a directory named by an int64
 
 Other names there are not versions and are ignored, such as the staging copy of a push under
-way (`.push-<version>-<token>`, components/safe_pusher.py). A rollback (serving/rollback.py)
+way (`.push-<version>-<token>`, models/storage.py). A rollback (serving/rollback.py)
 moves versions out of the model root, which TF Serving polls, into a sibling that it does not:
 
     <serving_root>/<model_name>.rolled-back/<version>/                   never deleted
@@ -16,7 +17,7 @@ moves versions out of the model root, which TF Serving polls, into a sibling tha
 The tensorflow/serving image answers REST on 8501 and gRPC on 8500 (deploy/).
 """
 import re
-from typing import Iterable, List, Optional
+from typing import Optional
 
 MODEL_NAME = 'adclick'  # TF Serving's --model_name; the pipeline config's default
 STABLE, CANARY = 'stable', 'canary'  # version labels of the canary flow (serving/labels.py)
@@ -28,7 +29,6 @@ VARIABLES_INDEX = 'variables/variables.index'
 STAGING_PREFIX = '.push-'
 ROLLED_BACK_SUFFIX = '.rolled-back'
 ROLLBACK_RECORD_SUFFIX = '.rollback.json'
-_SHARD = re.compile(r'variables/variables\.data-\d+-of-(\d+)$')
 _VERSION = re.compile(r'[0-9]+')
 
 
@@ -58,21 +58,8 @@ def version_number(name: str) -> Optional[int]:
   return int(name) if _VERSION.fullmatch(name) and int(name) < 2**63 else None
 
 
-def staging_name(version, token: str) -> str:
-  """A push's staging directory beside the versions: not an integer, so never a version."""
-  return f'{STAGING_PREFIX}{version}-{token}'
+def staging_name(name, token: str) -> str:
+  """The staging directory of `name` (a version, an output folder) beside it: not an integer,
+  so never a version."""
+  return f'{STAGING_PREFIX}{name}-{token}'
 
-
-def is_complete(relative_paths: Iterable[str]) -> bool:
-  """Whether a version's files (paths relative to its directory, from any file system) make
-  a whole SavedModel: saved_model.pb, the variables index and every variables shard."""
-  present = set(relative_paths)
-  shard_counts = [int(m.group(1)) for m in map(_SHARD.match, present) if m]
-  return (SAVED_MODEL in present and VARIABLES_INDEX in present and bool(shard_counts) and
-          len(shard_counts) == shard_counts[0] and len(set(shard_counts)) == 1)
-
-
-def copy_order(relative_paths: Iterable[str]) -> List[str]:
-  """The order a copy writes a SavedModel's files in: saved_model.pb last, so that once it is
-  there, every other file is (a server cannot load a version without it)."""
-  return sorted(relative_paths, key=lambda path: (path == SAVED_MODEL, path))

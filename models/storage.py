@@ -19,10 +19,10 @@ the variables index and every variables shard are there (what TF Serving needs),
   * with a manifest: every file it names is there with its size and checksum, and no other
     file is (a file added, cut short, missing or rewritten since publishing is refused);
   * without one (a foreign copy: by hand, gsutil, TFX's own Pusher): every asset saved_model.pb
-    names is under assets/, and the full listing (names, sizes and modification times, assets/ included) is
-    the same on two looks SETTLE_SECONDS apart (or the same as a poller's previous look). A
-    foreign copy that stalled for good with a file cut short cannot be told from a whole one:
-    publish with SafePusher (or write a manifest) to be sure.
+    names is under assets/, and the full listing (names, sizes and modification times,
+    assets/ included) is the same on two looks SETTLE_SECONDS apart (or the same as a
+    poller's previous look). A foreign copy that stalled for good with a file cut short
+    cannot be told from a whole one: publish with SafePusher (or write a manifest) to be sure.
 """
 import dataclasses
 import hashlib

@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 
-from components import served_baseline
 from models import data_layout
 from models import features
 from models import serving_layout
+from models import storage
 from monitoring import check
 from monitoring import lineage as lineage_lib
 from monitoring import quality
@@ -84,7 +84,7 @@ def check_time(out: str, rows: int, output_root: str, data_root: str, span: int)
   """The check against a pipeline's outputs (`make demo`), on `rows` captured rows: the
   month's rows scored by the served model, repeated."""
   model_root = serving_layout.model_root(os.path.join(output_root, 'serving'))
-  version = served_baseline.latest_complete_version(model_root)
+  version = storage.latest_whole_version(model_root)
   examples, _, _ = quality.labelled_examples(data_root, span)
   predictions = quality.score(serving_layout.version_dir(model_root, version), examples)
   month = replay.example_rows(examples)

@@ -10,9 +10,9 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
-from components import served_baseline
 from models import features
 from models import serving_layout
+from models import storage
 from monitoring import quality
 from serving import capture as capture_lib
 
@@ -62,7 +62,7 @@ def main(argv=None):
                       help='the version that answers (default: the one served now)')
   args = parser.parse_args(argv)
   model_root = serving_layout.model_root(args.serving_root, args.model_name)
-  version = args.version or served_baseline.latest_complete_version(model_root)
+  version = args.version or storage.latest_whole_version(model_root)
   if version is None:
     raise SystemExit(f'No complete model version under {model_root}: run the pipeline first.')
   counts = replay(args.data_root, args.span, args.capture_root,

@@ -13,8 +13,8 @@ The file is the text ModelServerConfig that the server re-reads every
 --model_config_file_poll_wait_seconds (serving/model_config.py; deploy/ mounts it from a
 ConfigMap). Labels need the `specific` version policy, which serves exactly the versions
 listed: setting a label under the default `latest` policy pins what that policy serves now
-(the newest complete version under base_path) as `stable`, so unlabelled and `stable`
-traffic keep their version and a push waits for its canary.
+(the newest whole version under base_path, models/storage.py) as `stable`, so unlabelled and
+`stable` traffic keep their version and a push waits for its canary.
 
 TF Serving's rules, which these commands keep: a label may only move to a version that is
 already loaded (here: listed in the policy), and a *new* label may point at a version still
@@ -45,9 +45,9 @@ def _set_versions(entry, versions) -> None:
 
 
 def served_by_latest(base_path: str) -> Optional[int]:
-  """What the latest policy serves from base_path now: its newest complete version."""
-  from components import served_baseline  # pylint: disable=g-import-not-at-top  (Beam, TFX)
-  return served_baseline.latest_complete_version(base_path)
+  """What the latest policy serves from base_path now: its newest whole version."""
+  from models import storage  # pylint: disable=g-import-not-at-top  (Beam: only when needed)
+  return storage.latest_whole_version(base_path)
 
 
 def set_label(entry, label: str, version: int) -> None:

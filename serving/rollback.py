@@ -12,10 +12,12 @@ beside an audit record `<version>.rollback.json`: when, from, to, moved, reason,
 No moment serves nothing or a partial version: the version rolled back to stays in place,
 complete, throughout; the newer ones leave one at a time, oldest first, so the one being served
 leaves last. A server keeps serving what it has loaded until the older version has loaded
-(TF Serving's availability-preserving policy; the local server does the same). On local disk
-each version leaves in one rename. GCS has no rename: the version is copied aside first, then
-its saved_model.pb is deleted before the rest, so a server (re)starting meanwhile can never load
-what is left of it.
+(TF Serving's availability-preserving policy; the local server does the same). Each version
+moves as every version is published (models/storage.py: move, publish): on local disk it
+leaves in one rename and gets a manifest aside; GCS has no rename: the version is copied aside
+(manifest last) first, then its saved_model.pb and manifest are deleted before the rest, so a
+server (re)starting meanwhile can never load what is left of it. Which versions are whole is
+storage.check's rule, the one the servers, the baseline and batch scoring apply.
 
 Afterwards the pipeline's baseline (components/served_baseline.py) is the version rolled back
 to and the run summary names the rollback; SafePusher numbers the next push above every version
@@ -32,10 +34,9 @@ from typing import Optional
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
 
-from components import served_baseline
 from models import serving_layout
+from models import storage
 
 
 class RollbackError(Exception):
@@ -52,11 +53,10 @@ def rollback(model_root: str, reason: str, to: Optional[int] = None,
   moving every newer version aside; returns the audit record it wrote."""
   if not reason.strip():
     raise RollbackError('a rollback needs a reason (--reason)')
-  served = served_baseline.latest_complete_version(model_root)
+  served = storage.latest_whole_version(model_root)
   if served is None:
     raise RollbackError(f'no complete version is served from {model_root}')
-  complete = [v for v in served_baseline.served_versions(model_root) if v < served and
-              served_baseline.is_complete_version(serving_layout.version_dir(model_root, v))]
+  complete = storage.whole_versions(model_root, below=served)
   if to is None:
     if not complete:
       raise RollbackError(f'version {served} is the only complete version under {model_root}')
@@ -66,15 +66,14 @@ def rollback(model_root: str, reason: str, to: Optional[int] = None,
         f'version {to} is not a complete version older than the served {served} under '
         f'{model_root} (those are: {", ".join(map(str, complete)) or "none"}); to serve a newer '
         'model, push it')
-  moved = [v for v in served_baseline.version_dirs(model_root) if v > to]
+  moved = [v for v in storage.version_numbers(model_root) if v > to]
   aside = serving_layout.rolled_back_root(model_root)
-  taken = [v for v in moved if served_baseline.relative_files(
-      serving_layout.version_dir(aside, v))]
+  taken = [v for v in moved if storage.relative_files(serving_layout.version_dir(aside, v))]
   if taken:
     raise RollbackError(f'{aside} already holds version(s) {taken}; move them away first')
   for version in moved:  # oldest first: the served one leaves last
-    _move(serving_layout.version_dir(model_root, version),
-          serving_layout.version_dir(aside, version))
+    storage.move(serving_layout.version_dir(model_root, version),
+                 serving_layout.version_dir(aside, version))
   now = datetime.datetime.now(datetime.timezone.utc)
   record = {'when': now.isoformat(timespec='milliseconds'), 'from': served, 'to': to,
             'moved': moved, 'reason': reason, 'who': by or who(), 'model_root': model_root,
@@ -83,21 +82,6 @@ def rollback(model_root: str, reason: str, to: Optional[int] = None,
                           compression_type=CompressionTypes.UNCOMPRESSED) as f:
     f.write(json.dumps(record, indent=2).encode())
   return record
-
-
-def _move(source: str, target: str) -> None:
-  """Moves a version directory; the source stops being loadable before any of it goes."""
-  if isinstance(FileSystems.get_filesystem(source), LocalFileSystem):
-    parent = FileSystems.split(target)[0]
-    if not FileSystems.exists(parent):
-      FileSystems.mkdirs(parent)
-    FileSystems.rename([source], [target])  # one atomic rename
-    return
-  served_baseline.copy_tree(source, target)
-  files = [FileSystems.join(source, path) for path in served_baseline.relative_files(source)]
-  first = FileSystems.join(source, serving_layout.SAVED_MODEL)
-  FileSystems.delete([first])
-  FileSystems.delete([path for path in files if path != first])
 
 
 def main(argv=None) -> int:

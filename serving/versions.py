@@ -1,10 +1,21 @@
-"""Versions under a model's base path: which are complete, and loading one so it can serve.
+"""Versions under a model's base path: which may load, and loading one so it can serve.
 
-The layout and which names are versions are TF Serving's (models/serving_layout.py). A version
-is complete when its files make a whole SavedModel (serving_layout.is_complete) and none of
-them changed since the previous poll: the stock TFX Pusher copies file by file, so a directory
-that is still growing is not loaded yet. It is served only once it has loaded and answered one
-request built from features.py.
+The layout and which names are versions are TF Serving's (models/serving_layout.py); which
+versions there are and when one is whole are models/storage.py's, the rule the baseline,
+rollback and batch scoring apply too. A poll takes snapshot() of each version: None while its
+listing alone shows it is not whole (a SavedModel file missing, or a file missing or of
+another size than its manifest says), so it is not even tried. load() runs the full check
+first: a version with a manifest loads only if every file, assets/ included, matches it
+(SHA-256); one without (a foreign copy: the stock TFX Pusher copies file by file) only if
+saved_model.pb's assets are there and its listing is the poller's previous one (`files`), or
+else unchanged over storage.SETTLE_SECONDS. A version that is not whole fails to load with
+DATA_LOSS and why. It is served only once it has loaded and answered one request built from
+features.py.
+
+After load a version serves from memory (variables and asset tables are read at load), so a
+file that changes afterwards does not change its answers; LoadedModel.files is the listing it
+was loaded from, and a version is only ever loaded again through load(), so never from a
+broken state.
 
 A version loads as TF Serving loads it: the SavedModel's graph in a Session, each signature run
 by its tensor names, and every call runs its ops in the calling thread, one core each (see
@@ -12,15 +23,14 @@ load()). One ad costs ~1.5 ms that way against ~3.3 ms through the TF2 signature
 """
 import dataclasses
 import io
-import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
 from models import features
-from models import serving_layout
+from models import storage
 
 # TF's DataTypeString names, which TF Serving's messages use (DT_FLOAT is "float").
 _DTYPE_NAMES = {'float32': 'float', 'float64': 'double'}
@@ -28,7 +38,7 @@ _DTYPE_NAMES = {'float32': 'float', 'float64': 'double'}
 # Session.run in the caller's thread instead of the session's inter-op pool.
 _RUN_OPTIONS = tf.compat.v1.RunOptions(inter_op_thread_pool=-1)
 
-Snapshot = Tuple[Tuple[str, int, int], ...]  # (relative path, size, mtime) of every file
+Snapshot = storage.Listing  # (relative path, size, mtime) of every file
 
 
 Arrays = Dict[str, np.ndarray]
@@ -42,32 +52,25 @@ class LoadedModel:
   signatures: Dict[str, Callable[..., Arrays]]  # name -> run(**inputs) -> outputs
   inputs: Dict[str, Dict[str, str]]  # signature -> input name -> dtype name
   session: Any  # tf.compat.v1.Session holding the graph and variables
+  files: Snapshot  # the version's files when it was checked whole and loaded
 
 
-def list_versions(base_path: str) -> List[int]:
-  if not tf.io.gfile.isdir(base_path):
-    return []
-  numbers = map(serving_layout.version_number, tf.io.gfile.listdir(base_path))
-  return sorted(number for number in numbers if number is not None)
-
-
-def relative_files(directory: str) -> List[str]:
-  """Every file under directory (local or gs://), as paths relative to it."""
-  return [os.path.join(root, name)[len(directory):].lstrip('/')
-          for root, _, names in tf.io.gfile.walk(directory) for name in names]
+list_versions = storage.version_numbers  # (model_server.py's name for it)
 
 
 def snapshot(version_dir: str) -> Optional[Snapshot]:
-  """Every file of a version, or None while a file that a SavedModel needs is missing."""
-  paths = relative_files(version_dir)
-  if not serving_layout.is_complete(paths):
-    return None
-  stats = {path: tf.io.gfile.stat(os.path.join(version_dir, path)) for path in paths}
-  return tuple(sorted((path, s.length, s.mtime_nsec) for path, s in stats.items()))
+  """Every file of a version, or None while its listing shows that it is not whole."""
+  found = storage.quick_check(version_dir)
+  return found.listing if found.whole else None
 
 
-def load(path: str, version: int) -> LoadedModel:
-  """Loads a version and runs one request through every signature that takes raw fields."""
+def load(path: str, version: int, files: Optional[Snapshot] = None) -> LoadedModel:
+  """Checks that a version is whole (storage.check; `files`: the poller's previous snapshot),
+  loads it and runs one request through every signature that takes raw fields."""
+  found = storage.check(path, previous=files)
+  if not found.whole:
+    raise tf.errors.DataLossError(None, None, f'Version {version} at {path} is not whole: '
+                                  f'{found.problem}; not loaded')
   graph = tf.Graph()
   # Calls run their ops in the calling thread (_RUN_OPTIONS) on one core: the graph is small
   # and mostly sequential, so handing ops to TF's thread pools costs more than it gains (a
@@ -86,7 +89,7 @@ def load(path: str, version: int) -> LoadedModel:
       {name: _runner(session, d) for name, d in runnable.items()},
       {name: {k: dtype_name(info.dtype) for k, info in d.inputs.items()}
        for name, d in runnable.items()},
-      session)
+      session, found.listing)
   warmup = warmup_inputs()
   for name, run in model.signatures.items():
     if set(model.inputs[name]) == set(warmup):

@@ -14,6 +14,7 @@ from tfx.types import standard_artifacts
 from components import safe_pusher
 from components import served_baseline
 from models import serving_layout
+from models import storage
 from pipeline import summary
 from serving import rollback
 from serving import server_process
@@ -23,14 +24,20 @@ from tests import gcs_emulator
 MODEL = serving_layout.MODEL_NAME
 
 
+def _content(name, version) -> bytes:
+  """A file's content (it does not matter to a move); saved_model.pb: one naming no asset."""
+  return b'' if name == serving_layout.SAVED_MODEL else f'{name} of {version}'.encode()
+
+
 def _write_files(root, version):
-  """A complete version's files (their content does not matter to a move)."""
+  """A complete version's files, published by SafePusher (with its manifest)."""
   directory = os.path.join(root, str(version))
   os.makedirs(os.path.join(directory, 'variables'), exist_ok=True)
   for name in (serving_layout.SAVED_MODEL, serving_layout.VARIABLES_INDEX,
                'variables/variables.data-00000-of-00001'):
     with open(os.path.join(directory, name), 'wb') as f:
-      f.write(f'{name} of {version}'.encode())
+      f.write(_content(name, version))
+  storage.write_manifest(directory)
   return directory
 
 
@@ -104,7 +111,7 @@ def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
                       'moved_to': aside}
     assert sorted(os.listdir(model_root)) == ['1']
     assert sorted(os.listdir(aside)) == ['2', '2.rollback.json', '3', '3.rollback.json']
-    assert served_baseline.is_complete_version(os.path.join(aside, '3'))  # moved whole
+    assert storage.check(os.path.join(aside, '3')).whole  # moved whole
     records = served_baseline.rollback_records(model_root)
     assert [(r['from'], r['to'], r['reason']) for r in records] == [
         (3, 2, 'CTR fell'), (2, 1, 'still bad')]
@@ -125,6 +132,24 @@ def test_pushes_after_a_rollback_number_above_every_version_used(tmp_path, monke
   monkeypatch.setattr(time, 'time', lambda: 15.0)  # a clock behind the versions used
   assert served_baseline.highest_version_used(model_root) == 30
   assert safe_pusher.next_version(model_root) == 31
+
+
+def test_rollback_moves_versions_through_the_one_publish(tmp_path, monkeypatch):
+  model_root = str(tmp_path / MODEL)
+  for version in (10, 20, 30):
+    _write_files(model_root, version)
+  published = []
+  publish = storage.publish
+  monkeypatch.setattr(storage, 'publish', lambda staging, target, **kwargs: (
+      published.append((os.path.basename(staging), target)), publish(staging, target,
+                                                                     **kwargs))[1])
+  rollback.rollback(model_root, 'bad', to=10)
+  aside = serving_layout.rolled_back_root(model_root)
+  assert [target for _, target in published] == [os.path.join(aside, '20'),
+                                                 os.path.join(aside, '30')]
+  assert all(name.startswith(serving_layout.STAGING_PREFIX) for name, _ in published)
+  assert storage.check(os.path.join(aside, '30')).whole
+  assert storage.version_numbers(model_root) == [10]
   monkeypatch.setattr(time, 'time', lambda: 1795273561.5)
   assert safe_pusher.next_version(model_root) == 1795273561
 
@@ -169,21 +194,23 @@ def test_rollback_on_gcs_moves_whole_versions_and_deletes_saved_model_pb_first(t
     assert rollback.main(['--model-base-path', 'gs://rollback-test/serving', '--to', '1',
                           '--reason', 'bad creative decoder']) == 0
     blobs = {blob.name: blob.download_as_bytes() for blob in bucket.list_blobs()}
-    assert served_baseline.latest_complete_version(model_root) == 1
+    assert storage.latest_whole_version(model_root) == 1
     (record,) = served_baseline.rollback_records(model_root)
     assert served_baseline.highest_version_used(model_root) == 3
   for version in (2, 3):
     for name in (serving_layout.SAVED_MODEL, serving_layout.VARIABLES_INDEX):
-      assert blobs[f'serving/{MODEL}.rolled-back/{version}/{name}'] == (
-          f'{name} of {version}'.encode())
+      assert blobs[f'serving/{MODEL}.rolled-back/{version}/{name}'] == _content(name, version)
+    assert f'serving/{MODEL}.rolled-back/{version}/{storage.MANIFEST}' in blobs
   assert not [name for name in blobs if name.startswith((f'serving/{MODEL}/2/',
                                                          f'serving/{MODEL}/3/'))]
-  assert len([name for name in blobs if name.startswith(f'serving/{MODEL}/1/')]) == 3
+  assert len([name for name in blobs if name.startswith(f'serving/{MODEL}/1/')]) == 4
   assert (record['from'], record['to'], record['moved']) == (3, 1, [2, 3])
   assert json.loads(blobs[f'serving/{MODEL}.rolled-back/3.rollback.json']) == record
-  # Each version: saved_model.pb alone first, so what is left can never be loaded.
-  assert [paths for paths in deleted if len(paths) == 1] == [
-      [f'{model_root}/{v}/{serving_layout.SAVED_MODEL}'] for v in (2, 3)]
+  # Each version: saved_model.pb and the manifest first, so what is left can never be loaded.
+  for version in (2, 3):
+    source = f'{model_root}/{version}/'
+    first = next(paths for paths in deleted if paths[0].startswith(source))
+    assert first == [source + serving_layout.SAVED_MODEL, source + storage.MANIFEST]
 
 
 def test_baseline_and_summary_after_a_rollback(tmp_path):

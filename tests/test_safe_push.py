@@ -1,6 +1,9 @@
-"""SafePusher: a version appears complete, in one step, on local disk and on GCS; and the names
-the pusher, the baseline and the model server agree are versions."""
+"""SafePusher: a version appears complete, in one step, with its manifest written last, on local
+disk and on GCS; and the names the pusher, the baseline and the model server agree are
+versions."""
 import filecmp
+import hashlib
+import json
 import os
 import pathlib
 
@@ -14,17 +17,18 @@ from tfx.utils import path_utils
 from tfx.utils import proto_utils
 
 from components import safe_pusher
-from components import served_baseline
 from models import serving_layout
+from models import storage
 from serving import versions
 from tests import gcs_emulator
 
 
 @pytest.fixture
 def model_dir(tmp_path):
-  """The files of a SavedModel (their content does not matter to a push)."""
+  """The files of a SavedModel (their content does not matter to a push; its saved_model.pb is
+  empty, a SavedModel with no asset)."""
   root = tmp_path / 'model'
-  for name, content in [(serving_layout.SAVED_MODEL, b'graph'),
+  for name, content in [(serving_layout.SAVED_MODEL, b''),
                         (serving_layout.VARIABLES_INDEX, b'index'),
                         ('variables/variables.data-00000-of-00001', b'weights' * 1000),
                         ('assets/category', b'food\ntravel\n'), ('fingerprint.pb', b'fp')]:
@@ -34,7 +38,8 @@ def model_dir(tmp_path):
 
 
 def _same_tree(a, b) -> bool:
-  comparison = filecmp.dircmp(a, b)
+  """The same files, but for the published copy's manifest."""
+  comparison = filecmp.dircmp(a, b, ignore=[storage.MANIFEST])
   return (not comparison.left_only and not comparison.right_only and
           not filecmp.cmpfiles(a, b, comparison.common_files, shallow=False)[1] and
           all(_same_tree(os.path.join(a, d), os.path.join(b, d))
@@ -63,7 +68,20 @@ def test_local_push_renames_a_complete_copy_into_place(model_dir, tmp_path):
   assert os.listdir(base) == ['17']  # no staging copy left behind
   assert versions.list_versions(base) == [17]
   assert versions.snapshot(target) is not None
-  assert served_baseline.latest_complete_version(base) == 17
+  assert storage.latest_whole_version(base) == 17
+
+
+def test_the_manifest_is_written_last_and_covers_every_file(model_dir, tmp_path, created):
+  base = str(tmp_path / 'adclick')
+  target = safe_pusher.push(model_dir, base, '17')
+  staged = [path for path in created if '/.push-17-' in path]
+  assert len(staged) == 6 and not created[len(staged):]  # staged, then renamed into place
+  assert staged[-1].endswith(f'/{storage.MANIFEST}')
+  files = storage.read_manifest(target)[storage.FILES_KEY]
+  assert set(files) == set(storage.relative_files(model_dir))
+  assert files['assets/category'] == {
+      'size': 12, 'sha256': hashlib.sha256(b'food\ntravel\n').hexdigest()}
+  assert storage.check(target).whole
 
 
 def test_existing_version_is_kept(model_dir, tmp_path):
@@ -74,31 +92,35 @@ def test_existing_version_is_kept(model_dir, tmp_path):
 
 
 def test_copy_writes_saved_model_pb_last(model_dir, tmp_path, created):
-  served_baseline.copy_tree(model_dir, str(tmp_path / 'out'))
+  storage.copy_tree(model_dir, str(tmp_path / 'out'))
   assert len(created) == 5
   assert created[-1] == str(tmp_path / 'out' / serving_layout.SAVED_MODEL)
   assert _same_tree(model_dir, str(tmp_path / 'out'))
 
 
-def test_push_to_gcs_copies_saved_model_pb_last_and_leaves_no_staging_copy(model_dir, created):
+def test_push_to_gcs_copies_saved_model_pb_and_then_the_manifest_last(model_dir, created):
   with gcs_emulator.running('push-test') as bucket:
     base = 'gs://push-test/serving/adclick'
     assert safe_pusher.push(model_dir, base, '17') == f'{base}/17'
     blobs = {blob.name: blob.download_as_bytes() for blob in bucket.list_blobs()}
-    assert served_baseline.latest_complete_version(base) == 17
-  files = served_baseline.relative_files(model_dir)
+    assert storage.latest_whole_version(base) == 17
+    assert storage.check(f'{base}/17').whole
+  files = storage.relative_files(model_dir)
+  manifest = blobs.pop(f'serving/adclick/17/{storage.MANIFEST}')
   assert blobs == {f'serving/adclick/17/{path}': pathlib.Path(model_dir, path).read_bytes()
-                   for path in files}
+                   for path in files}  # and no staging copy left behind
+  assert set(json.loads(manifest)[storage.FILES_KEY]) == set(files)
   into_version = [path for path in created if path.startswith(f'{base}/17/')]
-  assert len(into_version) == len(files)
-  assert into_version[-1] == f'{base}/17/{serving_layout.SAVED_MODEL}'
+  assert len(into_version) == len(files) + 1
+  assert into_version[-2:] == [f'{base}/17/{serving_layout.SAVED_MODEL}',
+                               f'{base}/17/{storage.MANIFEST}']
 
 
 def test_staging_directories_are_not_versions(model_dir, tmp_path):
   base = str(tmp_path / 'adclick')
-  served_baseline.copy_tree(model_dir, os.path.join(base, serving_layout.staging_name(5, 'ab')))
+  storage.copy_tree(model_dir, os.path.join(base, serving_layout.staging_name(5, 'ab')))
   assert versions.list_versions(base) == []
-  assert served_baseline.served_versions(base) == []
+  assert storage.version_numbers(base) == []
 
 
 @pytest.mark.parametrize('name,version', [
@@ -113,7 +135,7 @@ def _run_executor(model_dir, tmp_path, blessed: bool):
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / 'trainer_model')
   tf.io.gfile.makedirs(model.uri)
-  served_baseline.copy_tree(model_dir, path_utils.serving_model_dir(model.uri))
+  storage.copy_tree(model_dir, path_utils.serving_model_dir(model.uri))
   blessing = standard_artifacts.ModelBlessing()
   blessing.uri = str(tmp_path / 'blessing')
   blessing.set_int_custom_property('blessed', int(blessed))

@@ -19,6 +19,7 @@ from components import gated_evaluator
 from components import served_baseline
 from components.image_csv_example_gen import splits
 from models import features
+from models import storage
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 from tests import fake_models
@@ -26,27 +27,29 @@ from tests import gcs_emulator
 
 
 def _write_version(model_root, version, complete=True):
-  """A version directory as the Pusher leaves it (complete) or while it copies (not)."""
+  """A version directory as SafePusher publishes it (complete, with its manifest) or while a
+  copy is under way (not)."""
   version_dir = os.path.join(model_root, str(version))
   os.makedirs(os.path.join(version_dir, 'variables'), exist_ok=True)
   with open(os.path.join(version_dir, 'saved_model.pb'), 'wb') as f:
-    f.write(f'model {version}'.encode())
+    f.write(b'')  # a SavedModel that names no asset
   if complete:
     for name in ('variables.index', 'variables.data-00000-of-00001'):
       with open(os.path.join(version_dir, 'variables', name), 'wb') as f:
         f.write(f'{name} {version}'.encode())
+    storage.write_manifest(version_dir)
   return version_dir
 
 
 def test_no_served_model(tmp_path):
-  assert served_baseline.latest_complete_version(str(tmp_path / 'missing')) is None
+  assert storage.latest_whole_version(str(tmp_path / 'missing')) is None
   (tmp_path / 'adclick').mkdir()
-  assert served_baseline.latest_complete_version(str(tmp_path / 'adclick')) is None
+  assert storage.latest_whole_version(str(tmp_path / 'adclick')) is None
 
 
 def test_one_served_model(tmp_path):
   _write_version(str(tmp_path), 1700000000)
-  assert served_baseline.latest_complete_version(str(tmp_path)) == 1700000000
+  assert storage.latest_whole_version(str(tmp_path)) == 1700000000
 
 
 def test_newest_of_several_versions_by_number(tmp_path):
@@ -54,14 +57,14 @@ def test_newest_of_several_versions_by_number(tmp_path):
     _write_version(str(tmp_path), version)
   os.makedirs(tmp_path / 'not-a-version')
   _write_version(str(tmp_path), '11.partial')  # not an integer name: TF Serving ignores it
-  assert served_baseline.latest_complete_version(str(tmp_path)) == 10
+  assert storage.latest_whole_version(str(tmp_path)) == 10
 
 
 def test_incomplete_newest_version_is_skipped(tmp_path):
   _write_version(str(tmp_path), 100)
   _write_version(str(tmp_path), 200, complete=False)  # the Pusher is still copying
-  assert not served_baseline.is_complete_version(str(tmp_path / '200'))
-  assert served_baseline.latest_complete_version(str(tmp_path)) == 100
+  assert not storage.is_whole(str(tmp_path / '200'))
+  assert storage.latest_whole_version(str(tmp_path)) == 100
 
 
 def test_version_missing_a_variables_shard_is_skipped(tmp_path):
@@ -69,8 +72,8 @@ def test_version_missing_a_variables_shard_is_skipped(tmp_path):
   os.rename(os.path.join(version_dir, 'variables', 'variables.data-00000-of-00001'),
             os.path.join(version_dir, 'variables', 'variables.data-00000-of-00002'))
   _write_version(str(tmp_path), 100)
-  assert not served_baseline.is_complete_version(version_dir)  # shard 1 of 2 is missing
-  assert served_baseline.latest_complete_version(str(tmp_path)) == 100
+  assert 'variables shards missing (1 of 2)' in storage.check(version_dir).problem
+  assert storage.latest_whole_version(str(tmp_path)) == 100
 
 
 def _run_baseline_component(model_root, output_uri):
@@ -79,6 +82,17 @@ def _run_baseline_component(model_root, output_uri):
   executor = served_baseline.ServedModelBaseline.EXECUTOR_SPEC.executor_class()
   executor.Do({}, {'model': [model]}, {'model_root': str(model_root)})
   return model
+
+
+def test_a_version_missing_a_file_of_its_manifest_is_not_the_baseline(tmp_path):
+  model_root = tmp_path / 'serving' / 'adclick'
+  _write_version(str(model_root), 5)
+  os.makedirs(model_root / '6' / 'assets')
+  (model_root / '6' / 'assets' / 'vocab.txt').write_text('food\ntravel\n')
+  _write_version(str(model_root), 6)
+  os.remove(model_root / '6' / 'assets' / 'vocab.txt')  # a copy that lost its assets
+  model = _run_baseline_component(model_root, tmp_path / 'baseline')
+  assert model.get_int_custom_property(served_baseline.SERVED_VERSION_PROPERTY) == 5
 
 
 def test_component_copies_the_served_version(tmp_path):
@@ -109,8 +123,8 @@ def test_served_model_on_gcs(tmp_path):
   with gcs_emulator.running('serving-test') as bucket:
     gcs_emulator.upload_tree(bucket, str(tmp_path / 'serving'), 'models')
     model_root = 'gs://serving-test/models/adclick'
-    assert served_baseline.served_versions(model_root) == [10, 11, 12]
-    assert served_baseline.latest_complete_version(model_root) == 11
+    assert storage.version_numbers(model_root) == [10, 11, 12]
+    assert storage.latest_whole_version(model_root) == 11
     model = _run_baseline_component(model_root, tmp_path / 'baseline')
   assert model.get_string_custom_property(served_baseline.SERVED_PATH_PROPERTY) == (
       f'{model_root}/11')

@@ -11,6 +11,7 @@ import requests
 
 from models import serving_layout
 from models import signatures
+from models import storage
 from serving import client as client_lib
 from serving import labels
 from serving import model_config
@@ -247,12 +248,15 @@ def _entry(path):
 
 def test_labels_pin_the_served_version_first(tmp_path):
   path, model_root = _config_file(tmp_path)
-  for version in (4, 6):
+  for version in (4, 6, 7):  # published, with their manifests
     os.makedirs(os.path.join(model_root, str(version), 'variables'))
     for name in (serving_layout.SAVED_MODEL, serving_layout.VARIABLES_INDEX,
                  'variables/variables.data-00000-of-00001'):
       with open(os.path.join(model_root, str(version), name), 'w') as f:
-        f.write('x')
+        f.write('' if name == serving_layout.SAVED_MODEL else 'x')  # (a SavedModel: no assets)
+    storage.write_manifest(os.path.join(model_root, str(version)))
+  with open(os.path.join(model_root, '7', serving_layout.VARIABLES_INDEX), 'w') as f:
+    f.write('y')  # rewritten since it was published: not whole, so never pinned
   assert labels.main(['set', CANARY, '9', '--config', path]) == 0
   entry = _entry(path)
   assert list(entry.model_version_policy.specific.versions) == [6, 9]
