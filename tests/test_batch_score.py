@@ -21,6 +21,7 @@ from models import serving_layout
 from models import signatures
 from tests import fake_models
 from tests import gcs_emulator
+from tests import test_rows
 from tests.test_model import needs_sample_rows
 
 pytestmark = needs_sample_rows
@@ -151,3 +152,27 @@ def test_scores_a_span_on_gcs(raw_rows, model_base, serving_model_dir, tmp_path)
       _check_scores(output, rows, serving_model_dir, 4)
     names = {blob.name for blob in bucket.list_blobs(prefix='scores/')}
     assert names and all(n.startswith('scores/span-5/') for n in names)  # no staging left
+
+
+def test_one_line_of_every_bad_kind_costs_that_line_only(raw_rows, model_base, tmp_path):
+  """The CSV with one line of every bad kind (tests/test_rows.py), as ExampleGen and
+  check_csv read it: the job finishes (no creative the graph cannot decode reaches
+  RunInference), each bad line is rejected by its number, and scored + rejected = read."""
+  span_dir = str(tmp_path / 'span-6')
+  header = list(features.csv_columns())
+  good = test_rows.sample_cells(raw_rows[:6], span_dir)
+  template = dict(zip(header, good[0]), impression_id='imp-dirty')
+  expected = test_rows.write_dirty_csv(span_dir, header, good,
+                                       test_rows.dirty_lines(template, header))
+  output = str(tmp_path / 'scores')
+  manifest = score.score(span_dir, output, model_base)
+
+  bad = {number: reason for number, reason in expected.items() if reason}
+  rejected = {int(r['line_number']): r['reason'] for r in rows_lib.read_rejected_rows(output)}
+  assert sorted(rejected) == sorted(bad)
+  assert all(bad[number] in reason for number, reason in rejected.items())
+  counts = {'rows_read': len(good) + len(expected), 'rows_scored': len(good) + 1,
+            'rows_rejected': len(bad)}
+  assert {k: manifest[k] for k in counts} == counts
+  assert manifest['files'] == {os.path.join(span_dir, data_layout.ADS_FILE): counts}
+  assert len(_read_scores(output)) == counts['rows_scored']
