@@ -6,22 +6,31 @@ fields whose schema carries a drift comparator, writes everything to `report.md`
 output artifact and raises DataValidationError listing each anomaly. Transform is wired to
 run after it, so bad data never reaches the Trainer.
 
-Drift compares the new span's raw CSV with the previous span's (models/data_layout.py; only
-the drift fields), both read the same way: not the ExampleGen splits, whose training split
-mixes the older months of the window into the new one and would dilute a shift, and not a
-Resolver: open-source Kubeflow Pipelines cannot run resolvers. Columns are typed by the
-schema: left to guess, TFDV would read a categorical of integer codes declared 'string' as
-numbers.
+Drift compares the new span's CSV with the previous span's (models/data_layout.py; only the
+drift fields), both read the same way: not the ExampleGen splits, whose training split mixes
+the older months of the window into the new one and would dilute a shift, and not a
+Resolver: open-source Kubeflow Pipelines cannot run resolvers. Each CSV is read as a stream,
+in Beam, by ExampleGen's own reader and row rules (models/rows.py): a line they refuse (not
+UTF-8, a NUL, the wrong number of columns, a bad value or label) is left out, never fatal,
+and so is every line ExampleGen's rejected-rows report names (e.g. for its creative), so the
+statistics describe the rows ExampleGen accepted. TFDV computes them from tf.Examples of the
+drift fields, typed by the schema (left to guess, it would read a categorical of integer
+codes declared 'string' as numbers); they are kept in the output artifact under
+`statistics/span-<N>/`.
 """
 import os
-from typing import Dict, List, Optional
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence
 
 from absl import logging
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from tfx_bsl.public import tfxio
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
 from tfx.dsl.component.experimental.annotations import Parameter
@@ -30,11 +39,16 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
+from components.image_csv_example_gen import executor
 from components.image_csv_example_gen import splits
 from models import data_layout
+from models import features
+from models import rows
 
 STATS_SPLIT = splits.TRAIN  # the split name the drift anomalies are recorded under
 REPORT_FILE = 'report.md'
+STATISTICS_DIR = 'statistics'  # the drift fields' statistics of each span compared
+STATISTICS_FILE = 'FeatureStats.pb'
 
 
 class DataValidationError(ValueError):
@@ -90,12 +104,80 @@ def span_csv(data_root: str, span: int) -> Optional[str]:
   return path if span >= 1 and FileSystems.exists(path) else None
 
 
-def csv_statistics(csv_path: str, schema: schema_pb2.Schema
-                   ) -> statistics_pb2.DatasetFeatureStatisticsList:
-  """Statistics of the drift fields of a raw CSV, each column typed as the schema declares."""
-  return tfdv.generate_statistics_from_csv(csv_path, stats_options=tfdv.StatsOptions(
-      schema=schema, infer_type_from_schema=True,
-      feature_allowlist=_drift_features(schema)))
+def rejected_lines(examples_uri: str) -> Dict[str, FrozenSet[int]]:
+  """CSV file -> the line numbers of the rows ImageCsvExampleGen rejected there."""
+  found: Dict[str, set] = {}
+  for row in executor.read_rejected_rows(examples_uri):
+    found.setdefault(row['source_file'], set()).add(int(row['line_number']))
+  return {path: frozenset(numbers) for path, numbers in found.items()}
+
+
+class _DriftExample(beam.DoFn):
+  """A record -> a serialized tf.Example of the drift fields; nothing when the row rules
+  refuse it or its line is in `skipped` (one CSV file's line numbers)."""
+
+  def __init__(self, csv_path: str, header: Sequence[str], names: Sequence[str],
+               skipped: FrozenSet[int]):
+    self._csv_path, self._header, self._names, self._skipped = (
+        csv_path, list(header), list(names), skipped)
+
+  def setup(self):
+    self._parser = rows.RowParser(self._header)
+
+  def process(self, record: rows.Record) -> Iterator[bytes]:
+    if record.line_number in self._skipped:
+      return
+    example, refusal = self._parser.parse(self._csv_path, record)
+    if refusal:
+      return
+    drift = tf.train.Example()
+    for name in self._names:
+      drift.features.feature[name].CopyFrom(example.features.feature[name])
+    yield drift.SerializeToString()
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+def _SpanStatistics(pipeline: beam.Pipeline, csv_path: str,  # pylint: disable=invalid-name
+                    schema: schema_pb2.Schema, skipped: FrozenSet[int], output_path: str):
+  """Writes the statistics of the drift fields of one CSV's rows that the row rules accept,
+  typed by the schema, as StatisticsGen computes them (Arrow RecordBatches, then TFDV)."""
+  names = _drift_features(schema)
+  drift_schema = schema_pb2.Schema()
+  drift_schema.feature.extend(f for f in schema.feature if f.name in names)
+  source = tfxio.TFExampleBeamRecord(physical_format='inmem', schema=drift_schema,
+                                     telemetry_descriptors=['DataGate'])
+  return (pipeline
+          | 'ListFile' >> beam.Create([csv_path])
+          | 'ReadRecords' >> beam.FlatMap(rows.data_records)
+          | 'SpreadRecords' >> beam.Reshuffle()
+          | 'DriftFields' >> beam.ParDo(_DriftExample(
+              csv_path, rows.check_headers([csv_path]), names, skipped))
+          | 'ToRecordBatches' >> source.BeamSource()
+          | 'GenerateStatistics' >> tfdv.GenerateStatistics(
+              tfdv.StatsOptions(schema=drift_schema, feature_allowlist=names))
+          | 'WriteStatistics' >> tfdv.WriteStatisticsToBinaryFile(output_path))
+
+
+def statistics_path(output_dir: str, span: int) -> str:
+  return FileSystems.join(output_dir, STATISTICS_DIR, f'span-{span}', STATISTICS_FILE)
+
+
+def drift_statistics(pipeline: beam.Pipeline, data_root: str, spans: Sequence[int],
+                     schema: schema_pb2.Schema, skipped: Dict[str, FrozenSet[int]],
+                     output_dir: str) -> Dict[int, statistics_pb2.DatasetFeatureStatisticsList]:
+  """Statistics of the drift fields of each span's accepted rows, in one Beam pipeline.
+
+  The rows come through ExampleGen's own reader and row rules (models/rows.py: a line they
+  refuse is left out, never fatal); `skipped` (CSV file -> line numbers) names further lines
+  to leave out: those ExampleGen rejected, e.g. for their creative."""
+  with pipeline as p:
+    for span in spans:
+      csv_path = data_layout.ads_csv(data_root, span)
+      _ = p | f'Span[{span}]' >> _SpanStatistics(
+          csv_path, schema, skipped.get(csv_path, frozenset()),
+          statistics_path(output_dir, span))
+  return {span: tfdv.load_stats_binary(statistics_path(output_dir, span)) for span in spans}
 
 
 def _load_split_anomalies(artifact) -> Dict[str, anomalies_pb2.Anomalies]:
@@ -119,13 +201,31 @@ def write_report(path: str, span: int, problems: Dict[str, List[str]], notes: Li
   return text
 
 
-@component
+def drift_note(span: int, stats: Dict[int, statistics_pb2.DatasetFeatureStatisticsList],
+               spans_read: Sequence[int]) -> str:
+  """What the drift check compared, in words."""
+  counts = {s: stats[s].datasets[0].num_examples for s in stats}
+  note = (f'Drift compared the {counts[span]:,} rows of span {span} with the '
+          f'{counts[span - 1]:,} rows of span {span - 1} that the row rules accept.')
+  if span - 1 not in spans_read:
+    note += (f' Span {span - 1} was not read by ExampleGen in this run, so its rows with an '
+             'unusable creative are counted (DataGate reads no creatives).')
+  return note
+
+
+def _spans_read(examples) -> List[int]:
+  spans = examples.get_string_custom_property(executor.SPANS_PROPERTY)
+  return [int(span) for span in spans.split(',')] if spans else []
+
+
+@component(use_beam=True)
 def DataGate(  # pylint: disable=invalid-name
     schema: InputArtifact[standard_artifacts.Schema],
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     examples: InputArtifact[standard_artifacts.Examples],
     drift: OutputArtifact[standard_artifacts.ExampleAnomalies],
-    data_root: Parameter[str]):
+    data_root: Parameter[str],
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None):
   """Raises DataValidationError if ExampleValidator or the drift check found anomalies."""
   schema_proto = io_utils.SchemaReader().read(
       io_utils.get_only_uri_in_dir(schema.uri))
@@ -135,11 +235,12 @@ def DataGate(  # pylint: disable=invalid-name
   notes = []
   drift.split_names = artifact_utils.encode_split_names([STATS_SPLIT])
   drift_result = anomalies_pb2.Anomalies()
-  previous_csv, current_csv = span_csv(data_root, span - 1), span_csv(data_root, span)
-  if previous_csv and current_csv:
-    drift_result = drift_anomalies(csv_statistics(current_csv, schema_proto),
-                                   csv_statistics(previous_csv, schema_proto), schema_proto)
+  if span_csv(data_root, span - 1) and span_csv(data_root, span):
+    stats = drift_statistics(beam_pipeline, data_root, [span - 1, span], schema_proto,
+                             rejected_lines(examples.uri), drift.uri)
+    drift_result = drift_anomalies(stats[span], stats[span - 1], schema_proto)
     problems[f'Drift against span {span - 1}'] = describe(drift_result)
+    notes.append(drift_note(span, stats, _spans_read(examples)))
   else:
     notes.append(f'No previous span next to span {span}: drift was not checked.')
   io_utils.write_bytes_file(
