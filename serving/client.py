@@ -5,10 +5,12 @@
     -> {'success': True, 'message': '...',
         'prediction': {<signatures.PREDICTION_KEY>: 0.031, 'model_version': '1795273561'}}
 
-An ad is checked against models/features.py, read at each call, before anything is sent:
-required fields, types, defaults for optional fields, ranges, closed domains and, where
-features.py has an image field, a decodable PNG/JPEG creative. Every problem comes back as
-success=False with a message that names it, never as an exception.
+An ad is checked against models/features.py, read at each call, before anything is sent, by
+the rules of models/rows.py that ExampleGen applies too: required fields, types, defaults for
+optional fields, finite numbers, ranges, closed domains and, where features.py has an image
+field, a creative in one of rows.IMAGE_FORMATS that the model's own decoder decodes (that
+check loads TensorFlow). Every problem comes back as success=False with a message that names
+it, never as an exception.
 
 Which version answers: the newest (default), `version=N`, or `label='stable'` (TF Serving's
 version labels, serving/labels.py). With `canary_share=0.05`, 5% of the calls go to the
@@ -19,16 +21,14 @@ so a client can keep a canary share configured for good.
 Every call to the server, with its answer, goes through Client._call.
 """
 import base64
-import io
-import math
 import random
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TYPE_CHECKING
 
-from PIL import Image
 import requests
 
 from models import features
+from models import rows
 from models import serving_layout
 from models import signatures
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # capture pulls in Beam's file systems: only callers that cap
 
 DEFAULT_URL = f'http://127.0.0.1:{serving_layout.REST_PORT}'
 VERSION_KEY = 'model_version'  # beside signatures.PREDICTION_KEY in a prediction
-IMAGE_FORMATS = ('PNG', 'JPEG')
 _BATCH_ROWS = 64  # ads per request in predict_many
 LABEL_RETRY_S = 30.0  # how long a label the server lacks is not asked for again
 _UNKNOWN_LABEL = 'Unrecognized servable version label: '  # TF Serving's words
@@ -73,52 +72,28 @@ def validate(ad: Any) -> Tuple[Optional[Dict[str, Any]], List[str]]:
     try:
       instance[feature.name] = _coerce(feature, value)
     except ValueError as e:
-      problems.append(f'{feature.name} {e}')
+      problems.append(str(e))
   return (None if problems else instance), problems
 
 
 def _coerce(feature: features.Feature, value: Any) -> Any:
-  """The value as the serving signature takes it; ValueError says what is wrong."""
+  """The value as the serving signature takes it; ValueError says what is wrong, in the words
+  of models/rows.py, the rules ExampleGen and the server apply too."""
   if feature.dtype == 'bytes':
-    return {'b64': base64.b64encode(_checked_image(value)).decode('ascii')}
-  if feature.dtype == 'string':
-    if not isinstance(value, str):
-      raise ValueError(f'must be text, got {value!r}')
-    if feature.domain and value not in feature.domain:
-      raise ValueError(f'must be one of {", ".join(feature.domain)}; got {value!r}')
-    return value
-  number = _number(value, integer=feature.dtype == 'int')
-  low, high = feature.value_range or (-math.inf, math.inf)
-  if not low <= number <= high:
-    raise ValueError(f'must be between {low:g} and {high:g}, got {number:g}')
-  return number
-
-
-def _number(value: Any, integer: bool):
-  kind = 'a whole number' if integer else 'a number'
-  if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-    raise ValueError(f'must be {kind}, got {value!r}')
-  try:
-    number = float(value)
-  except ValueError:
-    raise ValueError(f'must be {kind}, got {value!r}') from None
-  if not math.isfinite(number) or (integer and not number.is_integer()):
-    raise ValueError(f'must be {kind}, got {value!r}')
-  return int(number) if integer else number
-
-
-def _checked_image(value: Any) -> bytes:
-  if not isinstance(value, (bytes, bytearray)):
-    raise ValueError('must be the bytes of a PNG or JPEG file')
-  try:
-    with Image.open(io.BytesIO(value)) as image:
-      image_format = image.format
-      image.load()  # decodes it all: catches truncated files
-  except Exception:  # pylint: disable=broad-except  (PIL raises many kinds)
-    raise ValueError('is not a readable PNG or JPEG image') from None
-  if image_format not in IMAGE_FORMATS:
-    raise ValueError(f'must be a PNG or JPEG image, got {image_format}')
-  return bytes(value)
+    if not isinstance(value, (bytes, bytearray)):
+      raise ValueError(f'{feature.name}: must be the bytes of an image file '
+                       f'({", ".join(rows.IMAGE_FORMATS)}), got {type(value).__name__}')
+    refusal = rows.image_refusal(bytes(value))
+    if refusal:
+      raise ValueError(f'{feature.name}: {refusal}')
+    return {'b64': base64.b64encode(value).decode('ascii')}
+  if feature.dtype in ('int', 'float') and isinstance(value, str):
+    value, refusal = rows.parse_cell(feature, value)  # numbers as text, as in a CSV
+  else:
+    refusal = rows.value_refusal(feature, value)
+  if refusal:
+    raise ValueError(refusal)
+  return int(value) if feature.dtype == 'int' else value
 
 
 def result(success: bool, message: str,

@@ -2,14 +2,12 @@
 the same for a feature set without an image."""
 import base64
 import csv
-import io
 import json
 import os
 import socket
 import time
 
 import numpy as np
-from PIL import Image
 import pytest
 
 from models import features
@@ -20,6 +18,7 @@ from serving import http_stub
 from serving import predict
 from serving import server_process
 from tests import fake_models
+from tests import test_rows
 from tests.conftest import png_bytes
 
 PREDICTION = signatures.PREDICTION_KEY
@@ -52,28 +51,35 @@ def test_numbers_may_come_as_text_as_in_a_csv(ad):
   assert not problems and instance['hour'] == 7 and instance['bid_price'] == 2.5
 
 
-def _gif() -> bytes:
-  buffer = io.BytesIO()
-  Image.new('RGB', (8, 8)).save(buffer, format='GIF')
-  return buffer.getvalue()
+@pytest.mark.parametrize('image_format', ['JPEG', 'GIF', 'BMP'])
+def test_every_format_the_model_decodes_is_accepted(ad, image_format):
+  instance, problems = client_lib.validate(dict(ad, image=test_rows.image(image_format)))
+  assert not problems and instance['image']
 
 
 @pytest.mark.parametrize('change,problem', [
     ({'advertiser': None}, 'advertiser is missing'),
-    ({'hour': 25}, 'hour must be between 0 and 23, got 25'),
-    ({'hour': 3.5}, 'hour must be a whole number, got 3.5'),
-    ({'hour': 'noon'}, "hour must be a whole number, got 'noon'"),
-    ({'bid_price': 0}, 'bid_price must be between 0.01 and 50, got 0'),
-    ({'bid_price': True}, 'bid_price must be a number, got True'),
-    ({'bid_price': float('nan')}, 'bid_price must be a number, got nan'),
-    ({'device': 'phone'}, "device must be one of mobile, desktop, tablet; got 'phone'"),
-    ({'category': 5}, 'category must be text, got 5'),
+    ({'hour': 25}, 'hour: 25 is outside [0, 23]'),
+    ({'hour': 3.5}, 'hour: 3.5 is not a whole number'),
+    ({'hour': 'noon'}, "hour: 'noon' is not an integer"),
+    ({'bid_price': 0}, 'bid_price: 0 is outside [0.01, 50]'),
+    ({'bid_price': True}, 'bid_price: True is not a number'),
+    ({'bid_price': float('nan')}, 'bid_price: nan is not a finite number'),
+    ({'bid_price': 'Infinity'}, "bid_price: inf is not a finite number"),
+    ({'bid_price': 1e400}, 'bid_price: inf is not a finite number'),
+    ({'device': 'phone'}, "device: 'phone' is not one of mobile, desktop, tablet"),
+    ({'category': 5}, 'category: 5 is not text'),
     ({'clicked': 1}, "unknown field 'clicked'"),
     ({'image': None}, 'image is missing'),
-    ({'image': b'not an image'}, 'image is not a readable PNG or JPEG image'),
-    ({'image': png_bytes((0, 0, 0))[:60]}, 'image is not a readable PNG or JPEG image'),
-    ({'image': _gif()}, 'image must be a PNG or JPEG image, got GIF'),
-    ({'image': 'creative.png'}, 'image must be the bytes of a PNG or JPEG file'),
+    ({'image': b'not an image'}, 'image: image is not a known image format; the accepted '
+                                'formats are JPEG, PNG, GIF, BMP'),
+    ({'image': b''}, 'image: image file is empty'),
+    ({'image': test_rows.image('WEBP')}, 'image: image is WebP'),
+    ({'image': test_rows.image('TIFF')}, 'image: image is TIFF'),
+    ({'image': test_rows.corrupt_png()}, 'image: image does not decode: Invalid PNG data'),
+    ({'image': png_bytes((0, 0, 0))[:60]}, 'image: image does not decode'),
+        ({'image': 'creative.png'}, 'image: must be the bytes of an image file (JPEG, PNG, GIF, '
+                                'BMP), got str'),
 ])
 def test_each_invalid_field_is_named(ad, change, problem):
   ad.update(change)
@@ -82,7 +88,7 @@ def test_each_invalid_field_is_named(ad, change, problem):
 
 def test_all_problems_are_reported_at_once(ad):
   problems = _problems(dict(ad, hour=99, device='tv'))
-  assert 'hour must be' in problems and 'device must be' in problems
+  assert 'hour: 99 is outside' in problems and "device: 'tv' is not one of" in problems
 
 
 def test_not_an_object():
@@ -98,7 +104,7 @@ def _free_port() -> int:
 def test_invalid_ad_is_never_sent(ad):
   outcome = client_lib.Client(f'http://127.0.0.1:{_free_port()}').predict(dict(ad, hour=-1))
   assert outcome == {'success': False, 'prediction': None,
-                     'message': 'invalid ad: hour must be between 0 and 23, got -1'}
+                     'message': 'invalid ad: hour: -1 is outside [0, 23]'}
 
 
 def test_unreachable_server_is_retried_then_explained(ad):
@@ -245,7 +251,7 @@ def test_cli_csv(model_server, serving_model_dir, raw_rows, tmp_path):
   np.testing.assert_allclose([float(r[PREDICTION]) for r in rows[:5]],
                              fake_models.serving_predictions(serving_model_dir, raw_rows[:5]),
                              rtol=1e-5)
-  assert rows[5]['error'].startswith('line 7: invalid ad: device must be one of')
+  assert rows[5]['error'].startswith("line 7: invalid ad: device: 'tv' is not one of")
   assert rows[6]['error'] == "line 8: image 'images/gone.png' not found next to the CSV"
   assert [r['impression_id'] for r in rows[:5]] == [r['impression_id'] for r in raw_rows[:5]]
 
@@ -296,7 +302,7 @@ def test_validation_without_an_image_field(no_image):
                             site_category=None))
   assert problems == ("unknown field 'image' (the fields are id, site_category, C1, hour, "
                       'banner_pos, price); site_category is missing (Category of the site.); '
-                      'C1 must be text, got 1005; hour must be between 0 and 23, got 24')
+                      'C1: 1005 is not text; hour: 24 is outside [0, 23]')
 
 
 def test_cli_csv_without_an_image_field(no_image, no_image_server, tmp_path):
@@ -317,7 +323,7 @@ def test_cli_csv_without_an_image_field(no_image, no_image_server, tmp_path):
   np.testing.assert_allclose([float(r[PREDICTION]) for r in rows[:4]],
                              [_no_image_probability(ad) for ad in ads[:4]], rtol=1e-6)
   assert [r[client_lib.VERSION_KEY] for r in rows[:4]] == ['1'] * 4
-  assert rows[4]['error'] == 'line 6: invalid ad: hour must be between 0 and 23, got 30'
+  assert rows[4]['error'] == 'line 6: invalid ad: hour: 30 is outside [0, 23]'
 
 
 def test_cli_one_ad_without_an_image_field(no_image, no_image_server, tmp_path, capsys):
