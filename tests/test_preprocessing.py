@@ -71,3 +71,22 @@ def test_integer_fields_are_clipped_to_their_range(transformed, raw_rows):
     out = _transform(transform_dir, [dict(raw_rows[0], **{feature.name: v}) for v in values])
     ids = list(out[features.transformed_name(feature.name)])
     assert ids == [0, 0, (low + high) // 2 - low, high - low, high - low], feature.name
+
+
+def test_non_finite_numbers_get_the_default_or_the_training_mean(transformed, raw_rows):
+  """TF Serving in production parses NaN, Infinity and 1e400 (as inf) from JSON with no
+  validation of ours in front of the graph: the graph itself maps them to the field's
+  default, or to the training mean for a field without one."""
+  transform_dir, _ = transformed
+  floats = [f for f in features.model_features() if f.dtype == 'float']
+  assert floats, 'features.py has no float field to test'
+  for feature in floats:
+    stand_in = (feature.default if feature.default is not None else
+                float(np.mean([row[feature.name] for row in raw_rows])))
+    values = [stand_in, float('nan'), float('inf'), -float('inf'), float('1e400')]
+    out = _transform(transform_dir, [dict(raw_rows[0], **{feature.name: v}) for v in values])
+    for name in (features.transformed_name(feature.name), preprocessing.bucket_name(feature.name)):
+      got = out[name].reshape(len(values), -1)
+      assert np.isfinite(got).all(), name
+      np.testing.assert_allclose(got[1:], np.repeat(got[:1], len(values) - 1, 0), rtol=1e-5,
+                                 err_msg=name)
