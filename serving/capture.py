@@ -220,10 +220,15 @@ class _Journal:
   def append(self, data: bytes, rows: int) -> None:
     """Hands rows to the kernel (they outlive the process); counts them only once whole."""
     if self._fd is None:
-      self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
       header = _csv_text([columns()]).encode()
-      _write_all(self._fd, header, 0)
-      _fsync_dir(os.path.dirname(self.path))
+      try:
+        _write_all(fd, header, 0)
+        _fsync_dir(os.path.dirname(self.path))
+      except OSError:
+        os.close(fd)
+        raise
+      self._fd = fd
       self.marks.set(journal_bytes=len(header))
     _write_all(self._fd, data, self.marks['journal_bytes'])
     self.marks.add(journal_rows=rows, journal_bytes=len(data))
@@ -287,9 +292,10 @@ def publish(journal: str, target: str, writer_id: str, marks: Mapping[str, int])
   if not os.path.exists(journal):  # published, then the process died before its marks said so
     return marks['journal_rows'] if FileSystems.exists(path) else 0
   if _is_local(path):
-    with open(journal, 'r+b') as f:
-      f.truncate(marks['journal_bytes'])  # a write that a kill cut short
-      os.fsync(f.fileno())
+    if os.path.getsize(journal) > marks['journal_bytes']:  # a write that a kill cut short
+      with open(journal, 'r+b') as f:
+        f.truncate(marks['journal_bytes'])
+        os.fsync(f.fileno())
     os.replace(journal, path)
     _fsync_dir(os.path.dirname(path))
   else:
