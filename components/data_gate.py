@@ -149,8 +149,9 @@ def _SpanStatistics(pipeline: beam.Pipeline, csv_path: str,  # pylint: disable=i
                                      telemetry_descriptors=['DataGate'])
   return (pipeline
           | 'ListFile' >> beam.Create([csv_path])
+          # Streamed from the read to the statistics (no Reshuffle, which would hold the
+          # whole span): parsing cells costs far less than reading them.
           | 'ReadRecords' >> beam.FlatMap(rows.data_records)
-          | 'SpreadRecords' >> beam.Reshuffle()
           | 'DriftFields' >> beam.ParDo(_DriftExample(
               csv_path, rows.check_headers([csv_path]), names, skipped))
           | 'ToRecordBatches' >> source.BeamSource()
