@@ -183,6 +183,10 @@ def test_kill_9_loses_at_most_what_was_in_memory_and_the_next_start_counts_it(
   # journal; on gs:// (no store is running yet) all of them are only in the journal.
   published = 100 if store == 'local' else 0
   printed = _kill_9_while_recording(root, journal_dir, mode, published or 1000, rows=150)
+  (journal,) = glob.glob(os.path.join(capture_lib.journal_root(root, journal_dir), 'span-2',
+                                      f'{capture_lib.JOURNAL_PREFIX}*{capture_lib.JOURNAL_SUFFIX}'))
+  with open(journal, 'ab') as f:
+    f.write(b'imp-cut-short,foo')  # a write that the kill cut short: never published
   with gcs_emulator.running('capture-kill') if store == 'gs' else contextlib.nullcontext():
     after = capture_lib.Capture(root, span=2, journal_dir=journal_dir)
     assert after.close() == {'accepted': 0, 'dropped': 0, 'written': 0}
