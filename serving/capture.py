@@ -24,7 +24,8 @@ counters (accepted, dropped, written, journaled) live in a memory-mapped `journa
 beside it: every update is in the kernel's page cache at once, which outlives the process. The
 next Capture started on the same root publishes what a dead writer journaled and writes its
 counts with `lost` = accepted - written - failed writes: exactly the rows that were still in
-memory (at most `buffer_size` + `sync_rows`, normally the last few milliseconds of traffic).
+memory (at most `buffer_size` + `sync_rows`, normally the last few milliseconds of traffic);
+the monitoring check adds up `lost` and says so in its record.
 A machine that crashes (power, kernel) also loses what was not yet fsynced, up to `sync_seconds`
 or `sync_rows` rows, and that tail is not counted: its count was not synced either. The journal
 of a local root lives in its span folder (published by rename); for gs:// it lives in a local
