@@ -192,7 +192,9 @@ def test_kill_9_loses_at_most_what_was_in_memory_and_the_next_start_counts_it(
     assert after.close() == {'accepted': 0, 'dropped': 0, 'written': 0}
     (dead,) = after.recovered
     ids = sorted(int(r['impression_id'][4:]) for r in _captured(root, 2))
-    assert ids == list(range(dead['written']))  # what reached the journal, each row once
+    # What reached the journal, each row once (a writer that fell behind dropped, and counted,
+    # some rows: ids may have gaps).
+    assert len(set(ids)) == len(ids) == dead['written']
     assert dead['recovered'] == dead['written'] - (published if mode == 'keep-up' else 0)
     assert dead['accepted'] in (printed, printed + 1)  # the last record() may not have printed
     assert dead['written'] + dead['lost'] == dead['accepted']
