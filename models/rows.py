@@ -191,7 +191,7 @@ class _Lines:
       if not raw:
         return None
       self._number += 1
-      if len(raw) > MAX_LINE_BYTES:
+      if len(raw) > MAX_LINE_BYTES and not raw.endswith(b'\n'):
         while raw and not raw.endswith(b'\n'):  # skips the rest of the long line
           raw = self._stream.readline(MAX_LINE_BYTES)
         self.refused.append(Record(self._number, '',
@@ -226,7 +226,8 @@ def read_records(stream) -> Iterator[Record]:
 
   Never raises on bad content: a line that is not UTF-8 text or holds a NUL is a refused
   Record; so is a record whose quote stays open for MAX_RECORD_LINES lines or to the end of
-  the file (its first line; the lines after it are read again) or that csv cannot parse. Blank lines are skipped."""
+  the file (its first line; the lines after it are read again) or that csv cannot parse.
+  Blank lines are skipped."""
   lines = _Lines(stream)
   reader = csv.reader(lines)
   while True:
@@ -331,8 +332,15 @@ class RowParser:
                     for f in features.FEATURES if f.role != features.IMAGE and f.name in header]
     self._image_cache: Dict[Tuple[str, str], Tuple[Optional[bytes], Optional[str]]] = {}
 
-  def key(self, cells: Sequence[str]) -> str:
-    """The row's KEY cells joined by '/' (as many as it has)."""
+  def key(self, record: Record) -> str:
+    """The row's KEY cells joined by '/' (as many as it has); for a line refused as not
+    text, read from its escaped text."""
+    cells = record.cells
+    if record.refusal:
+      try:
+        cells = next(csv.reader([record.text]), [])
+      except csv.Error:
+        cells = []
     return '/'.join(cells[i] for i in self._key_indexes if i < len(cells))
 
   def _image(self, csv_path: str, cell: str) -> Tuple[Optional[bytes], Optional[str]]:

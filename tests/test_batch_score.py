@@ -29,23 +29,12 @@ ROWS = 12
 BAD_ID = 'imp-bad'
 
 
-def _cell(value) -> str:
-  return str(value)
-
-
 def _write_span(span_dir, rows, with_label=True):
   """ads.csv and images/ for `rows` (raw rows of conftest), plus one row whose image is
   missing; without the label column when with_label is False."""
   label = features.LABEL_KEY
   columns = [c for c in features.csv_columns() if with_label or c != label]
-  os.makedirs(os.path.join(span_dir, data_layout.IMAGE_DIR), exist_ok=True)
-  lines = []
-  for row in rows:
-    image_path = f"{data_layout.IMAGE_DIR}/{row['impression_id']}.png"
-    with open(os.path.join(span_dir, image_path), 'wb') as f:
-      f.write(row[features.image_feature().name])
-    lines.append([image_path if c == features.IMAGE_PATH_COLUMN else _cell(row[c])
-                  for c in columns])
+  lines = test_rows.sample_cells(rows, span_dir, columns)
   bad = list(lines[0])
   bad[columns.index('impression_id')] = BAD_ID
   bad[columns.index(features.IMAGE_PATH_COLUMN)] = f'{data_layout.IMAGE_DIR}/missing.png'

@@ -202,8 +202,9 @@ def test_an_unclosed_quote_costs_its_own_line_only():
 
 def test_a_line_too_long_is_refused_without_holding_it(monkeypatch):
   monkeypatch.setattr(rows, 'MAX_LINE_BYTES', 100)
-  assert _records(b'h\n' + b'x' * 350 + b'\n1\n') == [
-      (1, ('h',), None), (2, (), 'line longer than 100 bytes'), (3, ('1',), None)]
+  assert _records(b'h\n' + b'x' * 350 + b'\n1\n' + b'y' * 100 + b'\n') == [
+      (1, ('h',), None), (2, (), 'line longer than 100 bytes'), (3, ('1',), None),
+      (4, ('y' * 100,), None)]
 
 
 def test_the_escaped_text_of_a_refused_line_is_kept():
@@ -241,8 +242,10 @@ def test_the_row_parser_names_every_dirty_line(tmp_path, raw_rows):
   assert sum(r is None for r in found.values()) == len(good) + 1
 
 
-def sample_cells(raw: List[dict], span_dir: str) -> List[List[str]]:
-  """Rows of conftest.raw_row as CSV cells, their creatives written under span_dir/images."""
+def sample_cells(raw: List[dict], span_dir: str, columns: Optional[Sequence[str]] = None
+                 ) -> List[List[str]]:
+  """Rows of conftest.raw_row as the cells of `columns` (all of features.py's by default),
+  their creatives written under span_dir/images."""
   os.makedirs(os.path.join(span_dir, 'images'), exist_ok=True)
   cells = []
   for row in raw:
@@ -250,5 +253,5 @@ def sample_cells(raw: List[dict], span_dir: str) -> List[List[str]]:
     with open(os.path.join(span_dir, path), 'wb') as f:
       f.write(row[features.image_feature().name])
     cells.append([path if c == features.IMAGE_PATH_COLUMN else str(row[c])
-                  for c in features.csv_columns()])
+                  for c in columns or features.csv_columns()])
   return cells

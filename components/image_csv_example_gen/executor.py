@@ -139,7 +139,7 @@ class _ParseRow(beam.DoFn):
       return
     self._rows_rejected.inc()
     yield beam.pvalue.TaggedOutput(_REJECTED_TAG, format_csv_row(
-        [csv_path, str(record.line_number), self._parser.key(record.cells), reason,
+        [csv_path, str(record.line_number), self._parser.key(record), reason,
          record.text]))
 
 
