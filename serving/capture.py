@@ -292,6 +292,9 @@ def publish(journal: str, target: str, writer_id: str, marks: Mapping[str, int])
   path = _capture_path(target, writer_id, marks['files'] + 1)
   if not os.path.exists(journal):  # published, then the process died before its marks said so
     return marks['journal_rows'] if FileSystems.exists(path) else 0
+  if not marks['journal_rows']:  # killed before its first row was whole: nothing to publish
+    os.remove(journal)
+    return 0
   if _is_local(path):
     if os.path.getsize(journal) > marks['journal_bytes']:  # a write that a kill cut short
       with open(journal, 'r+b') as f:

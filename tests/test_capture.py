@@ -206,6 +206,27 @@ def test_kill_9_loses_at_most_what_was_in_memory_and_the_next_start_counts_it(
                                     f'{capture_lib.JOURNAL_PREFIX}*'))  # nothing left over
 
 
+def test_a_kill_during_the_first_write_publishes_no_file_and_counts_the_row(tmp_path):
+  root = str(tmp_path)
+  # The recorder kills itself in the middle of its first journal write (header written, the
+  # row not yet).
+  code = ('import os, sys\nfrom serving import capture\n'
+          'def append(self, data, rows):\n'
+          '  with open(self.path, "w") as f:\n'
+          '    f.write(",".join(capture.columns()) + "\\n")\n'
+          '  os.kill(os.getpid(), 9)\n'
+          'capture._Journal.append = append\n'
+          'c = capture.Capture(sys.argv[1], span=1)\n'
+          'c.record([{"impression_id": "imp-0"}], [0.5], "1")\n'
+          'c.close()\n')
+  assert _python('-c', code, root).wait() == -9
+  after = capture_lib.Capture(root, span=1)
+  after.close()
+  (dead,) = after.recovered
+  assert (dead['accepted'], dead['written'], dead['lost']) == (1, 0, 1)
+  assert not glob.glob(capture_lib.file_pattern(root, 1))  # no empty or header-only file
+
+
 def test_the_journal_is_fsynced_every_sync_rows_rows_or_sync_seconds(tmp_path, monkeypatch):
   synced = queue.Queue()  # (rows in the journal file when it was fsynced)
   real_fsync = os.fsync
