@@ -11,12 +11,18 @@ The load generator (a minimal HTTP client in this process) shares the cores with
 Prints a Markdown table (also saved to bench_out/serving_bench.md) and the two targets:
 throughput at concurrency 8 at least 10x Flask's, and p50 at concurrency 1 at most twice the
 in-process call plus 1 ms.
+
+Then the starvation check: single-ad requests one after another while 1,000 idle connections
+are open and one 30 MiB request (one field a list of millions of prices) is sent, decoded and
+answered; the worst latency of those small requests (target <= 1 s), and the server's RSS
+before, at its peak during, and 2 s after the large request.
 """
 import argparse
 import asyncio
 import json
 import math
 import os
+import resource
 import time
 from typing import Dict, List, Optional
 import urllib.parse
@@ -34,6 +40,9 @@ from serving import versions
 OUT = 'bench_out'
 CONCURRENCY = (1, 8, 32)
 WARMUP_REQUESTS = 20
+IDLE_CONNECTIONS = 1000
+LARGE_BODY_MIB = 30
+STALL_TARGET_SECONDS = 1.0
 
 
 def bench_ad() -> dict:
@@ -119,6 +128,73 @@ def over_http(module: str, args: List[str], path: str, body: bytes, requests: in
             for c in CONCURRENCY}
 
 
+def large_body(instance: dict, mib: int = LARGE_BODY_MIB) -> bytes:
+  """A predict request of about `mib` MiB: one instance whose price is a list of millions
+  of prices (the shape of the request that stalled every client for 37 s)."""
+  prices = b'12.5, ' * ((mib << 20) // 6)
+  doc = json.dumps({'instances': [dict(instance, bid_price=0)]}).encode()
+  head, tail = doc.split(b'"bid_price": 0', 1)
+  return head + b'"bid_price": [' + prices + b'12.5]' + tail
+
+
+def _rss_mib(pid: int) -> float:
+  with open(f'/proc/{pid}/status') as f:
+    return next(int(line.split()[1]) for line in f if line.startswith('VmRSS:')) / 1024
+
+
+async def _request(reader, writer, request: bytes) -> int:
+  writer.write(request)
+  status, *lines = (await reader.readuntil(b'\r\n\r\n')).decode('latin-1').split('\r\n')
+  headers = {k.lower(): v for k, _, v in (line.partition(': ') for line in lines if line)}
+  await reader.readexactly(int(headers['content-length']))
+  return int(status.split()[1])
+
+
+def _post(host: str, port: int, path: str, body: bytes) -> bytes:
+  return (f'POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n'
+          f'Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
+          ).encode() + body
+
+
+async def _starve(url: str, pid: int, path: str, small: bytes, large: bytes) -> Dict[str, float]:
+  parts = urllib.parse.urlsplit(url)
+  host, port = parts.hostname, parts.port
+  idle = [await asyncio.open_connection(host, port) for _ in range(IDLE_CONNECTIONS)]
+  reader, writer = await asyncio.open_connection(host, port)
+  small_request = _post(host, port, path, small)
+  for _ in range(WARMUP_REQUESTS):
+    await _request(reader, writer, small_request)
+  rss = {'before': _rss_mib(pid), 'peak': 0.0}
+  big_reader, big_writer = await asyncio.open_connection(host, port)
+  began = time.perf_counter()
+  big = asyncio.ensure_future(_request(big_reader, big_writer, _post(host, port, path, large)))
+  latencies = []
+  while not big.done() or len(latencies) < 20:
+    start = time.perf_counter()
+    status = await _request(reader, writer, small_request)
+    latencies.append(time.perf_counter() - start)
+    if status != 200:
+      raise RuntimeError(f'a small request got {status}')
+    rss['peak'] = max(rss['peak'], _rss_mib(pid))
+  large_status, large_seconds = await big, time.perf_counter() - began
+  await asyncio.sleep(2)
+  rss['after'] = _rss_mib(pid)
+  still_open = sum(not r.at_eof() for r, _ in idle)
+  for _, w in idle + [(None, writer), (None, big_writer)]:
+    w.close()
+  return {'small requests': len(latencies), 'worst s': max(latencies),
+          'p50 ms': 1e3 * float(np.percentile(latencies, 50)), 'large status': large_status,
+          'large s': large_seconds, 'idle still open': still_open,
+          **{f'RSS {k} MiB': v for k, v in rss.items()}}
+
+
+def starvation(serving_root: str, small: bytes, large: bytes, path: str) -> Dict[str, float]:
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # this process holds 1,000 sockets
+  resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * IDLE_CONNECTIONS)), hard))
+  with server_process.model_server(serving_root, serving_layout.MODEL_NAME) as server:
+    return asyncio.run(_starve(server.url, server.pid, path, small, large))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +202,7 @@ def main():
                       help='where the pipeline pushed the model (its newest version is used)')
   parser.add_argument('--requests', type=int, default=2000, help='per concurrency level')
   parser.add_argument('--seconds', type=float, default=20, help='per concurrency level')
+  parser.add_argument('--part', choices=('all', 'throughput', 'starvation'), default='all')
   args = parser.parse_args()
   model_root = serving_layout.model_root(args.serving_root)
   found = versions.list_versions(model_root)
@@ -140,6 +217,30 @@ def main():
   path = f'/v1/models/{serving_layout.MODEL_NAME}:predict'
 
   print(f'Benchmarking {model_dir} on {os.cpu_count()} cores ...', flush=True)
+  tables = []
+  if args.part in ('all', 'throughput'):
+    tables.append(throughput(args, model_dir, doc, body, path))
+  if args.part in ('all', 'starvation'):
+    print(f'Starvation: {IDLE_CONNECTIONS} idle connections and a {LARGE_BODY_MIB} MiB request '
+          '...', flush=True)
+    found = starvation(args.serving_root, body, large_body(instance), path)
+    lines = ['| ' + ' | '.join(found) + ' |', '|' + '---|' * len(found),
+             '| ' + ' | '.join(f'{v:.3g}' if isinstance(v, float) else str(v)
+                               for v in found.values()) + ' |', '',
+             f"Worst small-request latency: {found['worst s']:.2f} s (target <= "
+             f"{STALL_TARGET_SECONDS:g} s: "
+             f"{'met' if found['worst s'] <= STALL_TARGET_SECONDS else 'NOT met'})."]
+    tables.append('\n'.join(lines))
+  table = '\n\n'.join(tables)
+  print(table)
+  os.makedirs(OUT, exist_ok=True)
+  with open(os.path.join(OUT, 'serving_bench.md'), 'w') as f:
+    f.write(table + '\n')
+
+
+def throughput(args: argparse.Namespace, model_dir: str, doc: dict, body: bytes,
+               path: str) -> str:
+  """The latency and throughput table, with its two targets."""
   results = {('in-process call (lower bound)', 1): in_process(model_dir, doc, args.requests,
                                                               args.seconds)}
   for name, module, module_args in [
@@ -165,11 +266,7 @@ def main():
             f"{'met' if speedup >= 10 else 'NOT met'}).",
             f"p50 at concurrency 1: {p50:.2f} ms against 2 x in-process + 1 ms = {bound:.2f} ms "
             f"({'met' if p50 <= bound else 'NOT met'})."]
-  table = '\n'.join(lines)
-  print(table)
-  os.makedirs(OUT, exist_ok=True)
-  with open(os.path.join(OUT, 'serving_bench.md'), 'w') as f:
-    f.write(table + '\n')
+  return '\n'.join(lines)
 
 
 if __name__ == '__main__':

@@ -8,15 +8,36 @@ rows are queued or the oldest has waited batch_timeout (TF Serving's batch_timeo
 Without that wait, concurrent requests would start one by one on the free thread; for this
 model a call costs ~1.4 ms plus ~0.4 ms a row, so one call of 4 rows does the work of three
 single calls.
+
+Its parameters are production's: deploy/batching-config.yaml, the ConfigMap that the
+tensorflow/serving image reads as its --batching_parameters_file (parameters()). A request of
+more rows than max_batch_size gets the batch scheduler's error, as it does there.
 """
 import asyncio
 from concurrent import futures
 import dataclasses
+import os
+import re
 from typing import Any, Callable, Dict, Hashable, List, Optional
 
 import numpy as np
+import yaml
+
+# The ConfigMap that production mounts, and its key holding the BatchingParameters text.
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'deploy',
+                      'batching-config.yaml')
+_CONFIG_KEY = 'batching_parameters.txt'
+_PARAMETER = re.compile(r'(\w+)\s*\{\s*value:\s*(\d+)\s*\}')
 
 Arrays = Dict[str, np.ndarray]
+
+
+def parameters(path: str = CONFIG) -> Dict[str, int]:
+  """The BatchingParameters of a ConfigMap like deploy/batching-config.yaml, by name
+  (max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches)."""
+  with open(path) as f:
+    text = yaml.safe_load(f)['data'][_CONFIG_KEY]
+  return {name: int(value) for name, value in _PARAMETER.findall(text)}
 
 
 @dataclasses.dataclass
@@ -41,6 +62,12 @@ class Batcher:
     self._running = 0
     self._timer: Optional[asyncio.TimerHandle] = None
 
+  def check_size(self, rows: int) -> None:
+    """TF Serving's refusal of a request larger than one batch (shared_batch_scheduler.h)."""
+    if rows > self._max_rows:
+      raise ValueError(f'Task size {rows} is larger than maximum input batch size '
+                       f'{self._max_rows}')
+
   async def run(self, function: Callable[..., Arrays], inputs: Arrays) -> Arrays:
     """function(**inputs), possibly run together with other calls."""
     rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
@@ -53,7 +80,10 @@ class Batcher:
     self._queue.append(call)
     self._queued_rows += call.rows
     self._dispatch()
-    return await call.future
+    try:
+      return await call.future
+    finally:  # a failed call's exception holds this frame: it must not hold the future too,
+      del call  # or the cycle keeps the inputs until the next full garbage collection
 
   def _dispatch(self):
     loop = asyncio.get_running_loop()
@@ -125,6 +155,8 @@ def _execute(batch: List[_Call]) -> List[Any]:
     try:
       results.append(one.function(**one.inputs))
     except Exception as e:  # pylint: disable=broad-except
-      results.append(e)
+      # Without its traceback: that holds this frame, whose `results` holds the exception,
+      # a cycle that would keep the inputs in memory until the next full garbage collection.
+      results.append(e.with_traceback(None))
   return results
 

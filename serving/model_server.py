@@ -21,20 +21,40 @@ loading, and a config whose labels break that rule changes nothing. A new versio
 once it has loaded and answered a warmup request; requests under way finish on the version
 they started on. A version that fails to load shows in status as END with its error, and the
 previous version keeps serving. Concurrent predict calls are batched (batching.py).
+
+No client can starve the others (RestApi, Limits): bodies are parsed, converted and checked
+on worker threads, a body over 1 MiB on its own thread; a request of more rows than
+production's max_batch_size gets TF Serving's "Task size N is larger than maximum input batch
+size M"; a body must arrive within --rest_api_timeout_in_ms (408), be at most 64 MiB (413,
+refused before it is read when its length says so), and wait behind at most
+--max-enqueued-batches others (503); a connection without a request for --idle-timeout-seconds
+is closed, and at --max-connections a new one closes the one idle the longest. Values that
+features.py does not allow (NaN, Infinity, out of range or domain) get 400, as the client
+refuses them (models/rows.py). Kept from TF Serving on purpose: invalid UTF-8 inside a JSON
+string is refused, as every reader of the project refuses it (TF Serving takes it).
 """
 import argparse
 import asyncio
+import contextlib
+from concurrent import futures
+import dataclasses
+import http
 import logging
 import os
 import re
+import resource
 import signal
 import socket
 import urllib.parse
 from typing import Dict, Optional, Tuple
 
 from aiohttp import web
+from aiohttp import web_protocol
+import numpy as np
 import tensorflow as tf
 
+from models import features
+from models import rows
 from models import serving_layout
 from models import signatures
 from serving import batching
@@ -43,14 +63,22 @@ from serving import model_config
 from serving import rest_json
 from serving import versions
 
-# The paths TF Serving's REST handler accepts (model_servers/http_rest_api_util.cc).
+# The paths TF Serving's REST handler accepts (model_servers/http_rest_api_util.cc), matched
+# against the path *and* query, as TF Serving matches them: a query makes a predict path
+# malformed. Its HTTP server hands the handler whatever matches (?i)/v1/.* (kPathRegex).
+_API_PATH = re.compile(r'/v1/', re.IGNORECASE)
 _PREDICT_PATH = re.compile(
     r'/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)',
     re.IGNORECASE)
 _STATUS_PATH = re.compile(
     r'/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?',
     re.IGNORECASE)
-MAX_REQUEST_BYTES = 64 << 20  # aiohttp's default is 1 MB, too little for a batch of creatives
+MAX_REQUEST_BYTES = 64 << 20  # a body above this gets 413 (aiohttp's 1 MB is too little)
+# Bodies up to this many bytes are decoded on their own threads, so that small requests never
+# wait behind a large one; larger ones take the one "large" thread, one at a time.
+SMALL_BODY_BYTES = 1 << 20
+# Bodies held at once (being read or waiting to be decoded): past it, 503 until some finish.
+BUFFERED_BODY_BYTES = 4 * MAX_REQUEST_BYTES
 # tf.errors codes by number, as TF Serving names them in status and maps them to HTTP.
 _CODES = ('OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND',
           'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION',
@@ -221,43 +249,158 @@ class ServerCore:
     return model.loaded[number]
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+  """What one client may take of the server (the flags of the same names set them)."""
+  # Reading a request's body must end within this (TF Serving's --rest_api_timeout_in_ms).
+  body_timeout: float = 30.0
+  # A connection closes unless a request's headers are complete this long after it opened or
+  # after its previous answer: the idle timeout is the header timeout too (aiohttp's
+  # keep-alive timer, which no trickle of bytes extends).
+  idle_timeout: float = 30.0
+  # Open connections; at the limit a new one closes the longest-idle one (or itself).
+  max_connections: int = 4096
+  # Requests with a body under way at once (read, queued, decoded or predicted); past it, 503.
+  max_pending: int = 256
+
+
+class _Refusal(Exception):
+  """A request refused before TF Serving's handler would see it: status and message."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
+    self.message = message
+
+
+class _ClientGone(Exception):
+  """The client closed its connection before its request had arrived."""
+
+
+class _Admission:
+  """Bounds the requests under way and the body bytes they hold: past either, a request
+  gets TF Serving's answer for a full batch queue (503 UNAVAILABLE) before its body is read."""
+
+  def __init__(self, max_pending: int, max_bytes: int):
+    self._max_pending = max_pending
+    self._max_bytes = max_bytes
+    self._pending = 0
+    self._bytes = 0
+
+  @contextlib.contextmanager
+  def admit(self, declared: Optional[int]):
+    size = MAX_REQUEST_BYTES if declared is None else min(declared, MAX_REQUEST_BYTES)
+    if self._pending >= self._max_pending or self._bytes + size > self._max_bytes:
+      raise rest_json.RestError(
+          'UNAVAILABLE', 'The batch scheduling queue to which this task was submitted is full')
+    self._pending += 1
+    self._bytes += size
+    try:
+      yield
+    finally:
+      self._pending -= 1
+      self._bytes -= size
+
+
 class RestApi:
-  """TF Serving's REST handler (model_servers/http_rest_api_handler.cc)."""
+  """TF Serving's REST handler (model_servers/http_rest_api_handler.cc). Bodies are read
+  under the limits, then decoded (parsed, converted and checked) on worker threads: the
+  event loop only moves bytes, so no request can stall the others."""
 
   def __init__(self, core: ServerCore, batcher: batching.Batcher,
-               capture: Optional[capture_lib.Capture] = None):
+               capture: Optional[capture_lib.Capture] = None, limits: Limits = Limits()):
     self._core = core
     self._batcher = batcher
     self._capture = capture  # None: nothing is captured
+    self._limits = limits
+    self._admission = _Admission(limits.max_pending, BUFFERED_BODY_BYTES)
+    self._small = futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix='decode')
+    self._large = futures.ThreadPoolExecutor(1, thread_name_prefix='decode-large')
 
-  async def handle(self, request: web.Request) -> web.Response:
+  def close(self):
+    self._small.shutdown(wait=False, cancel_futures=True)
+    self._large.shutdown(wait=False, cancel_futures=True)
+
+  async def handle(self, request: web.BaseRequest) -> web.Response:
     """Every request and its answer pass here (one place to observe both)."""
-    path = request.raw_path.split('?', 1)[0]
+    path = request.raw_path  # with its query: TF Serving's paths are matched with it
+    connection = request.protocol
+    connection.request_started()
+    close = False
     try:
       body = await self._answer(request, path)
       status = 200
-    except web.HTTPException as e:  # aiohttp's own refusals, e.g. a body over the size limit
-      status, body = e.status, rest_json.error_body(e.text or e.reason)
+    except _ClientGone:
+      return web.Response(status=499)  # nobody reads it; aiohttp drops the connection
+    except _Refusal as e:
+      status, body, close = e.status, rest_json.error_body(e.message), True
     except Exception as e:  # pylint: disable=broad-except
       error = _rest_error(e)
       if error.code == 'INTERNAL':
         logging.exception('Request %s %s failed', request.method, path)
       status, body = error.http_status, rest_json.error_body(error.message)
-    return web.Response(body=body, status=status, headers={'Content-Type': 'application/json'})
+    finally:
+      connection.request_finished()
+    response = web.Response(body=body, status=status,
+                            headers={'Content-Type': 'application/json'})
+    if close:  # the body was not read to its end: this connection carries no more requests
+      response.force_close()
+    return response
 
-  async def _answer(self, request: web.Request, path: str) -> bytes:
-    if not path.startswith('/v1/'):  # TF Serving's HTTP server routes only /v1/ to the API
+  async def _answer(self, request: web.BaseRequest, path: str) -> bytes:
+    if not _API_PATH.match(path):  # TF Serving's HTTP server routes only /v1/ to the API
       raise rest_json.RestError('NOT_FOUND', f'Not found: {request.method} {path}')
     if request.method == 'POST' and (match := _PREDICT_PATH.fullmatch(path)):
-      body = await request.read()
       name, version, label, method = match.groups()
-      if method == 'predict':
-        return await self._predict(name, version, label, body)
-      if method in ('classify', 'regress'):  # compared as written, as TF Serving does
-        return self._classify_or_regress(name, version, label, method, body)
+      with self._admission.admit(request.content_length):
+        body = await self._read_body(request, path)
+        if method == 'predict':
+          return await self._predict(name, version, label, body)
+        if method in ('classify', 'regress'):  # compared as written, as TF Serving does
+          return await self._off_loop(len(body), self._classify_or_regress, method, body,
+                                      self._lookup(name, version, label))
     elif request.method == 'GET' and (match := _STATUS_PATH.fullmatch(path)):
       return self._metadata(match) if match.group(4) else self._status(match)
     raise rest_json.invalid(f'Malformed request: {request.method} {path}')
+
+  async def _read_body(self, request: web.BaseRequest, path: str) -> bytes:
+    """The whole body, decompressed, within body_timeout and MAX_REQUEST_BYTES."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_REQUEST_BYTES:  # refused before it is read
+      raise _Refusal(413, f'Maximum request body size {MAX_REQUEST_BYTES} exceeded.')
+    chunks = []
+    received = 0
+
+    async def receive():
+      nonlocal received
+      async for chunk in request.content.iter_any():  # a gzip body comes decompressed
+        received += len(chunk)
+        if received > MAX_REQUEST_BYTES:
+          raise _Refusal(413, f'Maximum request body size {MAX_REQUEST_BYTES} exceeded.')
+        chunks.append(chunk)
+
+    try:
+      await asyncio.wait_for(receive(), self._limits.body_timeout)
+    except asyncio.TimeoutError:
+      request.content.feed_eof()  # the rest is not waited for: the answer closes the connection
+      raise _Refusal(408, f'Timed out after {self._limits.body_timeout:g} s reading the '
+                     f'request body ({received} of {declared or "?"} bytes arrived)') from None
+    except ConnectionError:
+      logging.warning('Client %s disconnected after %d of %s body bytes of %s %s',
+                      request.remote, received, declared or '?', request.method, path)
+      raise _ClientGone() from None
+    return b''.join(chunks)
+
+  async def _off_loop(self, size: int, function, *args):
+    executor = self._small if size <= SMALL_BODY_BYTES else self._large
+    return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+
+  def _lookup(self, name: str, version: Optional[str], label: Optional[str]):
+    """The servable a request names, or the error TF Serving reports once the body parsed."""
+    try:
+      return self._core.servable(urllib.parse.unquote(name), version, label)
+    except rest_json.RestError as e:
+      return e
 
   def _status(self, match: re.Match) -> bytes:
     # GetModelStatus looks at the version only: with a label it lists every version.
@@ -283,36 +426,146 @@ class RestApi:
     model = self._core.servable(name, *match.group(2, 3))
     return rest_json.metadata_body(name, model.version, model.signature_defs)
 
-  def _request(self, name: str, version: Optional[str], label: Optional[str],
-               body: bytes) -> Tuple[Dict, str, versions.LoadedModel]:
+  @staticmethod
+  def _request(body: bytes, servable) -> Tuple[Dict, str, versions.LoadedModel]:
     """What a :predict, :classify or :regress call asks for, checked in TF Serving's order:
-    its document, the signature it names and the servable."""
+    its document, the signature it names and the servable (a model or its lookup error)."""
     doc = rest_json.parse(body)
     # TF Serving's default is TF's default key, whatever the model (ours is signatures.py's).
     signature = (rest_json.signature_name(doc) or
                  tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
-    return doc, signature, self._core.servable(urllib.parse.unquote(name), version, label)
+    if isinstance(servable, rest_json.RestError):
+      raise servable
+    return doc, signature, servable
+
+  def _decode(self, body: bytes, servable) -> Tuple[str, str, Dict[str, np.ndarray]]:
+    """(signature, request format, input arrays) of a predict body; runs on a worker thread.
+    The row count is checked before the conversion, whose cost grows with it."""
+    doc, signature, model = self._request(body, servable)
+    if signature not in model.inputs:
+      raise rest_json.invalid(f'Serving signature name: "{signature}" not found in signature def')
+    self._batcher.check_size(rest_json.batch_size(doc))
+    request_format, inputs = rest_json.request_tensors(doc, model.inputs[signature])
+    _check_values(request_format, inputs)
+    return signature, request_format, inputs
 
   async def _predict(self, name: str, version: Optional[str], label: Optional[str],
                      body: bytes) -> bytes:
-    doc, signature, model = self._request(name, version, label, body)
-    if signature not in model.inputs:
-      raise rest_json.invalid(f'Serving signature name: "{signature}" not found in signature def')
-    request_format, inputs = rest_json.request_tensors(doc, model.inputs[signature])
+    model = self._lookup(name, version, label)
+    signature, request_format, inputs = await self._off_loop(len(body), self._decode, body,
+                                                             model)
     outputs = await self._batcher.run(model.signatures[signature], inputs)
     if self._capture is not None and signature == signatures.SERVING_SIGNATURE:
       self._capture.record(inputs, outputs[signatures.PREDICTION_KEY], model.version)
-    return rest_json.predict_body(outputs, request_format)
+    return await self._off_loop(len(body), rest_json.predict_body, outputs, request_format)
 
-  def _classify_or_regress(self, name: str, version: Optional[str], label: Optional[str],
-                           method: str, body: bytes) -> bytes:
+  def _classify_or_regress(self, method: str, body: bytes, servable) -> bytes:
     """TF Serving's checks of the signature a :classify or :regress call names; a model
     whose signature passes them all is not served here (the adclick models have none)."""
-    _, signature, model = self._request(name, version, label, body)
+    _, signature, model = self._request(body, servable)
     if signature not in model.signature_defs:
       raise rest_json.invalid(f'No signature was found with the name: {signature}')
     rest_json.check_signature_for(method, model.signature_defs[signature])
     raise rest_json.RestError('UNIMPLEMENTED', f'Only :predict is served here, not :{method}')
+
+
+def _check_values(request_format: str, inputs: Dict[str, np.ndarray]) -> None:
+  """Refuses values that features.py does not allow (models/rows.py's rule): NaN, Infinity,
+  out of range, out of the domain. The earliest bad row is named, as TF Serving names one."""
+  known = {f.name: f for f in features.serving_features()}
+  found = []
+  for name in sorted(inputs):
+    feature = known.get(name)
+    if feature is not None and feature.dtype in ('int', 'float', 'string'):
+      bad = _first_refused(feature, inputs[name])
+      if bad is not None:
+        found.append((bad[0], name, bad[1]))
+  if found:
+    row, name, reason = min(found)
+    where = (f"element: {row} key: {name} of 'instances' list" if request_format == rest_json.ROW
+             else f"element: {row} of 'inputs' key: {name}")
+    raise rest_json.invalid(f'Failed to process {where}. Error: INVALID_ARGUMENT: {reason}')
+
+
+def _first_refused(feature: features.Feature, array: np.ndarray) -> Optional[Tuple[int, str]]:
+  """(row, reason) of the first value of `array` (rows first) that the feature refuses."""
+  table = array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1)
+  if table.dtype.kind in 'fiu':  # checked at once; only a refused value is looked at alone
+    accepted = np.isfinite(table)
+    if feature.value_range:  # in the tensor's precision: float32(0.01) is the minimum 0.01
+      low, high = np.array(feature.value_range, table.dtype if table.dtype.kind == 'f' else
+                           np.float64)
+      accepted &= (table >= low) & (table <= high)
+    refused = np.argwhere(~accepted)
+    if not len(refused):
+      return None
+    row, column = refused[0]
+    value = table[row, column]  # as the request wrote it: a float32 by its shortest text
+    return int(row), rows.value_refusal(
+        feature, float(str(value)) if table.dtype.kind == 'f' else int(value))
+  for row, values in enumerate(table):
+    for value in values:
+      reason = rows.value_refusal(
+          feature, value.decode('utf-8', 'replace') if isinstance(value, bytes) else value)
+      if reason:
+        return row, reason
+  return None
+
+
+class _Connection(web_protocol.RequestHandler):
+  """One client connection, as aiohttp runs it, with what eviction needs to know, and JSON
+  for requests too malformed to reach the API."""
+
+  def __init__(self, manager: '_HttpServer', **kwargs):
+    super().__init__(manager, **kwargs)
+    self.busy = False  # a request of this connection is being answered
+    self.last_active = self._loop.time()
+
+  def request_started(self):
+    self.busy = True
+
+  def request_finished(self):
+    self.busy = False
+    self.last_active = self._loop.time()
+
+  def handle_error(self, request, status: int = 500, exc=None, message=None):
+    """A request that is not HTTP enough to reach the API (bad request line or headers):
+    aiohttp's status, with the error as JSON, as every other answer; logged in one line."""
+    logging.info('Malformed HTTP request from %s: %s', request.remote, message or exc)
+    reason = (message or str(exc) or '').strip().splitlines()
+    text = http.HTTPStatus(status).phrase + (f': {reason[0].rstrip(":")}' if reason else '')
+    response = web.Response(status=status, body=rest_json.error_body(text),
+                            headers={'Content-Type': 'application/json'})
+    response.force_close()
+    return response
+
+
+class _HttpServer(web.Server):
+  """aiohttp's server with _Connection and a cap on connections: at the cap, a new one
+  closes the connection idle the longest, or is closed itself when all are busy, so that
+  idle clients can never hold every file descriptor (nor lock out the model polling)."""
+
+  def __init__(self, handler, limits: Limits, **kwargs):
+    super().__init__(handler, keepalive_timeout=limits.idle_timeout, access_log=None,
+                     **kwargs)
+    self._limits = limits
+
+  def __call__(self) -> _Connection:
+    return _Connection(self, loop=self._loop, **self._kwargs)
+
+  def connection_made(self, handler: _Connection, transport: asyncio.Transport) -> None:
+    super().connection_made(handler, transport)
+    open_ = [c for c in self._connections if c.transport is not None]  # not closing already
+    if len(open_) > self._limits.max_connections:
+      idle = [c for c in open_ if not c.busy and c is not handler]
+      (min(idle, key=lambda c: c.last_active) if idle else handler).force_close()
+
+
+def max_connections(wanted: int) -> int:
+  """`wanted`, or fewer where the file-descriptor limit would not leave room for the model
+  files, the polling and the capture (64 descriptors)."""
+  soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+  return wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, soft - 64))
 
 
 def _version(text: str) -> int:
@@ -362,9 +615,12 @@ async def serve(args: argparse.Namespace, capture: Optional[capture_lib.Capture]
             f'{args.poll_seconds:g} s.', flush=True)
   batcher = batching.Batcher(args.max_batch_size, args.num_batch_threads,
                             args.batch_timeout_micros / 1e6)
-  app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-  app.router.add_route('*', '/{tail:.*}', RestApi(core, batcher, capture).handle)
-  runner = web.AppRunner(app, access_log=None)
+  limits = Limits(body_timeout=args.rest_api_timeout_in_ms / 1e3,
+                  idle_timeout=args.idle_timeout_seconds,
+                  max_connections=max_connections(args.max_connections),
+                  max_pending=args.max_enqueued_batches)
+  api = RestApi(core, batcher, capture, limits)
+  runner = web.ServerRunner(_HttpServer(api.handle, limits))
   await runner.setup()
   sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
   sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -391,6 +647,7 @@ async def serve(args: argparse.Namespace, capture: Optional[capture_lib.Capture]
   if config_poller:
     config_poller.cancel()
   await runner.cleanup()
+  api.close()
   batcher.close()
   if capture is not None:
     print(f'Capture: {capture.close()}', flush=True)  # writes every row it accepted
@@ -420,13 +677,31 @@ def main(argv=None):
                       type=lambda text: text.lower() in ('1', 'true', 'yes'), nargs='?',
                       const=True, default=False,
                       help='let a new label point at a version that has not loaded yet')
-  # The batching flags are named after TF Serving's BatchingParameters.
-  parser.add_argument('--max-batch-size', type=int, default=64,
-                      help='most rows of concurrent requests run as one model call')
+  # The batching flags are named after TF Serving's BatchingParameters; the row limit and
+  # the queue bound are production's (deploy/batching-config.yaml, see batching.py).
+  production = batching.parameters()
+  parser.add_argument('--max-batch-size', type=int, default=production['max_batch_size'],
+                      help='most rows of one request, and of concurrent requests run as one '
+                      'model call (default: deploy/batching-config.yaml)')
+  parser.add_argument('--max-enqueued-batches', type=int,
+                      default=production['max_enqueued_batches'],
+                      help='most requests under way at once; more get 503 (default: '
+                      'deploy/batching-config.yaml)')
   parser.add_argument('--num-batch-threads', type=int, default=os.cpu_count() or 1,
                       help='batches run side by side, each on one core (default: every core)')
   parser.add_argument('--batch-timeout-micros', type=int, default=500,
                       help='while a batch runs, how long a request waits for others to join it')
+  # What one client may take; TF Serving's REST timeout is the reference for the body.
+  defaults = Limits()
+  parser.add_argument('--rest_api_timeout_in_ms', '--rest-api-timeout-in-ms', type=int,
+                      default=int(defaults.body_timeout * 1e3),
+                      help="a request's body must arrive within this, or 408")
+  parser.add_argument('--idle-timeout-seconds', type=float, default=defaults.idle_timeout,
+                      help="a connection is closed unless a request's headers are complete "
+                      'this long after it opened or after its previous answer')
+  parser.add_argument('--max-connections', type=int, default=defaults.max_connections,
+                      help='open connections (fewer if the file-descriptor limit is lower); '
+                      'at the limit a new one closes the one idle the longest')
   capture_lib.add_flags(parser)
   args = parser.parse_args(argv)
   capture = capture_lib.from_flags(parser, args)

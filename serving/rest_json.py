@@ -13,7 +13,6 @@ import re
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import orjson
 
 ROW, COLUMNAR = 'instances', 'inputs'  # request formats, by their key
 # Canonical error code -> HTTP status (model_servers/http_server.cc).
@@ -35,7 +34,7 @@ _PARSE_ERRORS = {
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_DEPTH = 64  # JSON nesting levels a request may have (a rank-60 tensor still fits)
 _BRACKETS_AND_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-_LONG_NUMBER = re.compile(rb'-?[0-9]{4000,}')
+_DOUBLE_DIGITS = 308  # an integer with more digits may be beyond a double's range
 _INDENT = '    '  # rapidjson PrettyWriter
 
 
@@ -64,9 +63,13 @@ def error_body(message: str) -> bytes:
 
 
 def parse(body: bytes) -> Dict[str, Any]:
-  """The request document; rapidjson also takes NaN and Infinity, so does the fallback.
-  A document nested deeper than MAX_DEPTH is refused as malformed before it is parsed: no
-  tensor is that deep, and deeper ones would exhaust Python's recursion here and later."""
+  """The request document, parsed as rapidjson parses it for TF Serving: UTF-8 only, NaN and
+  Infinity taken, a number too big for a double refused, and of repeated keys the first one
+  (FindMember's). A document nested deeper than MAX_DEPTH is refused as malformed before it
+  is parsed: no tensor is that deep, and deeper ones would exhaust Python's recursion.
+
+  The number and object hooks are Python calls, so a thread parsing a large body lets the
+  event loop run between them (a bare C parse would hold the GIL throughout)."""
   if not body:
     raise invalid('JSON Parse error: The document is empty')
   if body.count(b'[') + body.count(b'{') > MAX_DEPTH:  # cheap: most requests stop here
@@ -75,23 +78,56 @@ def parse(body: bytes) -> Dict[str, Any]:
       raise invalid(f'JSON Parse error: Nesting deeper than {MAX_DEPTH} levels. at offset: '
                     f'{too_deep}')
   try:
-    doc = orjson.loads(body)
-  except orjson.JSONDecodeError:
-    try:
-      doc = json.loads(body)
-    except json.JSONDecodeError as e:
-      raise invalid(f'JSON Parse error: {_PARSE_ERRORS.get(e.msg, "Invalid value.")} '
-                    f'at offset: {e.pos}') from None
-    except UnicodeDecodeError as e:
-      raise invalid(f'JSON Parse error: Invalid encoding in string. at offset: {e.start}'
-                    ) from None
-    except ValueError:  # an integer of thousands of digits; rapidjson's words for it
-      found = _LONG_NUMBER.search(body)
-      raise invalid('JSON Parse error: Number too big to be stored in double. at offset: '
-                    f'{found.start() if found else 0}') from None
+    text = body.decode('utf-8')  # rapidjson reads UTF-8: no UTF-16/32 guessing
+  except UnicodeDecodeError as e:
+    raise invalid(f'JSON Parse error: Invalid encoding in string. at offset: {e.start}'
+                  ) from None
+  try:
+    doc = json.loads(text, object_pairs_hook=_first_wins, parse_float=_json_float,
+                     parse_int=_json_int)
+  except json.JSONDecodeError as e:
+    raise invalid(f'JSON Parse error: {_PARSE_ERRORS.get(e.msg, "Invalid value.")} '
+                  f'at offset: {_byte_offset(text, e.pos)}') from None
+  except _TooBig as e:
+    raise invalid('JSON Parse error: Number too big to be stored in double. at offset: '
+                  f'{_byte_offset(text, text.find(e.number))}') from None
   if not isinstance(doc, dict):
     raise invalid(f'JSON Value: {_value(doc)} Is not object')
   return doc
+
+
+class _TooBig(ValueError):
+
+  def __init__(self, number: str):
+    super().__init__(number)
+    self.number = number
+
+
+def _json_float(text: str) -> float:
+  value = float(text)
+  if math.isinf(value):  # 1e400: rapidjson refuses it rather than round it to Infinity
+    raise _TooBig(text)
+  return value
+
+
+def _json_int(text: str) -> int:
+  if len(text) > _DOUBLE_DIGITS and math.isinf(float(text)):
+    raise _TooBig(text)
+  return int(text)
+
+
+def _first_wins(pairs: list) -> dict:
+  doc = dict(pairs)
+  if len(doc) != len(pairs):  # a repeated key: rapidjson's FindMember finds the first
+    doc = {}
+    for key, value in pairs:
+      doc.setdefault(key, value)
+  return doc
+
+
+def _byte_offset(text: str, position: int) -> int:
+  """rapidjson counts offsets in bytes of the UTF-8 body."""
+  return position if text.isascii() else len(text[:position].encode())
 
 
 def _too_deep_at(body: bytes) -> Optional[int]:
@@ -151,6 +187,14 @@ def request_tensors(doc: Mapping[str, Any],
   if COLUMNAR in doc:
     return COLUMNAR, _from_inputs(doc[COLUMNAR], inputs)
   raise invalid("Missing 'inputs' or 'instances' key")
+
+
+def batch_size(doc: Mapping[str, Any]) -> int:
+  """The rows a predict request asks for, read from its document before any conversion:
+  the length of 'instances', or the longest list among the 'inputs' (0 where none)."""
+  value = doc.get(ROW, doc.get(COLUMNAR))
+  values = value.values() if _is_object(value) else [value]
+  return max((len(v) for v in values if isinstance(v, list)), default=0)
 
 
 def predict_body(outputs: Mapping[str, np.ndarray], request_format: str) -> bytes:

@@ -16,6 +16,7 @@ _LISTENING = re.compile(r'Listening on (http://\S+)')
 class Server:
   url: str
   output: List[str]  # the lines it printed so far
+  pid: int
 
 
 @contextlib.contextmanager
@@ -41,7 +42,7 @@ def running(module: str, args: Sequence[str] = (), timeout: float = 180) -> Iter
   try:
     if not ready.wait(timeout) or not url:
       raise RuntimeError(f'{module} did not start:\n' + ''.join(lines[-30:]))
-    yield Server(url[0], lines)
+    yield Server(url[0], lines, process.pid)
   finally:
     process.terminate()
     try:

@@ -1,15 +1,18 @@
 """The local model server: TF Serving's REST contract byte for byte, batching, hot swaps under
-load, and versions that are partial or fail to load."""
+load, versions that are partial or fail to load, and the limits no client can get past."""
 import asyncio
 import base64
 from concurrent import futures
+import gc
 import io
 import json
 import os
 import re
 import shutil
+import socket
 import threading
 import time
+import weakref
 
 import numpy as np
 from PIL import Image
@@ -22,8 +25,10 @@ from models import signatures
 from serving import batching
 from serving import client
 from serving import rest_json
+from serving import server_process
 from serving import versions
 from tests import fake_models
+from tests import fake_serving
 
 MODEL = serving_layout.MODEL_NAME
 
@@ -424,3 +429,203 @@ def test_layouts_with_several_outputs():
       '{\n    "outputs": {\n        "a": [\n            0.5,\n            1.5\n        ],\n'
       '        "b": [\n            [\n                1,\n                2\n            ],\n'
       '            [\n                3,\n                4\n            ]\n        ]\n    }\n}')
+
+
+# The limits, small: each test of one waits about that long, not the production default.
+BODY_TIMEOUT_MS, IDLE_TIMEOUT, MAX_CONNECTIONS = 1000, 3.0, 8
+
+
+@pytest.fixture(scope='module')
+def limited(tmp_path_factory):
+  """The server with small limits, serving a tiny model of features.py's raw signature."""
+  root = tmp_path_factory.mktemp('limited')
+  fake_serving.save_version(serving_layout.model_root(str(root)), 1)
+  with server_process.model_server(
+      str(root), MODEL, '--rest_api_timeout_in_ms', str(BODY_TIMEOUT_MS),
+      '--idle-timeout-seconds', str(IDLE_TIMEOUT), '--max-connections', str(MAX_CONNECTIONS)
+  ) as server:
+    yield server
+
+
+def _connect(url) -> socket.socket:
+  host, port = url.split('//')[1].split(':')
+  return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+  """What the server sends until it closes the connection (the socket timeout fails it)."""
+  received = b''
+  while chunk := sock.recv(65536):
+    received += chunk
+  return received
+
+
+def _predict_body(rows, **change) -> str:
+  return json.dumps({'instances': [dict(fake_serving.instance(r), **change) for r in rows]})
+
+
+def test_more_rows_than_production_batches_get_tf_servings_error(limited, raw_rows):
+  url = f'{limited.url}/v1/models/{MODEL}:predict'
+  assert requests.post(url, data=_predict_body(raw_rows[:64]), timeout=30).status_code == 200
+  response = requests.post(url, data=_predict_body(raw_rows[:64] + raw_rows[:1]), timeout=30)
+  assert response.status_code == 400
+  assert response.json() == {'error': 'Task size 65 is larger than maximum input batch size 64'}
+  assert batching.parameters()['max_batch_size'] == 64  # the cap is production's
+
+
+def test_a_body_that_never_ends_gets_408_and_the_connection_closes(limited):
+  sock = _connect(limited.url)
+  sock.sendall(b'POST /v1/models/adclick:predict HTTP/1.1\r\nHost: x\r\n'
+               b'Content-Length: 1000\r\n\r\n{"instances": [')
+  head, _, body = _until_closed(sock).partition(b'\r\n\r\n')
+  assert head.startswith(b'HTTP/1.1 408 ')
+  assert json.loads(body) == {'error': f'Timed out after {BODY_TIMEOUT_MS / 1000:g} s reading '
+                                       'the request body (15 of 1000 bytes arrived)'}
+
+
+@pytest.mark.parametrize('sent', [b'', b'POST /v1/models/adclick:predict HTTP/1.1\r\nHost: x'])
+def test_idle_or_half_sent_requests_are_closed(limited, sent):
+  sock = _connect(limited.url)
+  sock.sendall(sent)
+  assert _until_closed(sock) == b''
+
+
+def test_idle_connections_cannot_lock_clients_out(limited):
+  idle = [_connect(limited.url) for _ in range(3 * MAX_CONNECTIONS)]
+  status = requests.get(f'{limited.url}/v1/models/{MODEL}', timeout=30)
+  assert status.status_code == 200
+  for sock in idle:
+    sock.setblocking(False)
+  time.sleep(0.2)  # the closing of the evicted ones reaches this side
+
+  def still_open(sock):
+    try:
+      return sock.recv(1) != b''
+    except BlockingIOError:
+      return True
+
+  assert sum(map(still_open, idle)) < MAX_CONNECTIONS
+
+
+def test_a_small_request_is_answered_while_a_large_one_is_decoded(limited, raw_rows):
+  """A request of millions of prices takes seconds to decode; single-ad requests sent after
+  it are answered meanwhile (parsing on the event loop answered them only after it)."""
+  url = f'{limited.url}/v1/models/{MODEL}:predict'
+  large = _predict_body(raw_rows[:1], bid_price=[1.5] * 1_500_000)
+  small = _predict_body(raw_rows[:1])
+  answered = []
+  with futures.ThreadPoolExecutor(1) as pool:
+    big = pool.submit(requests.post, url, data=large, timeout=120)
+    with requests.Session() as session:
+      while not big.done():
+        assert session.post(url, data=small, timeout=120).status_code == 200
+        answered.append(big.done())
+  assert big.result().status_code == 400  # a price is one number, not a list
+  assert answered.count(False) >= 5
+
+
+def test_a_failed_call_leaves_nothing_behind_for_the_garbage_collector():
+  """The inputs of a failed model call are freed as soon as the caller lets go of them, not
+  at the next full collection (after a large request, that kept its memory for minutes)."""
+
+  def fails(x):
+    raise ValueError('no')
+
+  async def call(inputs):
+    batcher = batching.Batcher()
+    try:
+      with pytest.raises(ValueError):
+        await batcher.run(fails, inputs)
+    finally:
+      batcher.close()
+
+  x = np.zeros(1000, np.float32)
+  freed = weakref.ref(x)
+  gc.disable()
+  try:
+    asyncio.run(call({'x': x}))
+    del x
+    assert freed() is None
+  finally:
+    gc.enable()
+
+
+def test_a_client_that_disconnects_mid_body_costs_one_log_line(limited):
+  sock = _connect(limited.url)
+  sock.sendall(b'POST /v1/models/adclick:predict HTTP/1.1\r\nHost: x\r\n'
+               b'Content-Length: 5000\r\n\r\n{"instances": [1')
+  # Once a later request is answered, the server is reading that body.
+  assert requests.get(f'{limited.url}/v1/models/{MODEL}', timeout=30).status_code == 200
+  sock.close()
+  _wait_for(lambda: any('disconnected' in line for line in limited.output))
+  assert requests.get(f'{limited.url}/v1/models/{MODEL}', timeout=30).status_code == 200
+  lines = [line for line in limited.output if 'disconnected' in line]
+  assert len(lines) == 1
+  assert lines[0].rstrip().endswith(
+      'disconnected after 16 of 5000 body bytes of POST /v1/models/adclick:predict')
+  assert not any('Traceback' in line for line in limited.output)
+
+
+@pytest.mark.parametrize('value,error', [
+    ('NaN', 'bid_price: nan is not a finite number'),
+    ('Infinity', 'bid_price: inf is not a finite number'),
+    ('-Infinity', 'bid_price: -inf is not a finite number'),
+    ('-5', 'bid_price: -5.0 is outside [0.01, 50]'),
+    ('1e30', 'bid_price: 1e+30 is outside [0.01, 50]'),
+    ('"5"', 'JSON Value: "5" Type: String is not of expected type: float'),
+])
+def test_values_outside_features_py_get_400(limited, raw_rows, value, error):
+  body = _predict_body(raw_rows[:2]).replace(
+      f'"bid_price": {json.dumps(raw_rows[0]["bid_price"])}', f'"bid_price": {value}')
+  response = requests.post(f'{limited.url}/v1/models/{MODEL}:predict', data=body, timeout=30)
+  assert response.status_code == 400
+  assert response.json() == {'error': "Failed to process element: 0 key: bid_price of "
+                                      f"'instances' list. Error: INVALID_ARGUMENT: {error}"}
+
+
+@pytest.mark.parametrize('change,error', [
+    ({'category': 'nope'}, "category: 'nope' is not one of " + ', '.join(features.CATEGORIES)),
+    ({'hour': 24}, 'hour: 24 is outside [0, 23]'),
+])
+def test_values_outside_a_domain_or_range_get_400_in_either_format(limited, raw_rows, change,
+                                                                    error):
+  instances = [fake_serving.instance(r) for r in raw_rows[:3]]
+  instances[1].update(change)
+  url = f'{limited.url}/v1/models/{MODEL}:predict'
+  name = next(iter(change))
+  response = requests.post(url, json={'instances': instances}, timeout=30)
+  assert response.json() == {'error': f"Failed to process element: 1 key: {name} of "
+                                      f"'instances' list. Error: INVALID_ARGUMENT: {error}"}
+  columns = {key: [i[key] for i in instances] for key in instances[0]}
+  response = requests.post(url, json={'inputs': columns}, timeout=30)
+  assert response.status_code == 400
+  assert response.json() == {'error': f"Failed to process element: 1 of 'inputs' key: {name}. "
+                                      f'Error: INVALID_ARGUMENT: {error}'}
+
+
+def test_contract_differences_from_tf_serving_are_gone(limited, raw_rows):
+  """Each as TF Serving 2.16 does it (http_rest_api_handler.cc, evhttp_request.cc, rapidjson)."""
+  url = limited.url
+  good = _predict_body(raw_rows[:1])
+
+  def post(path, body):
+    return requests.post(url + path, data=body, timeout=30)
+
+  # The query is part of the path TF Serving matches: a predict path with one is malformed.
+  assert post(f'/v1/models/{MODEL}:predict?x=1', good).json() == {
+      'error': f'Malformed request: POST /v1/models/{MODEL}:predict?x=1'}
+  # Its HTTP server routes (?i)/v1/.* to the API.
+  assert requests.get(f'{url}/V1/models/{MODEL}', timeout=30).status_code == 200
+  # Of repeated keys the first one counts.
+  assert post(f'/v1/models/{MODEL}:predict', good[:-1] + ', "instances": 7}').status_code == 200
+  # A number beyond a double is refused; UTF-16 is not JSON to rapidjson.
+  assert post(f'/v1/models/{MODEL}:predict', '{"instances": [1e400]}').json() == {
+      'error': 'JSON Parse error: Number too big to be stored in double. at offset: 15'}
+  assert post(f'/v1/models/{MODEL}:predict', good.encode('utf-16')).json() == {
+      'error': 'JSON Parse error: Invalid encoding in string. at offset: 0'}
+  # A request that is not HTTP gets its 400 in JSON too.
+  sock = _connect(url)
+  sock.sendall(b'NOT HTTP\r\n\r\n')
+  head, _, body = _until_closed(sock).partition(b'\r\n\r\n')
+  assert head.startswith(b'HTTP/1.0 400 ') and b'Content-Type: application/json' in head
+  assert json.loads(body)['error'].startswith('Bad Request: ')
