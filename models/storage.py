@@ -257,12 +257,16 @@ def _asset_problem(directory: str, paths) -> str:
   return f'assets missing: {", ".join(missing)}' if missing else ''
 
 
+def _has_manifest(files: Listing) -> bool:
+  return any(path == MANIFEST for path, _, _ in files)
+
+
 def quick_check(directory: str) -> Check:
   """The part of check() that reads neither file contents nor takes a second look: what a
   poller runs on every poll, before it runs check() once to load a version."""
   files = listing(directory)
   try:
-    manifest = read_manifest(directory) if any(p == MANIFEST for p, _, _ in files) else None
+    manifest = read_manifest(directory) if _has_manifest(files) else None
   except NotWhole as e:
     return Check(files, str(e))
   return Check(files, _listing_problem(files, manifest))
@@ -275,7 +279,7 @@ def check(directory: str, previous: Optional[Listing] = None) -> Check:
   if not found.whole:
     return found
   files = found.listing
-  if any(path == MANIFEST for path, _, _ in files):
+  if _has_manifest(files):
     return Check(files, _content_problem(directory, read_manifest(directory)))
   if previous is None:
     time.sleep(SETTLE_SECONDS)
@@ -296,10 +300,15 @@ def version_numbers(model_root: str) -> List[int]:
   return sorted(v for v in map(serving_layout.version_number, names) if v is not None)
 
 
-def whole_versions(model_root: str, below: Optional[int] = None) -> List[int]:
-  """The whole versions under model_root (below `below`, if given), sorted."""
-  return [v for v in version_numbers(model_root) if (below is None or v < below) and
-          is_whole(serving_layout.version_dir(model_root, v))]
+def whole_versions(model_root: str) -> List[int]:
+  """The whole versions under model_root, sorted; one SETTLE_SECONDS wait for all the foreign
+  copies among them."""
+  paths = {v: serving_layout.version_dir(model_root, v) for v in version_numbers(model_root)}
+  first = {v: quick_check(path) for v, path in paths.items()}
+  if any(found.whole and not _has_manifest(found.listing) for found in first.values()):
+    time.sleep(SETTLE_SECONDS)
+  return [v for v, path in paths.items()
+          if first[v].whole and check(path, previous=first[v].listing).whole]
 
 
 def latest_whole_version(model_root: str) -> Optional[int]:

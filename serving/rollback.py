@@ -53,10 +53,10 @@ def rollback(model_root: str, reason: str, to: Optional[int] = None,
   moving every newer version aside; returns the audit record it wrote."""
   if not reason.strip():
     raise RollbackError('a rollback needs a reason (--reason)')
-  served = storage.latest_whole_version(model_root)
-  if served is None:
+  whole = storage.whole_versions(model_root)
+  if not whole:
     raise RollbackError(f'no complete version is served from {model_root}')
-  complete = storage.whole_versions(model_root, below=served)
+  served, complete = whole[-1], whole[:-1]  # the latest policy serves the newest whole one
   if to is None:
     if not complete:
       raise RollbackError(f'version {served} is the only complete version under {model_root}')

@@ -91,7 +91,7 @@ def test_a_version_missing_its_assets_is_never_served(vocab_model, tmp_path, pub
   path = (_publish if published else _foreign_copy)(vocab_model, root, 2)
   shutil.rmtree(os.path.join(path, 'assets'))
   assert storage.latest_whole_version(root) == 1  # discovery: baseline, batch, rollback
-  assert storage.whole_versions(root) == [1]
+  assert storage.whole_versions(root) == [1]  # (rollback's)
   if published:
     assert versions.snapshot(path) is None  # the server does not even try it
     assert f'{VOCAB_ASSET} is missing' in _refused(path, 2)
@@ -143,6 +143,23 @@ def test_a_foreign_copy_is_used_only_once_its_files_hold_still(vocab_model, tmp_
   _foreign_copy(vocab_model, root, 2)  # copied again, and left alone
   assert storage.latest_whole_version(root) == 2
   assert _answers(versions.load(path, 2, versions.snapshot(path)), [b'travel']) == [1]
+
+
+def test_rollback_looks_twice_at_all_foreign_copies_with_one_wait(vocab_model, tmp_path,
+                                                                  monkeypatch):
+  root = str(tmp_path / 'adclick')
+  for version in (1, 2, 3):
+    _foreign_copy(vocab_model, root, version)
+  slept = []
+
+  def still_copying_3(seconds):
+    slept.append(seconds)
+    with open(os.path.join(root, '3', 'variables', 'variables.data-00000-of-00001'), 'ab') as f:
+      f.write(b'\0')
+
+  monkeypatch.setattr(storage.time, 'sleep', still_copying_3)
+  assert storage.whole_versions(root) == [1, 2]
+  assert len(slept) == 1
 
 
 def test_a_manifest_that_does_not_parse_is_not_whole(vocab_model, tmp_path):
