@@ -279,14 +279,17 @@ def check(directory: str, previous: Optional[Listing] = None) -> Check:
   if not found.whole:
     return found
   files = found.listing
-  if _has_manifest(files):
-    return Check(files, _content_problem(directory, read_manifest(directory)))
-  if previous is None:
-    time.sleep(SETTLE_SECONDS)
-    previous, files = files, listing(directory)
-  if files != previous:
-    return Check(files, 'a copy without a manifest whose files are still changing')
-  return Check(files, _asset_problem(directory, [path for path, _, _ in files]))
+  try:
+    if _has_manifest(files):
+      return Check(files, _content_problem(directory, read_manifest(directory)))
+    if previous is None:
+      time.sleep(SETTLE_SECONDS)
+      previous, files = files, listing(directory)
+    if files != previous:
+      return Check(files, 'a copy without a manifest whose files are still changing')
+    return Check(files, _asset_problem(directory, [path for path, _, _ in files]))
+  except (OSError, NotWhole) as e:  # a file went while it was read (BeamIOError: an OSError)
+    return Check(files, f'its files changed while they were checked ({e})')
 
 
 def is_whole(directory: str) -> bool:

@@ -169,6 +169,20 @@ def test_a_manifest_that_does_not_parse_is_not_whole(vocab_model, tmp_path):
   assert f'{storage.MANIFEST} is unreadable' in storage.check(path).problem
 
 
+def test_a_version_withdrawn_while_it_is_checked_is_not_whole(vocab_model, tmp_path,
+                                                              monkeypatch):
+  path = _publish(vocab_model, str(tmp_path), 3)
+  listed = storage.quick_check
+
+  def then_withdrawn(directory):  # a rollback on GCS deletes it right after the listing
+    found = listed(directory)
+    storage.withdraw(directory)
+    return found
+
+  monkeypatch.setattr(storage, 'quick_check', then_withdrawn)
+  assert 'its files changed while they were checked' in storage.check(path).problem
+
+
 def test_publish_replaces_a_folder_whole_or_not_at_all(vocab_model, tmp_path):
   target = str(tmp_path / 'out')
   _publish(vocab_model, str(tmp_path), 'out')
