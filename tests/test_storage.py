@@ -14,6 +14,7 @@ from models import serving_layout
 from models import storage
 from serving import server_process
 from serving import versions
+from tests import gcs_emulator
 
 VOCABULARY = 'food\ntravel\nnews\n'
 VOCAB_ASSET = 'assets/vocab.txt'
@@ -160,6 +161,19 @@ def test_rollback_looks_twice_at_all_foreign_copies_with_one_wait(vocab_model, t
   monkeypatch.setattr(storage.time, 'sleep', still_copying_3)
   assert storage.whole_versions(root) == [1, 2]
   assert len(slept) == 1
+
+
+def test_on_gcs_a_foreign_copy_without_its_assets_is_not_whole(vocab_model, tmp_path):
+  _publish(vocab_model, str(tmp_path / 'adclick'), 1)
+  _foreign_copy(vocab_model, str(tmp_path / 'adclick'), 2)
+  with gcs_emulator.running('storage-test') as bucket:
+    gcs_emulator.upload_tree(bucket, str(tmp_path / 'adclick'), 'adclick')
+    root = 'gs://storage-test/adclick'
+    assert storage.latest_whole_version(root) == 2
+    bucket.blob(f'adclick/2/{VOCAB_ASSET}').delete()
+    bucket.blob(f'adclick/1/{VOCAB_ASSET}').upload_from_string(b'food\n')
+    assert storage.whole_versions(root) == []
+    assert f'assets missing: {VOCAB_ASSET}' in storage.check(f'{root}/2').problem
 
 
 def test_a_manifest_that_does_not_parse_is_not_whole(vocab_model, tmp_path):
