@@ -256,10 +256,27 @@ def read_records(stream) -> Iterator[Record]:
       yield Record(number, text, tuple(cells))
 
 
+class _Raw(io.RawIOBase):
+  """A file Beam opened, as a raw stream: a compressed one (e.g. ads.csv.gz) has read() but
+  not readline(limit), which io.BufferedReader gives it."""
+
+  def __init__(self, file):
+    super().__init__()
+    self._file = file
+
+  def readable(self) -> bool:
+    return True
+
+  def readinto(self, buffer) -> int:
+    data = self._file.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+
 def open_records(path: str) -> Iterator[Record]:
-  """read_records of a file (local or gs://)."""
+  """read_records of a file (local or gs://, compressed or not, as Beam reads files)."""
   with _filesystems().open(path) as f:
-    yield from read_records(f)
+    yield from read_records(io.BufferedReader(_Raw(f)))
 
 
 def data_records(path: str) -> Iterator[Record]:

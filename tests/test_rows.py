@@ -2,6 +2,7 @@
 ExampleGen, check_csv and batch scoring tests read too (dirty_csv)."""
 import csv
 import dataclasses
+import gzip
 import io
 import os
 import struct
@@ -205,6 +206,15 @@ def test_a_line_too_long_is_refused_without_holding_it(monkeypatch):
   assert _records(b'h\n' + b'x' * 350 + b'\n1\n' + b'y' * 100 + b'\n') == [
       (1, ('h',), None), (2, (), 'line longer than 100 bytes'), (3, ('1',), None),
       (4, ('y' * 100,), None)]
+
+
+def test_a_compressed_file_is_read_as_beam_reads_it(tmp_path):
+  with gzip.open(tmp_path / 'ads.csv.gz', 'wb') as f:
+    f.write(b'h\n1,"2\n3"\n\xff\n4\n')
+  assert [(r.line_number, r.cells, r.refusal)
+          for r in rows.open_records(str(tmp_path / 'ads.csv.gz'))] == [
+      (1, ('h',), None), (2, ('1', '2\n3'), None), (4, (), 'invalid UTF-8 at byte 1'),
+      (5, ('4',), None)]
 
 
 def test_the_escaped_text_of_a_refused_line_is_kept():
