@@ -147,7 +147,7 @@ def test_what_is_not_a_csv_file_is_named_not_a_crash(tmp_path, capsys, own_field
 
 @needs_sample_rows
 def test_the_dirty_csv_gets_the_lines_and_reasons_of_example_gen(tmp_path, raw_rows):
-  """The CSV with one line of every bad kind (test_rows.dirty_csv), as test_example_gen
+  """The CSV with one line of every bad kind (test_rows.write_dirty_csv), as test_example_gen
   runs it through ExampleGen."""
   header = list(features.csv_columns())
   good = test_rows.sample_cells(raw_rows[:4], str(tmp_path))

@@ -1,5 +1,5 @@
 """The row rules of models/rows.py, and a CSV with one line of every bad kind that the
-ExampleGen, check_csv and batch scoring tests read too (dirty_csv)."""
+ExampleGen, check_csv and batch scoring tests read too (dirty_lines, write_dirty_csv)."""
 import csv
 import dataclasses
 import gzip
