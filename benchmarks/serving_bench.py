@@ -195,6 +195,16 @@ def starvation(serving_root: str, small: bytes, large: bytes, path: str) -> Dict
     return asyncio.run(_starve(server.url, server.pid, path, small, large))
 
 
+def starvation_table(found: Dict[str, float]) -> str:
+  worst = found['worst s']
+  return '\n'.join([
+      '| ' + ' | '.join(found) + ' |', '|' + '---|' * len(found),
+      '| ' + ' | '.join(f'{v:.3g}' if isinstance(v, float) else str(v)
+                        for v in found.values()) + ' |', '',
+      f'Worst small-request latency: {worst:.2f} s (target <= {STALL_TARGET_SECONDS:g} s: '
+      f"{'met' if worst <= STALL_TARGET_SECONDS else 'NOT met'})."])
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,14 +233,8 @@ def main():
   if args.part in ('all', 'starvation'):
     print(f'Starvation: {IDLE_CONNECTIONS} idle connections and a {LARGE_BODY_MIB} MiB request '
           '...', flush=True)
-    found = starvation(args.serving_root, body, large_body(instance), path)
-    lines = ['| ' + ' | '.join(found) + ' |', '|' + '---|' * len(found),
-             '| ' + ' | '.join(f'{v:.3g}' if isinstance(v, float) else str(v)
-                               for v in found.values()) + ' |', '',
-             f"Worst small-request latency: {found['worst s']:.2f} s (target <= "
-             f"{STALL_TARGET_SECONDS:g} s: "
-             f"{'met' if found['worst s'] <= STALL_TARGET_SECONDS else 'NOT met'})."]
-    tables.append('\n'.join(lines))
+    tables.append(starvation_table(starvation(args.serving_root, body, large_body(instance),
+                                              path)))
   table = '\n\n'.join(tables)
   print(table)
   os.makedirs(OUT, exist_ok=True)
