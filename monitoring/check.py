@@ -32,10 +32,10 @@ from ml_metadata.proto import metadata_store_pb2
 import numpy as np
 from tfx.utils import path_utils
 
-from components import served_baseline
 from components.image_csv_example_gen import splits
 from models import data_layout
 from models import serving_layout
+from models import storage
 from monitoring import fields
 from monitoring import history
 from monitoring import lineage as lineage_lib
@@ -100,7 +100,7 @@ def _model_dir(serving_root: str, model_name: str, served) -> Optional[str]:
     return None
   version_dir = serving_layout.version_dir(
       serving_layout.model_root(serving_root, model_name), served.version)
-  if served_baseline.is_complete_version(version_dir):
+  if storage.is_whole(version_dir):
     return version_dir
   return path_utils.serving_model_dir(served.model_uri)
 
@@ -136,7 +136,7 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
     notes.append(f'{lost} captured rows were lost by capture processes that died without '
                  'closing (kill -9, out of memory); counted when the capture next started.')
   record = history.CheckRecord(span=span, served_version=version, captured=len(predictions),
-                               dropped=dropped, measures=measures, notes=notes,
+                               dropped=dropped, lost=lost, measures=measures, notes=notes,
                                mean_prediction=float(predictions.mean()))
   model_dir = _model_dir(serving_root, model_name, served)
   if served is not None and served.eval_examples_uri and model_dir:
@@ -162,7 +162,7 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
 
 def describe(record: history.CheckRecord) -> str:
   lines = [f'Monitoring check of span {record.span}: served version {record.served_version}, '
-           f'{record.captured} rows captured, {record.dropped} dropped.']
+           f'{record.captured} rows captured, {record.dropped} dropped, {record.lost} lost.']
   lines += [m.line() for m in sorted(record.measures, key=lambda m: not m.broken)]
   lines += [f'note: {note}' for note in record.notes]
   broken = record.broken

@@ -3,7 +3,8 @@ at a glance. One self-contained file: inline SVG and CSS, no script, nothing fet
 
 Per month (span): the served version and the pipeline run's outcome; AUC, log-loss and
 calibration promised vs observed; skew and drift per field (a heat map of value / threshold);
-the mean predicted CTR served vs on the eval data; rows captured and dropped.
+the mean predicted CTR served vs on the eval data; rows captured, dropped and lost (by a
+capture process that was killed).
 """
 import argparse
 import html
@@ -179,7 +180,7 @@ def _short(measure) -> str:
 
 def _table(months: Sequence[history.Month]) -> str:
   rows = ['<table id="months"><tr><th>span</th><th>served version</th><th>pipeline run</th>'
-          '<th>captured</th><th>dropped</th><th>check</th></tr>']
+          '<th>captured</th><th>dropped</th><th>lost</th><th>check</th></tr>']
   for month in months:
     check = month.check
     if check is None:
@@ -193,7 +194,8 @@ def _table(months: Sequence[history.Month]) -> str:
     rows.append(f'<tr><td>{month.span}</td><td>{_esc(check.served_version if check else "-")}'
                 f'</td><td>{_esc(_run_words(month))}</td>'
                 f'<td>{check.captured if check else "-"}</td>'
-                f'<td>{check.dropped if check else "-"}</td><td>{verdict}</td></tr>')
+                f'<td>{check.dropped if check else "-"}</td>'
+                f'<td>{check.lost if check else "-"}</td><td>{verdict}</td></tr>')
   rows.append('</table>')
   return ''.join(rows)
 

@@ -14,7 +14,7 @@ from monitoring.measures import DECAY, DRIFT, PREDICTION, SKEW, Measure
 CHROMIUM = shutil.which('chromium')
 
 
-def _record(span, auc, calibration, category_skew, dropped):
+def _record(span, auc, calibration, category_skew, dropped, lost=0):
   measures = [
       Measure(SKEW, 'category', category_skew, 0.1, category_skew > 0.1, 'L-infinity'),
       Measure(SKEW, 'bid_price', 0.02, 0.1, False, 'JSD'),
@@ -25,7 +25,7 @@ def _record(span, auc, calibration, category_skew, dropped):
   ]
   return history.CheckRecord(
       span=span, served_version=str(100 + span // 3), captured=1000 * span, dropped=dropped,
-      measures=measures, promised={'auc': 0.72, 'logloss': 0.17, 'calibration': 1.0},
+      lost=lost, measures=measures, promised={'auc': 0.72, 'logloss': 0.17, 'calibration': 1.0},
       observed={'auc': auc, 'logloss': 0.18, 'calibration': calibration},
       mean_prediction=0.05, eval_mean_prediction=0.048, time=1.7e9 + span)
 
@@ -33,7 +33,7 @@ def _record(span, auc, calibration, category_skew, dropped):
 @pytest.fixture
 def report_path(tmp_path):
   root = str(tmp_path)
-  for args in ((2, 0.71, 1.02, 0.03, 0), (3, 0.70, 0.97, 0.05, 12), (4, 0.64, 0.8, 0.31, 250)):
+  for args in ((2, 0.71, 1.02, 0.03, 0), (3, 0.70, 0.97, 0.05, 12), (4, 0.64, 0.8, 0.31, 250, 17)):
     history.append(root, _record(*args))
   return report.write(root, lineage=None)
 
@@ -54,6 +54,8 @@ def test_the_report_is_self_contained_and_names_what_broke(report_path):
   assert text.count('class="broken"') == 1  # only span 4 broke thresholds
   assert 'skew of category: 0.31 (threshold 0.1)' in text
   assert 'decay of calibration: 0.8 (promised 1)' in text
+  # span 4's row: captured, dropped, and the rows a killed capture process lost
+  assert '<td>4000</td><td>250</td><td>17</td>' in text
 
 
 def test_chromium_renders_every_chart(report_path):
