@@ -30,14 +30,11 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import sys
-import uuid
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 import numpy as np
@@ -45,7 +42,6 @@ import tensorflow as tf
 from tfx_bsl.public.beam import RunInference
 from tfx_bsl.public.proto import model_spec_pb2
 
-from components import served_baseline
 from components.image_csv_example_gen import executor as example_gen
 from components.image_csv_example_gen import spans
 from models import data_layout
@@ -53,9 +49,10 @@ from models import features
 from models import rows
 from models import serving_layout
 from models import signatures
+from models import storage
 
 MODEL_VERSION_COLUMN = 'model_version'
-MANIFEST = 'manifest.json'
+MANIFEST = storage.MANIFEST
 SCORES_PREFIX = 'scores'
 DEFAULT_MODEL_BASE_PATH = serving_layout.model_root(os.path.join('outputs', 'serving'))
 _METRICS_NAMESPACE = 'BatchScore'
@@ -74,10 +71,10 @@ def output_columns() -> List[str]:
 def resolve_version(model_base_path: str, version: Optional[int] = None) -> int:
   """The version to score with: the given one, or the newest complete one TF Serving serves."""
   if version is None:
-    version = served_baseline.latest_complete_version(model_base_path)
+    version = storage.latest_whole_version(model_base_path)
     if version is None:
       raise ValueError(f'No complete model version under {model_base_path}.')
-  elif not served_baseline.is_complete_version(
+  elif not storage.is_whole(
       serving_layout.version_dir(model_base_path, version)):
     raise ValueError(f'Version {version} under {model_base_path} is missing or incomplete.')
   return version
@@ -124,53 +121,8 @@ class _FormatRow(beam.DoFn):
     yield example_gen.format_csv_row(list(key) + [format(probability, '.7g'), self._version])
 
 
-def _staging_dir(output: str, purpose: str) -> str:
-  """A folder beside `output` (same file system, so a local move is a rename)."""
-  parent, name = FileSystems.split(output.rstrip('/'))
-  return FileSystems.join(parent, f'.{name}-{purpose}-{uuid.uuid4().hex[:8]}')
-
-
-def _is_local(path: str) -> bool:
-  return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
-
-
-def _write_text(path: str, text: str) -> None:
-  with FileSystems.create(path) as f:
-    f.write(text.encode('utf-8'))
-
-
-def _delete_tree(directory: str) -> None:
-  files = served_baseline.relative_files(directory)
-  if files:
-    FileSystems.delete([FileSystems.join(directory, path) for path in files])
-  if _is_local(directory) and os.path.isdir(directory):
-    shutil.rmtree(directory)
-
-
-def _publish(staging: str, output: str, manifest: Dict) -> None:
-  """Moves the finished staging folder to `output`, replacing what was there."""
-  text = json.dumps(manifest, indent=2, sort_keys=True) + '\n'
-  if _is_local(output):
-    _write_text(FileSystems.join(staging, MANIFEST), text)
-    old = _staging_dir(output, 'replaced') if os.path.exists(output) else None
-    if old:
-      os.rename(output, old)
-    os.rename(staging, output)
-    if old:
-      shutil.rmtree(old)
-    return
-  manifest_path = FileSystems.join(output, MANIFEST)
-  if FileSystems.exists(manifest_path):
-    FileSystems.delete([manifest_path])  # first: the output is not whole from here on
-  _delete_tree(output)
-  served_baseline.copy_tree(staging, output)
-  _delete_tree(staging)
-  _write_text(manifest_path, text)
-
-
 def read_manifest(output: str) -> Dict:
-  with FileSystems.open(FileSystems.join(output, MANIFEST)) as f:
-    return json.loads(f.read().decode('utf-8'))
+  return storage.read_manifest(output)
 
 
 def score(input_dir: str, output: str, model_base_path: str = DEFAULT_MODEL_BASE_PATH,
@@ -182,7 +134,7 @@ def score(input_dir: str, output: str, model_base_path: str = DEFAULT_MODEL_BASE
   if not FileSystems.exists(csv_path):
     raise ValueError(f'{csv_path} does not exist.')
   header = rows.check_headers([csv_path], optional=[features.LABEL_KEY])
-  staging = _staging_dir(output, 'staging')
+  staging = storage.staging_dir(output)
   spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
       model_path=model_dir, signature_name=[signatures.EXAMPLES_SIGNATURE]))
   pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
@@ -210,10 +162,10 @@ def score(input_dir: str, output: str, model_base_path: str = DEFAULT_MODEL_BASE
         counts, files={csv_path: counts},  # one input file: its counts are the run's
         model_version=version, model_path=model_dir, input=csv_path,
         scored_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
-    _publish(staging, output, manifest)
+    storage.publish(staging, output, extra=manifest, replace=True)
   finally:
-    if FileSystems.exists(staging) or served_baseline.relative_files(staging):
-      _delete_tree(staging)  # a failed run leaves nothing behind
+    if FileSystems.exists(staging) or storage.relative_files(staging):
+      storage.delete_tree(staging)  # a failed run leaves nothing behind
   return manifest
 
 

@@ -37,13 +37,6 @@ SERVED_PATH_PROPERTY = 'served_path'
 ROLLBACK_PROPERTY = 'rollback'  # the audit record (JSON) of the rollback that made it served
 
 
-# Until batch/score.py and monitoring/check.py call models/storage.py (/tmp/notes/storage.md).
-relative_files = storage.relative_files
-copy_tree = storage.copy_tree
-is_complete_version = storage.is_whole
-latest_complete_version = storage.latest_whole_version
-
-
 def rollback_records(model_root: str) -> List[dict]:
   """The audit records of the rollbacks of a model root, oldest first."""
   pattern = FileSystems.join(serving_layout.rolled_back_root(model_root),

@@ -18,7 +18,7 @@ TIME = 'time'  # impression time (int, e.g. unix seconds): orders rows for the e
 CATEGORICAL = 'categorical'  # string -> vocabulary with OOV buckets -> embedding
 INTEGER = 'integer'  # small integer range -> one id per value -> embedding
 NUMERIC = 'numeric'  # float -> log/z-score + bucketized id
-IMAGE = 'image'  # creative bytes (PNG/JPEG) -> decoded, resized, scaled in the graph
+IMAGE = 'image'  # creative bytes (rows.IMAGE_FORMATS) -> decoded, resized, scaled in the graph
 LABEL = 'label'  # 0/1 click; exactly one field has this role
 DERIVED = 'derived'  # written by ExampleGen, not read from the CSV, never a model input
 
@@ -80,7 +80,7 @@ FEATURES: Tuple[Feature, ...] = (
             log_scale=True, skew_threshold=0.1),
     Feature('headline_length', NUMERIC, 'int', 'Characters in the headline.', required=False,
             default=40, value_range=(1, 150), skew_threshold=0.1),
-    Feature('image', IMAGE, 'bytes', 'Creative image bytes (PNG or JPEG).'),
+    Feature('image', IMAGE, 'bytes', 'Creative image bytes (JPEG, PNG, GIF or BMP).'),
     Feature('clicked', LABEL, 'int', '1 if the impression was clicked.', value_range=(0, 1)),
 )
 

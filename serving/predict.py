@@ -114,8 +114,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--ad', help='JSON file with one ad (without its image)')
-  parser.add_argument('--image', help="the ad's creative (PNG or JPEG), where features.py "
-                      'has an image field')
+  parser.add_argument('--image', help="the ad's creative (JPEG, PNG, GIF or BMP), where "
+                      'features.py has an image field')
   parser.add_argument('--csv', help='CSV of ads, image paths relative to the CSV')
   parser.add_argument('--out', help='where the CSV of probabilities goes')
   parser.add_argument('--url', default=client_lib.DEFAULT_URL)

@@ -16,6 +16,7 @@ from models import features
 from models import rows as row_rules
 from models import serving_layout
 from models import signatures
+from models import storage
 from pipeline.pipeline import create_pipeline
 from tests import fake_models
 from tests.test_model import needs_image
@@ -97,8 +98,9 @@ def test_bundle_is_beside_the_model_base_path_under_the_pushed_version(bundle):
   # Only <model>-edge/<version> beside TF Serving's (untouched) folder; no staging copy left.
   assert os.listdir(root) == [f'{serving_layout.MODEL_NAME}-edge']
   assert os.listdir(os.path.join(root, f'{serving_layout.MODEL_NAME}-edge')) == [VERSION]
+  # Published like a served version: its manifest (every file, size, SHA-256) written last.
   assert sorted(os.listdir(path)) == sorted(
-      [edge_model.INPUTS_FILE, edge_model.TFLITE_FILE, edge_model.VOCAB_DIR])
+      [edge_model.INPUTS_FILE, edge_model.TFLITE_FILE, edge_model.VOCAB_DIR, storage.MANIFEST])
   described = json.load(open(os.path.join(path, edge_model.INPUTS_FILE)))
   names = {spec['name'] for spec in described['inputs']}
   details = tf.lite.Interpreter(model_path=os.path.join(path, edge_model.TFLITE_FILE)
