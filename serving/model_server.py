@@ -267,7 +267,8 @@ class Limits:
   # Open connections; at the limit a new one closes the longest-idle one (or itself).
   max_connections: int = 4096
   # Requests with a body under way at once (read, queued, decoded or predicted); past it, 503.
-  max_pending: int = 256
+  max_pending: int = dataclasses.field(
+      default_factory=lambda: batching.parameters()['max_enqueued_batches'])
 
 
 class _Refusal(Exception):
@@ -658,6 +659,33 @@ async def serve(args: argparse.Namespace, capture: Optional[capture_lib.Capture]
   print('Stopped.', flush=True)
 
 
+def _add_batching_and_limit_flags(parser: argparse.ArgumentParser) -> None:
+  # The batching flags are named after TF Serving's BatchingParameters; the row limit and
+  # the queue bound are production's (deploy/batching-config.yaml, see batching.py).
+  defaults = Limits()
+  parser.add_argument('--max-batch-size', type=int,
+                      default=batching.parameters()['max_batch_size'],
+                      help='most rows of one request, and of concurrent requests run as one '
+                      'model call (default: deploy/batching-config.yaml)')
+  parser.add_argument('--max-enqueued-batches', type=int, default=defaults.max_pending,
+                      help='most requests under way at once; more get 503 (default: '
+                      'deploy/batching-config.yaml)')
+  parser.add_argument('--num-batch-threads', type=int, default=os.cpu_count() or 1,
+                      help='batches run side by side, each on one core (default: every core)')
+  parser.add_argument('--batch-timeout-micros', type=int, default=500,
+                      help='while a batch runs, how long a request waits for others to join it')
+  # What one client may take; TF Serving's REST timeout is the reference for the body.
+  parser.add_argument('--rest_api_timeout_in_ms', '--rest-api-timeout-in-ms', type=int,
+                      default=int(defaults.body_timeout * 1e3),
+                      help="a request's body must arrive within this, or 408")
+  parser.add_argument('--idle-timeout-seconds', type=float, default=defaults.idle_timeout,
+                      help="a connection is closed unless a request's headers are complete "
+                      'this long after it opened or after its previous answer')
+  parser.add_argument('--max-connections', type=int, default=defaults.max_connections,
+                      help='open connections (fewer if the file-descriptor limit is lower); '
+                      'at the limit a new one closes the one idle the longest')
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -681,31 +709,7 @@ def main(argv=None):
                       type=lambda text: text.lower() in ('1', 'true', 'yes'), nargs='?',
                       const=True, default=False,
                       help='let a new label point at a version that has not loaded yet')
-  # The batching flags are named after TF Serving's BatchingParameters; the row limit and
-  # the queue bound are production's (deploy/batching-config.yaml, see batching.py).
-  production = batching.parameters()
-  parser.add_argument('--max-batch-size', type=int, default=production['max_batch_size'],
-                      help='most rows of one request, and of concurrent requests run as one '
-                      'model call (default: deploy/batching-config.yaml)')
-  parser.add_argument('--max-enqueued-batches', type=int,
-                      default=production['max_enqueued_batches'],
-                      help='most requests under way at once; more get 503 (default: '
-                      'deploy/batching-config.yaml)')
-  parser.add_argument('--num-batch-threads', type=int, default=os.cpu_count() or 1,
-                      help='batches run side by side, each on one core (default: every core)')
-  parser.add_argument('--batch-timeout-micros', type=int, default=500,
-                      help='while a batch runs, how long a request waits for others to join it')
-  # What one client may take; TF Serving's REST timeout is the reference for the body.
-  defaults = Limits()
-  parser.add_argument('--rest_api_timeout_in_ms', '--rest-api-timeout-in-ms', type=int,
-                      default=int(defaults.body_timeout * 1e3),
-                      help="a request's body must arrive within this, or 408")
-  parser.add_argument('--idle-timeout-seconds', type=float, default=defaults.idle_timeout,
-                      help="a connection is closed unless a request's headers are complete "
-                      'this long after it opened or after its previous answer')
-  parser.add_argument('--max-connections', type=int, default=defaults.max_connections,
-                      help='open connections (fewer if the file-descriptor limit is lower); '
-                      'at the limit a new one closes the one idle the longest')
+  _add_batching_and_limit_flags(parser)
   capture_lib.add_flags(parser)
   args = parser.parse_args(argv)
   capture = capture_lib.from_flags(parser, args)

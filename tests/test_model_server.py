@@ -24,6 +24,7 @@ from models import serving_layout
 from models import signatures
 from serving import batching
 from serving import client
+from serving import model_server
 from serving import rest_json
 from serving import server_process
 from serving import versions
@@ -522,6 +523,22 @@ def test_a_small_request_is_answered_while_a_large_one_is_decoded(limited, raw_r
         answered.append(big.done())
   assert big.result().status_code == 400  # a price is one number, not a list
   assert answered.count(False) >= 5
+
+
+def test_requests_past_the_queue_bound_get_503_before_their_body_is_read():
+  admission = model_server._Admission(1, 100)  # pylint: disable=protected-access
+  with admission.admit(10):
+    with pytest.raises(rest_json.RestError) as refused:
+      with admission.admit(10):
+        pass
+  assert refused.value.http_status == 503
+  assert refused.value.message == (
+      'The batch scheduling queue to which this task was submitted is full')
+  with admission.admit(100):  # the first one is done: room again, up to the byte bound
+    pass
+  with pytest.raises(rest_json.RestError):
+    with admission.admit(101):
+      pass
 
 
 def test_a_failed_call_leaves_nothing_behind_for_the_garbage_collector():
