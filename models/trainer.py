@@ -13,7 +13,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
 from models import features
 from models import model as model_lib
@@ -22,44 +21,33 @@ from models import signatures as names
 HPARAMS_FILE = 'hparams.json'  # beside Format-Serving in the Model artifact: what was used
 
 
-# Rows the training shuffle holds: every row of a window up to this size, so each epoch
-# visits the rows in a fresh random order. ExampleGen writes a split month by month, and a
-# smaller window (there was one of ~33,000 rows) made every epoch end on the oldest month,
-# so the weights that early stopping and the gate saw leaned on it (docs/benchmarks.md).
-# The buffer holds references to the cached rows, not copies: its cost is ~25 bytes a slot.
-SHUFFLE_ROWS = 1 << 21
+# How training reads a split. ExampleGen writes it shuffled on disk, rows at random in and
+# among its files (components/image_csv_example_gen/splits.py), so the Trainer streams it: the
+# files in a new order every epoch, READ_FILES at a time row by row, through a shuffle buffer
+# of SHUFFLE_ROWS serialized rows (a few KB each with the image), whatever the split's size.
+READ_FILES = 4
+SHUFFLE_ROWS = 1 << 13
 
 
-def _dataset(file_pattern, data_accessor, tf_transform_output, batch_size, shuffle):
-  """Raw examples -> (transformed features, label), transformed once and cached in memory;
-  with `shuffle`, rows are reshuffled across the whole split every epoch.
+def _gzip_records(path):
+  return tf.data.TFRecordDataset(path, compression_type='GZIP')  # as ExampleGen writes them
 
-  Images are cached as uint8 (a quarter of float32) and scaled back per batch.
-  """
-  dataset = data_accessor.tf_dataset_factory(
-      file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1,
-                                                   shuffle=False),
-      tf_transform_output.raw_metadata.schema)
+
+def _dataset(file_pattern, tf_transform_output, batch_size, shuffle):
+  """ExampleGen's files -> batches of (transformed features, label), streamed; without
+  `shuffle` (validation) in the same order every time."""
+  dataset = tf.data.experimental.make_batched_features_dataset(
+      file_pattern, batch_size, tf_transform_output.raw_feature_spec(), reader=_gzip_records,
+      num_epochs=1, shuffle=shuffle, shuffle_buffer_size=SHUFFLE_ROWS,
+      reader_num_threads=READ_FILES)
   transform_layer = tf_transform_output.transform_features_layer()
-  image = features.image_feature()
-  image_name = features.transformed_name(image.name) if image else None
 
   def transform(raw):
     transformed = transform_layer(raw)
     label = transformed.pop(features.LABEL_KEY)
-    if image_name in transformed:
-      transformed[image_name] = tf.cast(tf.round(transformed[image_name] * 255), tf.uint8)
     return transformed, label
 
-  def unpack(transformed, label):
-    if image_name in transformed:
-      transformed[image_name] = tf.cast(transformed[image_name], tf.float32) / 255
-    return transformed, label
-
-  rows = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
-  if shuffle:
-    rows = rows.shuffle(SHUFFLE_ROWS, reshuffle_each_iteration=True)
-  return rows.batch(batch_size).map(unpack).prefetch(tf.data.AUTOTUNE)
+  return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _raw_serving_fn(model, tf_transform_output):
@@ -194,10 +182,8 @@ def calibrate(model: tf.keras.Model, validation: tf.data.Dataset) -> Tuple[float
 
 
 def datasets(fn_args, tf_transform_output, batch_size):
-  return (_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
-                   shuffle=True),
-          _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size,
-                   shuffle=False))
+  return (_dataset(fn_args.train_files, tf_transform_output, batch_size, shuffle=True),
+          _dataset(fn_args.eval_files, tf_transform_output, batch_size, shuffle=False))
 
 
 def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
+from tfx.proto import range_config_pb2
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
@@ -81,15 +82,19 @@ def mixed_span(tmp_path):
   return tmp_path / 'data'
 
 
-def _run_executor(input_base, output_dir, max_rejected_fraction=0.05):
-  """Runs the executor on span 1 with the exec properties the pipeline's component has."""
+def _run_executor(input_base, output_dir, max_rejected_fraction=0.05, window_spans=None):
+  """Runs the executor with the exec properties the pipeline's component has, on span 1 or on
+  a window of the latest `window_spans` spans."""
   examples = standard_artifacts.Examples()
   examples.uri = str(output_dir)
+  spans = {'input_config': example_gen_pb2.Input(splits=[
+      example_gen_pb2.Input.Split(name='single_split', pattern='span-1/ads.csv')])}
+  if window_spans:
+    spans = {'range_config': range_config_pb2.RangeConfig(
+        rolling_range=range_config_pb2.RollingRange(num_spans=window_spans))}
   example_gen = component.ImageCsvExampleGen(
       input_base=str(input_base), max_rejected_fraction=max_rejected_fraction,
-      split_config=splits.SplitConfig(),
-      input_config=example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name='single_split', pattern='span-1/ads.csv')]))
+      split_config=splits.SplitConfig(), **spans)
   executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
                          dict(example_gen.exec_properties))
   return examples
@@ -137,6 +142,42 @@ def test_executor_accepts_valid_rows_and_reports_rejected(mixed_span, tmp_path):
   assert rejected['ad_1']['source_file'].endswith(os.path.join('span-1', 'ads.csv'))
   assert rejected['ad_1']['line_number'] == '13'  # the header is line 1
   assert rejected['ad_1']['line'].startswith('imp-11,ad_1,')
+
+
+def _shards(split_uri):
+  """[[(month, impression id) of each row, in file order] for each file of the split]."""
+  shards = []
+  for path in sorted(glob.glob(os.path.join(split_uri, '*'))):
+    ids = [tf.train.Example.FromString(record.numpy()).features.feature['impression_id']
+           .bytes_list.value[0].decode()
+           for record in tf.data.TFRecordDataset(path, compression_type='GZIP')]
+    shards.append([(int(i.split('-')[0][1:]), i) for i in ids])
+  return shards
+
+
+def test_each_split_is_written_shuffled_over_its_shards(tmp_path):
+  """Every month's training rows spread over all the shards, and each shard mixes the months
+  in its order: a stream of any file meets them all. A rerun writes the same files."""
+  months, rows = (1, 2, 3), 300
+  for month in months:
+    _write_span(tmp_path / 'data', month, [
+        _row(i, f'ad_{i % 3}', impression_id=f'm{month}-{i}', hour=str(i % 24),
+             bid_price='1.00')
+        for i in range(rows)], GOOD_IMAGES)
+  examples = _run_executor(tmp_path / 'data', tmp_path / 'out', window_spans=len(months))
+  assert examples.get_int_custom_property('rows_accepted') == len(months) * rows
+
+  train = _shards(os.path.join(examples.uri, 'Split-train'))
+  assert len(train) == splits.SHARDS
+  for shard in train:
+    order = [month for month, _ in shard]
+    assert set(order) == set(months)
+    switches = sum(a != b for a, b in zip(order, order[1:]))
+    assert switches > len(order) / 3, order  # not month by month (that would be 2)
+  for name in splits.NAMES:
+    assert len(glob.glob(os.path.join(examples.uri, f'Split-{name}', '*'))) == splits.SHARDS
+  rerun = _run_executor(tmp_path / 'data', tmp_path / 'rerun', window_spans=len(months))
+  assert _shards(os.path.join(rerun.uri, 'Split-train')) == train
 
 
 def test_executor_fails_above_max_rejected_fraction(tmp_path):

@@ -180,42 +180,67 @@ def test_learning_rate_is_cut_after_an_epoch_without_progress():
   assert len(trainer.callbacks(dataclasses.replace(hparams, lr_decay=1.0))) == 1
 
 
-class _TFExampleAccessor:
-  """The one DataAccessor method _dataset uses, as the Trainer's does it: TFXIO over files."""
-
-  @staticmethod
-  def tf_dataset_factory(file_pattern, options, schema):
-    from tfx_bsl.public import tfxio  # pylint: disable=import-outside-toplevel
-    return tfxio.TFExampleRecord(file_pattern, telemetry_descriptors=[],
-                                 schema=schema).TensorFlowDataset(options)
+def _write_shards(directory, rows, shards=4):
+  """The rows over `shards` files, as ExampleGen writes a split (tests/test_example_gen.py)."""
+  size = len(rows) // shards
+  for shard in range(shards):
+    with tf.io.TFRecordWriter(str(directory / f'shard-{shard}.gz'), options='GZIP') as writer:
+      for row in rows[shard * size:(shard + 1) * size]:
+        writer.write(_as_example_gen_writes(row).SerializeToString())
 
 
 @needs_sample_rows
-def test_training_rows_are_reshuffled_across_the_split_every_epoch(transformed, raw_rows,
-                                                                   tmp_path):
-  # ExampleGen writes a split month by month; write the rows in that order, in two files.
-  for part, rows in enumerate((raw_rows[:32], raw_rows[32:])):
-    with tf.io.TFRecordWriter(str(tmp_path / f'month-{part}.gz'), options='GZIP') as writer:
-      for row in rows:
-        writer.write(_as_example_gen_writes(row).SerializeToString())
+def test_training_streams_the_shards_in_a_new_order_every_epoch(transformed, raw_rows, tmp_path,
+                                                                 monkeypatch):
+  _write_shards(tmp_path, raw_rows)
   output = tft.TFTransformOutput(transformed[0])
-  pattern = [str(tmp_path / 'month-*.gz')]
   tf.keras.utils.set_random_seed(0)
   key = features.transformed_name(features.with_role(features.NUMERIC)[0].name)
 
-  def epochs(shuffle, count=3):
+  def epochs(shuffle, pattern='shard-*.gz', count=3):
     data = trainer._dataset(  # pylint: disable=protected-access
-        pattern, _TFExampleAccessor, output, 8, shuffle)
+        [str(tmp_path / pattern)], output, 8, shuffle)
     return [[tuple(np.round(batch[key].numpy(), 5)) for batch, _ in data]
             for _ in range(count)]
 
+  def rows(epoch):
+    return [value for batch in epoch for value in batch]
+
   in_order = epochs(shuffle=False)
-  assert in_order[0] == in_order[1]  # validation: the file order, every time
-  file_order = [value for batch in in_order[0] for value in batch]
+  assert in_order[0] == in_order[1]  # validation: the same order every time
+  shards = [rows(epochs(False, f'shard-{shard}.gz', count=1)[0]) for shard in range(4)]
+  shard_of = {value: shard for shard, values in enumerate(shards) for value in values}
   shuffled = epochs(shuffle=True)
   for epoch in shuffled:
-    assert sorted(v for batch in epoch for v in batch) == sorted(file_order)  # each row once
-    # The last batch is not the last month's alone.
-    assert set(epoch[-1]) & set(file_order[:32])
+    assert sorted(rows(epoch)) == sorted(rows(in_order[0]))  # each row once
   # Batches are made anew each epoch (not cached batches in a new order).
   assert {frozenset(b) for b in shuffled[0]} != {frozenset(b) for b in shuffled[1]}
+
+  # Without the buffer, what is left is the stream: the files interleaved (a batch draws from
+  # more than one), opened in a new order every epoch, each read in its own order.
+  monkeypatch.setattr(trainer, 'SHUFFLE_ROWS', 1)
+  opened = []
+  for epoch in epochs(shuffle=True):
+    assert len({shard_of[v] for v in epoch[0]}) > 1
+    opened.append(list(dict.fromkeys(shard_of[v] for v in rows(epoch))))
+    for shard, values in enumerate(shards):
+      assert [v for v in rows(epoch) if shard_of[v] == shard] == values
+  assert len({tuple(order) for order in opened}) > 1
+
+
+@needs_sample_rows
+def test_training_holds_no_copy_of_the_split(transformed, raw_rows, tmp_path):
+  """Each epoch reads the files again: the rows are streamed, not cached in memory."""
+  _write_shards(tmp_path, raw_rows[:32])
+  output = tft.TFTransformOutput(transformed[0])
+  key = features.transformed_name(features.with_role(features.NUMERIC)[0].name)
+  data = trainer._dataset(  # pylint: disable=protected-access
+      [str(tmp_path / 'shard-*.gz')], output, 8, shuffle=True)
+
+  def values():
+    return sorted(v for batch, _ in data for v in np.round(batch[key].numpy(), 5))
+
+  first = values()
+  _write_shards(tmp_path, raw_rows[32:])
+  second = values()
+  assert len(second) == 32 and not set(first) & set(second)

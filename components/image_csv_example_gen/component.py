@@ -57,7 +57,8 @@ class ImageCsvExampleGen(base_beam_component.BaseBeamComponent):
     """
     input_config = input_config or example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name='single_split', pattern=data_layout.SPLIT_PATTERN)])
-    # The split names TFX records on the artifact; the executor splits by time (splits.py).
+    # The split names, as FileBasedExampleGenSpec wants them; the executor splits by time and
+    # names the splits itself (splits.py).
     output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
         example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
         for name, buckets in split_config.hash_buckets().items()]))

@@ -16,7 +16,7 @@ rows.IMAGE_FORMATS, larger than the model decodes or refused by the model's own 
 A quoted field may hold newlines (one row). An empty optional field takes its default. When
 features.py has an IMAGE field, the example gets the image bytes under its name and the
 image_path column is dropped; a log without images needs no image column. Rows are then
-split out of time (splits.py).
+split out of time, and each split is written shuffled over splits.SHARDS files (splits.py).
 
 Besides the Split-* folders, the executor writes under the output Examples URI:
   rejected_rows/rejected-<input>-SSSSS-of-NNNNN.csv  CSV with the header
@@ -40,6 +40,8 @@ from apache_beam.io.filesystems import FileSystems
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.proto import range_config_pb2
 from tfx.types import artifact_utils
@@ -247,6 +249,18 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     return keyed | 'SplitData' >> splits.SplitExamples(latest_span,
                                                        _split_config(exec_properties))
 
+  def _write_splits(self, examples: types.Artifact, exec_properties: Dict[str, Any]) -> None:
+    """The base class's Do, with each split shuffled on disk (splits.WriteShards) where its
+    WriteSplit keeps the input order on the DirectRunner and leaves the files to the runner."""
+    examples.split_names = artifact_utils.encode_split_names(list(splits.NAMES))
+    with self._make_beam_pipeline() as pipeline:
+      for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+        _ = split | f'WriteSplit[{name}]' >> splits.WriteShards(
+            artifact_utils.get_split_uri([examples], name))
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, write_split.to_file_format_str(
+        example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
@@ -262,7 +276,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     exec_properties[_REJECTED_ROWS_DIR_KEY] = rejected_rows_dir(examples.uri)
     spans = _select_spans(exec_properties)
     exec_properties[_SPANS_KEY] = spans
-    super().Do(input_dict, output_dict, exec_properties)
+    self._log_startup(input_dict, output_dict, exec_properties)
+    self._write_splits(examples, exec_properties)
     if spans:
       logging.info('ImageCsvExampleGen read spans %s.', spans)
       # Where TFX's FileBasedExampleGen driver puts the span, and the typed property.

@@ -11,10 +11,15 @@ was first seen (in the whole window read) inside the eval period, else `establis
 
 Without a TIME field the rows are split at random by a hash of the row, in the same
 proportions; the run summary then warns that the eval figures overstate next month's.
+
+Each split is then written shuffled on disk (WriteShards): SHARDS gzipped TFRecord files, every
+row in a random one and at a random place in it, so a reader streaming the files meets the
+months mixed and needs no shuffle of the whole split (models/trainer.py).
 """
 import dataclasses
 import hashlib
-from typing import Dict, Tuple
+import os
+from typing import Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -23,6 +28,10 @@ from models import features
 
 TRAIN, VALIDATION, EVAL = 'train', 'validation', 'eval'
 NAMES = (TRAIN, VALIDATION, EVAL)
+SHARDS = 16  # files per split
+# Seeds the rows' places on disk; not the hash of the hash split, so the two are independent.
+_PLACE_SEED = b'shards'
+_FILE_PREFIX = 'data_tfrecord'  # TFX's name for ExampleGen's files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,3 +133,44 @@ def SplitExamples(keyed_examples: beam.PCollection, latest_span: int,  # pylint:
   tagged = keyed_examples | 'Assign' >> beam.ParDo(_Assign(latest_span, config), **side
                                                    ).with_outputs(*NAMES)
   return {name: tagged[name] for name in NAMES}
+
+
+def place(serialized: bytes) -> int:
+  """A row's random place on disk: its shard is place % SHARDS, its rank in the shard the order
+  of places. A seeded hash of the row, so every runner and every rerun puts it in the same place
+  whatever order the rows come in (beam.Reshuffle keeps their order on the DirectRunner)."""
+  return int.from_bytes(hashlib.blake2b(serialized, digest_size=7, key=_PLACE_SEED).digest(),
+                        'big')
+
+
+def _placed(serialized: bytes) -> Tuple[int, Tuple[int, bytes]]:
+  where = place(serialized)
+  return where % SHARDS, (where, serialized)
+
+
+def shard_path(split_uri: str, shard: int) -> str:
+  return os.path.join(split_uri, f'{_FILE_PREFIX}-{shard:05d}-of-{SHARDS:05d}.gz')
+
+
+def _write_shard(grouped: Tuple[int, Iterable[Optional[Tuple[int, bytes]]]], split_uri: str):
+  """(shard, its rows) -> the shard's file, rows in the order of their places (None: the
+  shard's marker)."""
+  shard, rows = grouped
+  tf.io.gfile.makedirs(split_uri)
+  with tf.io.TFRecordWriter(shard_path(split_uri, shard), options='GZIP') as writer:
+    for _, serialized in sorted(row for row in rows if row is not None):
+      writer.write(serialized)
+
+
+@beam.ptransform_fn
+def WriteShards(examples: beam.PCollection, split_uri: str):  # pylint: disable=invalid-name
+  """tf.Examples -> SHARDS files under split_uri, each row at its place(); every shard is
+  written, an empty one too (a split without rows is then still a readable split)."""
+  placed = (examples
+            | 'Serialize' >> beam.Map(lambda e: e.SerializeToString(deterministic=True))
+            | 'Place' >> beam.Map(_placed))
+  markers = examples.pipeline | 'Shards' >> beam.Create([(s, None) for s in range(SHARDS)])
+  return ((placed, markers)
+          | 'Flatten' >> beam.Flatten()
+          | 'GroupByShard' >> beam.GroupByKey()
+          | 'Write' >> beam.Map(_write_shard, split_uri=split_uri))
