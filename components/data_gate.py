@@ -202,21 +202,11 @@ def write_report(path: str, span: int, problems: Dict[str, List[str]], notes: Li
   return text
 
 
-def drift_note(span: int, stats: Dict[int, statistics_pb2.DatasetFeatureStatisticsList],
-               spans_read: Sequence[int]) -> str:
+def drift_note(span: int, stats: Dict[int, statistics_pb2.DatasetFeatureStatisticsList]) -> str:
   """What the drift check compared, in words."""
   counts = {s: stats[s].datasets[0].num_examples for s in stats}
-  note = (f'Drift compared the {counts[span]:,} rows of span {span} with the '
+  return (f'Drift compared the {counts[span]:,} rows of span {span} with the '
           f'{counts[span - 1]:,} rows of span {span - 1} that the row rules accept.')
-  if span - 1 not in spans_read:
-    note += (f' Span {span - 1} was not read by ExampleGen in this run, so its rows with an '
-             'unusable creative are counted (DataGate reads no creatives).')
-  return note
-
-
-def _spans_read(examples) -> List[int]:
-  spans = examples.get_string_custom_property(executor.SPANS_PROPERTY)
-  return [int(span) for span in spans.split(',')] if spans else []
 
 
 @component(use_beam=True)
@@ -241,7 +231,7 @@ def DataGate(  # pylint: disable=invalid-name
                              rejected_lines(examples.uri), drift.uri)
     drift_result = drift_anomalies(stats[span], stats[span - 1], schema_proto)
     problems[f'Drift against span {span - 1}'] = describe(drift_result)
-    notes.append(drift_note(span, stats, _spans_read(examples)))
+    notes.append(drift_note(span, stats))
   else:
     notes.append(f'No previous span next to span {span}: drift was not checked.')
   io_utils.write_bytes_file(

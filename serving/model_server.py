@@ -536,7 +536,10 @@ class _Connection(web_protocol.RequestHandler):
   def handle_error(self, request, status: int = 500, exc=None, message=None):
     """A request that is not HTTP enough to reach the API (bad request line or headers):
     aiohttp's status, with the error as JSON, as every other answer; logged in one line."""
-    logging.info('Malformed HTTP request from %s: %s', request.remote, message or exc)
+    if status >= 500:  # a failure of this server, not of the request: with its traceback
+      logging.error('Request from %s failed', request.remote, exc_info=exc)
+    else:
+      logging.info('Malformed HTTP request from %s: %s', request.remote, message or exc)
     reason = (message or str(exc) or '').strip().splitlines()
     text = http.HTTPStatus(status).phrase + (f': {reason[0].rstrip(":")}' if reason else '')
     response = web.Response(status=status, body=rest_json.error_body(text),

@@ -510,7 +510,8 @@ def test_idle_connections_cannot_lock_clients_out(limited):
 
 def test_a_small_request_is_answered_while_a_large_one_is_decoded(limited, raw_rows):
   """A request of millions of prices takes seconds to decode; single-ad requests sent after
-  it are answered meanwhile (parsing on the event loop answered them only after it)."""
+  it are answered meanwhile (69 and 87 in two runs; decoding on the event loop let 2 to 4
+  through, those answered before the large body had arrived)."""
   url = f'{limited.url}/v1/models/{MODEL}:predict'
   large = _predict_body(raw_rows[:1], bid_price=[1.5] * 1_500_000)
   small = _predict_body(raw_rows[:1])
@@ -522,7 +523,7 @@ def test_a_small_request_is_answered_while_a_large_one_is_decoded(limited, raw_r
         assert session.post(url, data=small, timeout=120).status_code == 200
         answered.append(big.done())
   assert big.result().status_code == 400  # a price is one number, not a list
-  assert answered.count(False) >= 5
+  assert answered.count(False) >= 20
 
 
 def test_requests_past_the_queue_bound_get_503_before_their_body_is_read():
