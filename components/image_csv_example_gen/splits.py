@@ -135,20 +135,17 @@ def SplitExamples(keyed_examples: beam.PCollection, latest_span: int,  # pylint:
   return {name: tagged[name] for name in NAMES}
 
 
-def place(serialized: bytes) -> int:
-  """A row's random place on disk: its shard is place % SHARDS, its rank in the shard the order
-  of places. A seeded hash of the row, so every runner and every rerun puts it in the same place
-  whatever order the rows come in (beam.Reshuffle keeps their order on the DirectRunner)."""
-  return int.from_bytes(hashlib.blake2b(serialized, digest_size=7, key=_PLACE_SEED).digest(),
-                        'big')
-
-
 def _placed(serialized: bytes) -> Tuple[int, Tuple[int, bytes]]:
-  where = place(serialized)
-  return where % SHARDS, (where, serialized)
+  """A row -> (its shard, (its place, the row)): the place is a seeded hash of the row, its
+  shard the place modulo SHARDS, its rank in the shard the order of places. Every runner and
+  every rerun then puts a row in the same place, whatever order the rows come in
+  (beam.Reshuffle keeps their order on the DirectRunner)."""
+  place = int.from_bytes(hashlib.blake2b(serialized, digest_size=7, key=_PLACE_SEED).digest(),
+                         'big')
+  return place % SHARDS, (place, serialized)
 
 
-def shard_path(split_uri: str, shard: int) -> str:
+def _shard_path(split_uri: str, shard: int) -> str:
   return os.path.join(split_uri, f'{_FILE_PREFIX}-{shard:05d}-of-{SHARDS:05d}.gz')
 
 
@@ -157,14 +154,14 @@ def _write_shard(grouped: Tuple[int, Iterable[Optional[Tuple[int, bytes]]]], spl
   shard's marker)."""
   shard, rows = grouped
   tf.io.gfile.makedirs(split_uri)
-  with tf.io.TFRecordWriter(shard_path(split_uri, shard), options='GZIP') as writer:
+  with tf.io.TFRecordWriter(_shard_path(split_uri, shard), options='GZIP') as writer:
     for _, serialized in sorted(row for row in rows if row is not None):
       writer.write(serialized)
 
 
 @beam.ptransform_fn
 def WriteShards(examples: beam.PCollection, split_uri: str):  # pylint: disable=invalid-name
-  """tf.Examples -> SHARDS files under split_uri, each row at its place(); every shard is
+  """tf.Examples -> SHARDS files under split_uri, each row at its place (_placed); every shard is
   written, an empty one too (a split without rows is then still a readable split)."""
   placed = (examples
             | 'Serialize' >> beam.Map(lambda e: e.SerializeToString(deterministic=True))
