@@ -16,6 +16,7 @@ import weakref
 
 import numpy as np
 from PIL import Image
+import psutil
 import pytest
 import requests
 
@@ -566,6 +567,42 @@ def test_a_failed_call_leaves_nothing_behind_for_the_garbage_collector():
     assert freed() is None
   finally:
     gc.enable()
+
+
+def test_the_memory_of_large_failed_requests_goes_back(model_server, raw_rows):
+  """A 48 MiB request (a 36 MiB creative the model cannot decode: 400) raises the server's
+  RSS while it is handled, then gives it back, and repeating it adds nothing. Without the
+  failed call's cycle broken (batching.py) every such request kept its body and inputs until
+  a full garbage collection: +100 MiB a request, for minutes."""
+  server, _ = model_server
+  process = psutil.Process(server.pid)
+  url = f'{server.url}/v1/models/{MODEL}:predict'
+  large = json.dumps({'instances': [dict(_instance(raw_rows[0]), image={
+      'b64': base64.b64encode(bytes(36 << 20)).decode()})]})
+  small = json.dumps({'instances': [_instance(raw_rows[0])]})
+  peak = [0]
+
+  def post_large() -> int:  # the settled RSS after it
+    with futures.ThreadPoolExecutor(1) as pool:
+      answer = pool.submit(requests.post, url, data=large, timeout=120)
+      while not answer.done():
+        peak[0] = max(peak[0], process.memory_info().rss)
+        time.sleep(0.005)
+    assert answer.result().status_code == 400
+    assert requests.post(url, data=small, timeout=30).status_code == 200
+    time.sleep(0.5)
+    return process.memory_info().rss
+
+  assert requests.post(url, data=small, timeout=30).status_code == 200
+  baseline = process.memory_info().rss
+  after = [post_large() for _ in range(4)]
+  mib = lambda n: round(n / (1 << 20))
+  figures = (f'baseline {mib(baseline)} MiB, peak +{mib(peak[0] - baseline)}, after each '
+             f'{[mib(a - baseline) for a in after]}')
+  assert peak[0] - baseline > 60 << 20, figures  # the request was large
+  assert after[0] - baseline < 50 << 20, figures
+  assert max(after) - after[0] < 30 << 20, figures  # no accumulation
+  print(figures)
 
 
 def test_a_client_that_disconnects_mid_body_costs_one_log_line(limited):
