@@ -23,8 +23,10 @@ import requests
 from models import features
 from models import serving_layout
 from models import signatures
+from models import storage
 from serving import batching
 from serving import client
+from serving import model_config
 from serving import model_server
 from serving import rest_json
 from serving import server_process
@@ -394,6 +396,35 @@ def test_partial_or_broken_versions_are_never_served(model_server, serving_model
   shutil.copy(os.path.join(serving_model_dir, 'variables', 'variables.data-00000-of-00001'),
               shard)
   _wait_for(lambda: _serving_version(server.url) == current + 1)
+
+
+def test_a_copy_loads_on_the_polls_listing_and_a_later_change_is_logged_once(
+    tmp_path, monkeypatch, capsys):
+  """A copy without a manifest loads once two polls saw the same listing, with no third look
+  storage.SETTLE_SECONDS later; a change of a served version's files is logged once."""
+  root = serving_layout.model_root(str(tmp_path))
+  fake_serving.save_version(root, 1)
+  compared_with = []
+  check = storage.check
+  monkeypatch.setattr(storage, 'check', lambda path, previous=None: (
+      compared_with.append(previous) or check(path, previous)))
+  model = model_server.ModelVersions(
+      model_config.model(model_config.single_model(MODEL, root)), poll_seconds=1)
+
+  def polls(count):
+    for _ in range(count):
+      asyncio.run(model.poll())
+    return capsys.readouterr().out.count('its files changed since it was loaded')
+
+  assert polls(2) == 0
+  assert list(model.loaded) == [1] and compared_with == [model.loaded[1].files]
+  extra = os.path.join(root, '1', 'notes.txt')
+  with open(extra, 'w') as f:
+    f.write('added after the load')
+  assert polls(3) == 1
+  os.remove(extra)
+  assert polls(2) == 1
+  assert list(model.loaded) == [1]
 
 
 def test_a_model_without_an_image_field_loads_and_warms_up(tmp_path, monkeypatch):
