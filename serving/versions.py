@@ -55,10 +55,6 @@ class LoadedModel:
   files: Snapshot  # the version's files when it was checked whole and loaded
 
 
-# Until tests/test_safe_push.py and benchmarks/serving_bench.py call storage.version_numbers.
-list_versions = storage.version_numbers
-
-
 def snapshot(version_dir: str) -> Optional[Snapshot]:
   """Every file of a version, or None while its listing shows that it is not whole."""
   found = storage.quick_check(version_dir)
