@@ -13,10 +13,10 @@ Resolver: open-source Kubeflow Pipelines cannot run resolvers. Each CSV is read 
 in Beam, by ExampleGen's own reader and row rules (models/rows.py): a line they refuse (not
 UTF-8, a NUL, the wrong number of columns, a bad value or label) is left out, never fatal,
 and so is every line ExampleGen's rejected-rows report names (e.g. for its creative:
-DataGate reads none), so the statistics describe the rows ExampleGen accepted. TFDV computes them from tf.Examples of the
-drift fields, typed by the schema (left to guess, it would read a categorical of integer
-codes declared 'string' as numbers); they are kept in the output artifact under
-`statistics/span-<N>/`.
+DataGate reads none), so the statistics describe the rows ExampleGen accepted. TFDV
+computes them from tf.Examples of the drift fields, typed by the schema (left to guess, it
+would read a categorical of integer codes declared 'string' as numbers); they are kept in
+the output artifact under `statistics/span-<N>/`.
 """
 import os
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence
