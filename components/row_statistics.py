@@ -3,8 +3,9 @@
 Raw months (DataGate's drift check) and captured traffic (the monitoring check) are summarised
 the same way: each file is read as a stream by ExampleGen's own reader and row rules
 (models/rows.py); a line they refuse (not UTF-8, a NUL, a quoted field left open, the wrong
-number of columns, a bad value) is left out and counted, never fatal. Creatives are neither
-read nor decoded (RowParser(images=False)): the statistics are of the other fields. TFDV
+number of columns, a cell not of its type, a bad value unless `values=False`) is left out and
+counted, never fatal. Creatives are neither read nor decoded (RowParser(images=False)): the
+statistics are of the other fields. TFDV
 computes them as StatisticsGen does (tf.Examples -> Arrow RecordBatches by tfx-bsl ->
 tfdv.GenerateStatistics), typed by the schema: left to guess, it would read a categorical of
 integer codes declared 'string' as numbers.
@@ -62,12 +63,13 @@ class _FieldsExample(beam.DoFn):
   rules refuse it (counted) or its line is in `skipped` (CSV file -> line numbers)."""
 
   def __init__(self, header: Sequence[str], names: Sequence[str],
-               skipped: Mapping[str, FrozenSet[int]]):
+               skipped: Mapping[str, FrozenSet[int]], values: bool):
     self._header, self._names, self._skipped = list(header), list(names), dict(skipped)
+    self._values = values
     self._rejected = Metrics.counter(COUNTER_NAMESPACE, REJECTED_COUNTER)
 
   def setup(self):
-    self._parser = rows.RowParser(self._header, images=False)
+    self._parser = rows.RowParser(self._header, images=False, values=self._values)
 
   def process(self, element: Tuple[str, rows.Record]) -> Iterator[bytes]:
     csv_path, record = element
@@ -88,11 +90,12 @@ class _FieldsExample(beam.DoFn):
 def RowStatistics(pipeline: beam.pvalue.PBegin, csv_paths: Sequence[str],  # pylint: disable=invalid-name
                   schema: schema_pb2.Schema, names: Sequence[str],
                   skipped: Optional[Mapping[str, FrozenSet[int]]] = None,
-                  optional: Sequence[str] = ()):
+                  optional: Sequence[str] = (), values: bool = True):
   """CSV files (one header, check_headers: `optional` columns may be absent) -> one
   DatasetFeatureStatisticsList of the fields `names` of the rows the row rules accept,
   leaving out `skipped` lines too (CSV file -> line numbers). The lines the rules refuse are
-  counted by the Beam counter REJECTED_COUNTER."""
+  counted by the Beam counter REJECTED_COUNTER. `values=False` keeps values outside their
+  range or domain (RowParser), for a schema check to name them."""
   header = rows.check_headers(csv_paths, optional)
   kept_schema = fields_schema(schema, names)
   source = tfxio.TFExampleBeamRecord(physical_format='inmem', schema=kept_schema,
@@ -102,7 +105,7 @@ def RowStatistics(pipeline: beam.pvalue.PBegin, csv_paths: Sequence[str],  # pyl
           # Streamed from the read to the statistics (no Reshuffle, which would hold every
           # row): parsing cells costs far less than reading them.
           | 'ReadRecords' >> beam.FlatMap(_file_records)
-          | 'Fields' >> beam.ParDo(_FieldsExample(header, names, skipped or {}))
+          | 'Fields' >> beam.ParDo(_FieldsExample(header, names, skipped or {}, values))
           | 'ToRecordBatches' >> source.BeamSource()
           | 'GenerateStatistics' >> tfdv.GenerateStatistics(
               tfdv.StatsOptions(schema=kept_schema, feature_allowlist=list(names))))
@@ -116,7 +119,7 @@ def rejected_lines(result: beam.runners.runner.PipelineResult) -> int:
 
 
 def statistics(csv_pattern: str, schema: schema_pb2.Schema, names: Sequence[str],
-               optional: Sequence[str] = ()) -> Counted:
+               optional: Sequence[str] = (), values: bool = True) -> Counted:
   """RowStatistics of the files a pattern matches, in a Beam pipeline of its own (the
   DirectRunner), with the count of the lines the row rules refused."""
   with tempfile.TemporaryDirectory() as folder:
@@ -124,7 +127,7 @@ def statistics(csv_pattern: str, schema: schema_pb2.Schema, names: Sequence[str]
     pipeline = beam.Pipeline()
     _ = (pipeline
          | 'RowStatistics' >> RowStatistics(csv_files(csv_pattern), schema, names,
-                                            optional=optional)
+                                            optional=optional, values=values)
          | 'WriteStatistics' >> tfdv.WriteStatisticsToBinaryFile(output))
     result = pipeline.run()
     result.wait_until_finish()

@@ -46,11 +46,13 @@ _IMAGE_CACHE_SIZE = 2048
 
 # ---------------------------------------------------------------------------------- values
 
-def parse_cell(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]]:
+def parse_cell(feature: features.Feature, cell: str, values: bool = True
+               ) -> Tuple[Any, Optional[str]]:
   """A CSV cell as the field's value: (value, None), or (None, reason) when unusable.
 
   An empty optional cell takes the field's default; a parsed value must also pass
-  value_refusal (finite, in range, in the closed domain, a valid label)."""
+  value_refusal (finite, in range, in the closed domain, a valid label) unless `values` is
+  False."""
   if not cell:
     if feature.required:
       return None, f'{feature.name}: required value is empty'
@@ -67,7 +69,7 @@ def parse_cell(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]
       return None, f'{feature.name}: {cell!r} is not a number'
   else:
     value = cell
-  refusal = value_refusal(feature, value)
+  refusal = value_refusal(feature, value) if values else None
   return (None, refusal) if refusal else (value, None)
 
 
@@ -353,10 +355,13 @@ class RowParser:
   features.py has an IMAGE field, the image_path cell names a creative relative to the CSV's
   folder; the example gets its bytes and the image_path column is dropped. With
   `images=False` (statistics of the other fields: they need no creative) the image rule is
-  not applied: the image_path cell is not read and the example has no image field."""
+  not applied: the image_path cell is not read and the example has no image field. With
+  `values=False` (the monitoring check, which measures such values as schema anomalies) a
+  value outside its range or domain is kept; the cell must still parse as its type."""
 
-  def __init__(self, header: Sequence[str], images: bool = True):
+  def __init__(self, header: Sequence[str], images: bool = True, values: bool = True):
     self.num_columns = len(header)
+    self._values = values
     self._image_feature = features.image_feature() if images else None
     self._image_index = (header.index(features.IMAGE_PATH_COLUMN)
                          if self._image_feature else None)
@@ -401,7 +406,7 @@ class RowParser:
     feature_map = example.features.feature
     errors = []
     for feature, index in self._fields:
-      value, error = parse_cell(feature, cells[index])
+      value, error = parse_cell(feature, cells[index], self._values)
       if error:
         errors.append(error)
       else:

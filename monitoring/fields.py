@@ -2,7 +2,8 @@
 traffic vs the previous span's), with TFDV's comparators and the thresholds of features.py.
 
 Captured CSVs are read like the data gate reads raw months (components/row_statistics.py): by
-the row rules, a line they refuse left out and counted, each field typed by the schema.
+the row rules, a line they refuse left out and counted, each field typed by the schema; values
+outside a field's range or domain are kept, for the schema check to name.
 """
 import re
 from typing import Dict, List, Optional
@@ -40,9 +41,10 @@ def _subset(schema: schema_pb2.Schema, names: List[str]) -> schema_pb2.Schema:
 
 def traffic(csv_pattern: str, schema: schema_pb2.Schema) -> row_statistics.Counted:
   """Statistics of the skew fields of the rows of captured (or raw monthly) CSV files that
-  the row rules accept, and the count of the lines they refused (left out)."""
+  the row rules accept, and the count of the lines they refused (left out). Values outside
+  a field's range or domain are kept: skew() names them (the schema's complaints)."""
   return row_statistics.statistics(csv_pattern, schema, skew_names(),
-                                   optional=[features.LABEL_KEY])
+                                   optional=[features.LABEL_KEY], values=False)
 
 
 def traffic_statistics(csv_pattern: str, schema: schema_pb2.Schema) -> Stats:

@@ -112,6 +112,9 @@ def test_values_finite_in_range_and_in_domain():
   for cell in ('nan', 'inf', '-inf', '1e400'):
     assert rows.parse_cell(bid, cell)[1].endswith('is not a finite number'), cell
   assert rows.parse_cell(bid, '99') == (None, 'bid_price: 99.0 is outside [0.01, 50]')
+  assert rows.parse_cell(bid, '99', values=False) == (99.0, None)  # measured, not refused
+  assert rows.parse_cell(device, 'phone', values=False) == ('phone', None)
+  assert rows.parse_cell(bid, 'n/a', values=False)[1] == "bid_price: 'n/a' is not a number"
   assert rows.parse_cell(hour, '') == (hour.default, None)
   assert rows.parse_cell(hour, '3.5') == (None, "hour: '3.5' is not an integer")
   assert rows.parse_cell(device, 'phone')[1].startswith("device: 'phone' is not one of")
