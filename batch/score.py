@@ -28,7 +28,6 @@ model is loaded by TensorFlow (local, or real GCS).
 """
 import argparse
 import datetime
-import json
 import os
 import sys
 from typing import Dict, List, Optional, Sequence

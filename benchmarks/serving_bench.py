@@ -32,6 +32,7 @@ import numpy as np
 from models import features
 from models import serving_layout
 from models import signatures
+from models import storage
 from serving import client
 from serving import rest_json
 from serving import server_process
@@ -215,7 +216,7 @@ def main():
   parser.add_argument('--part', choices=('all', 'throughput', 'starvation'), default='all')
   args = parser.parse_args()
   model_root = serving_layout.model_root(args.serving_root)
-  found = versions.list_versions(model_root)
+  found = storage.version_numbers(model_root)
   if not found:
     raise SystemExit(f'No pushed model under {model_root}: run `make demo` first, or pass '
                      '--serving-root.')

@@ -12,11 +12,11 @@ the older months of the window into the new one and would dilute a shift, and no
 Resolver: open-source Kubeflow Pipelines cannot run resolvers. Each CSV is read as a stream,
 in Beam, by ExampleGen's own reader and row rules (models/rows.py): a line they refuse (not
 UTF-8, a NUL, the wrong number of columns, a bad value or label) is left out, never fatal,
-and so is every line ExampleGen's rejected-rows report names (e.g. for its creative), so the
-statistics describe the rows ExampleGen accepted. TFDV computes them from tf.Examples of the
-drift fields, typed by the schema (left to guess, it would read a categorical of integer
-codes declared 'string' as numbers); they are kept in the output artifact under
-`statistics/span-<N>/`.
+and so is every line ExampleGen's rejected-rows report names (e.g. for its creative:
+DataGate reads none), so the statistics describe the rows ExampleGen accepted. TFDV
+computes them from tf.Examples of the drift fields, typed by the schema (left to guess, it
+would read a categorical of integer codes declared 'string' as numbers); they are kept in
+the output artifact under `statistics/span-<N>/`.
 """
 import os
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence
@@ -122,7 +122,7 @@ class _DriftExample(beam.DoFn):
         csv_path, list(header), list(names), skipped)
 
   def setup(self):
-    self._parser = rows.RowParser(self._header)
+    self._parser = rows.RowParser(self._header, images=False)  # drift needs no creative
 
   def process(self, record: rows.Record) -> Iterator[bytes]:
     if record.line_number in self._skipped:
@@ -202,11 +202,21 @@ def write_report(path: str, span: int, problems: Dict[str, List[str]], notes: Li
   return text
 
 
-def drift_note(span: int, stats: Dict[int, statistics_pb2.DatasetFeatureStatisticsList]) -> str:
+def drift_note(span: int, stats: Dict[int, statistics_pb2.DatasetFeatureStatisticsList],
+               spans_read: Sequence[int]) -> str:
   """What the drift check compared, in words."""
   counts = {s: stats[s].datasets[0].num_examples for s in stats}
-  return (f'Drift compared the {counts[span]:,} rows of span {span} with the '
+  note = (f'Drift compared the {counts[span]:,} rows of span {span} with the '
           f'{counts[span - 1]:,} rows of span {span - 1} that the row rules accept.')
+  if span - 1 not in spans_read:
+    note += (f' ExampleGen did not read span {span - 1} in this run, so its rows with an '
+             'unusable creative are counted (DataGate reads no creatives).')
+  return note
+
+
+def _spans_read(examples) -> List[int]:
+  spans = examples.get_string_custom_property(executor.SPANS_PROPERTY)
+  return [int(span) for span in spans.split(',')] if spans else []
 
 
 @component(use_beam=True)
@@ -231,7 +241,7 @@ def DataGate(  # pylint: disable=invalid-name
                              rejected_lines(examples.uri), drift.uri)
     drift_result = drift_anomalies(stats[span], stats[span - 1], schema_proto)
     problems[f'Drift against span {span - 1}'] = describe(drift_result)
-    notes.append(drift_note(span, stats))
+    notes.append(drift_note(span, stats, _spans_read(examples)))
   else:
     notes.append(f'No previous span next to span {span}: drift was not checked.')
   io_utils.write_bytes_file(

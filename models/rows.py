@@ -8,7 +8,8 @@ None), never raises on bad input: one bad value costs one row or one request, ne
   - Lines (read_records): a CSV file is read as a stream of records, each named by the number
     of the line it starts on. A line that is not UTF-8 text, holds a NUL byte or is longer
     than MAX_LINE_BYTES is refused alone; a quoted field may span lines (one record), up to
-    MAX_RECORD_LINES lines, so an unclosed quote costs its own line only.
+    MAX_RECORD_LINES lines, so an unclosed quote costs its own line only; a record holding
+    such a line is refused whole.
   - Header (check_headers): every column features.py needs, the same header in every file.
   - Values (parse_cell, value_refusal): numbers finite and within `value_range`, strings
     within a closed `domain`, required values present; the label must be 0 or 1.
@@ -45,11 +46,13 @@ _IMAGE_CACHE_SIZE = 2048
 
 # ---------------------------------------------------------------------------------- values
 
-def parse_cell(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]]:
+def parse_cell(feature: features.Feature, cell: str, values: bool = True
+               ) -> Tuple[Any, Optional[str]]:
   """A CSV cell as the field's value: (value, None), or (None, reason) when unusable.
 
   An empty optional cell takes the field's default; a parsed value must also pass
-  value_refusal (finite, in range, in the closed domain, a valid label)."""
+  value_refusal (finite, in range, in the closed domain, a valid label) unless `values` is
+  False."""
   if not cell:
     if feature.required:
       return None, f'{feature.name}: required value is empty'
@@ -66,7 +69,7 @@ def parse_cell(feature: features.Feature, cell: str) -> Tuple[Any, Optional[str]
       return None, f'{feature.name}: {cell!r} is not a number'
   else:
     value = cell
-  refusal = value_refusal(feature, value)
+  refusal = value_refusal(feature, value) if values else None
   return (None, refusal) if refusal else (value, None)
 
 
@@ -156,6 +159,10 @@ class Record:
   refusal: Optional[str] = None
 
 
+# A line read: its number (from 1), its text (with its line end) and why it is refused or None.
+_Line = Tuple[int, str, Optional[str]]
+
+
 def _line_refusal(raw: bytes) -> Tuple[str, Optional[str]]:
   """(text, None) for a line of UTF-8 text, else (its escaped text, why it is refused)."""
   try:
@@ -172,7 +179,9 @@ def _line_refusal(raw: bytes) -> Tuple[str, Optional[str]]:
 
 class _Lines:
   """The text lines of a binary stream, as csv.reader pulls them (one at a time, so the file
-  is never held whole). Refused lines are set aside; a record that spans more than
+  is never held whole), each with why it is refused or None. A refused line that would start
+  a record is set aside; one inside a record (a quoted field spanning lines) is passed on
+  (as its escaped text), and the record is refused whole. A record that spans more than
   MAX_RECORD_LINES lines is cut short, as is one that reaches the end of the file with a
   quote open (StopIteration ends csv.reader's record, and it asks for lines again next
   time): then its later lines are read again."""
@@ -180,30 +189,31 @@ class _Lines:
   def __init__(self, stream):
     self._stream = stream
     self._number = 0
-    self._again: List[Tuple[int, str]] = []  # lines to read again, last first
-    self.record: List[Tuple[int, str]] = []  # the lines of the record being read
+    self._again: List[_Line] = []  # lines to read again, last first
+    self.record: List[_Line] = []  # the lines of the record being read
     self.refused: List[Record] = []
     self.cut = False
 
-  def _next_line(self) -> Optional[Tuple[int, str]]:
-    while not self._again:
-      raw = self._stream.readline(MAX_LINE_BYTES + 1)
-      if not raw:
-        return None
-      self._number += 1
-      if len(raw) > MAX_LINE_BYTES and not raw.endswith(b'\n'):
-        while raw and not raw.endswith(b'\n'):  # skips the rest of the long line
-          raw = self._stream.readline(MAX_LINE_BYTES)
-        self.refused.append(Record(self._number, '',
-                                   refusal=f'line longer than {MAX_LINE_BYTES:,} bytes'))
-        continue
-      if self._number == 1 and raw.startswith(b'\xef\xbb\xbf'):
-        raw = raw[3:]  # spreadsheet exports often start with a byte order mark
-      text, refusal = _line_refusal(raw)
-      if refusal is None:
-        return self._number, text
-      self.refused.append(Record(self._number, text.rstrip('\r\n'), refusal=refusal))
-    return self._again.pop()
+  def _read(self) -> Optional[_Line]:
+    raw = self._stream.readline(MAX_LINE_BYTES + 1)
+    if not raw:
+      return None
+    self._number += 1
+    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b'\n'):
+      while raw and not raw.endswith(b'\n'):  # skips the rest of the long line
+        raw = self._stream.readline(MAX_LINE_BYTES)
+      return self._number, '\n', f'line longer than {MAX_LINE_BYTES:,} bytes'
+    if self._number == 1 and raw.startswith(b'\xef\xbb\xbf'):
+      raw = raw[3:]  # spreadsheet exports often start with a byte order mark
+    return (self._number, *_line_refusal(raw))
+
+  def _next_line(self) -> Optional[_Line]:
+    while True:
+      line = self._again.pop() if self._again else self._read()
+      if line is None or line[2] is None or self.record:
+        return line
+      number, text, refusal = line
+      self.refused.append(Record(number, text.rstrip('\r\n'), refusal=refusal))
 
   def __iter__(self):
     return self
@@ -217,17 +227,23 @@ class _Lines:
     self.record.append(line)
     return line[1]
 
-  def read_again(self, lines: Sequence[Tuple[int, str]]) -> None:
+  def read_again(self, lines: Sequence[_Line]) -> None:
     self._again.extend(reversed(lines))
+
+  def record_refusal(self) -> Optional[str]:
+    """Why the record read is refused for a line inside it, or None."""
+    return next((f'line {number} inside a quoted field: {refusal}'
+                 for number, _, refusal in self.record[1:] if refusal), None)
 
 
 def read_records(stream) -> Iterator[Record]:
   """The records of a CSV file open for binary reading, the header (line 1) first.
 
   Never raises on bad content: a line that is not UTF-8 text or holds a NUL is a refused
-  Record; so is a record whose quote stays open for MAX_RECORD_LINES lines or to the end of
-  the file (its first line; the lines after it are read again) or that csv cannot parse.
-  Blank lines are skipped."""
+  Record, and so is a record spanning lines (a quoted newline) that holds such a line (named
+  by its first line; reading resumes after it); so is a record whose quote stays open for
+  MAX_RECORD_LINES lines or to the end of the file (its first line; the lines after it are
+  read again) or that csv cannot parse. Blank lines are skipped."""
   lines = _Lines(stream)
   reader = csv.reader(lines)
   while True:
@@ -244,13 +260,15 @@ def read_records(stream) -> Iterator[Record]:
     if not lines.record:
       return
     number = lines.record[0][0]
-    text = ''.join(text for _, text in lines.record).rstrip('\r\n')
+    text = ''.join(line[1] for line in lines.record).rstrip('\r\n')
     if lines.cut:
       yield Record(number, lines.record[0][1].rstrip('\r\n'),
                    refusal='a quoted field is not closed (within '
                    f'{MAX_RECORD_LINES} lines or by the end of the file)')
       lines.read_again(lines.record[1:])
-    elif refusal:
+      continue
+    refusal = lines.record_refusal() or refusal
+    if refusal:
       yield Record(number, text, refusal=refusal)
     elif cells:
       yield Record(number, text, tuple(cells))
@@ -335,11 +353,16 @@ class RowParser:
 
   An optional column the header lacks (check_headers) is left out of the example. When
   features.py has an IMAGE field, the image_path cell names a creative relative to the CSV's
-  folder; the example gets its bytes and the image_path column is dropped."""
+  folder; the example gets its bytes and the image_path column is dropped. With
+  `images=False` (statistics of the other fields: they need no creative) the image rule is
+  not applied: the image_path cell is not read and the example has no image field. With
+  `values=False` (the monitoring check, which measures such values as schema anomalies) a
+  value outside its range or domain is kept; the cell must still parse as its type."""
 
-  def __init__(self, header: Sequence[str]):
+  def __init__(self, header: Sequence[str], images: bool = True, values: bool = True):
     self.num_columns = len(header)
-    self._image_feature = features.image_feature()
+    self._values = values
+    self._image_feature = features.image_feature() if images else None
     self._image_index = (header.index(features.IMAGE_PATH_COLUMN)
                          if self._image_feature else None)
     # A refused row is named by its KEY fields (e.g. impression and ad id).
@@ -383,7 +406,7 @@ class RowParser:
     feature_map = example.features.feature
     errors = []
     for feature, index in self._fields:
-      value, error = parse_cell(feature, cells[index])
+      value, error = parse_cell(feature, cells[index], self._values)
       if error:
         errors.append(error)
       else:

@@ -121,14 +121,17 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
   if served is None:
     notes.append(f'MLMD has no run that pushed version {version}: only drift was checked.')
   schema = schema_lib.build_schema()
-  current = fields.traffic_statistics(capture.file_pattern(capture_root, span), schema)
+  current = fields.traffic(capture.file_pattern(capture_root, span), schema)
+  if current.rejected:
+    notes.append(f'{current.rejected} captured lines of span {span} were left out of skew '
+                 'and drift: the row rules refuse them.')
   measures = []
   if served is not None and served.statistics_uri:
-    measures += fields.skew(lineage_lib.training_statistics(served.statistics_uri), current,
-                            schema)
+    measures += fields.skew(lineage_lib.training_statistics(served.statistics_uri),
+                            current.statistics, schema)
   if span - 1 in captured_spans(capture_root):
-    previous = fields.traffic_statistics(capture.file_pattern(capture_root, span - 1), schema)
-    measures += fields.drift(current, previous, schema)
+    previous = fields.traffic(capture.file_pattern(capture_root, span - 1), schema)
+    measures += fields.drift(current.statistics, previous.statistics, schema)
   else:
     notes.append(f'No captured traffic for span {span - 1}: drift was not checked.')
   dropped, lost = capture_losses(capture_root, span)

@@ -1,7 +1,9 @@
 """Per-field skew (captured traffic vs the served model's training data) and drift (this span's
 traffic vs the previous span's), with TFDV's comparators and the thresholds of features.py.
 
-Captured CSVs are read like the data gate reads raw months: each column typed by the schema.
+Captured CSVs are read like the data gate reads raw months (components/row_statistics.py): by
+the row rules, a line they refuse left out and counted, each field typed by the schema; values
+outside a field's range or domain are kept, for the schema check to name.
 """
 import re
 from typing import Dict, List, Optional
@@ -12,6 +14,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import data_gate
+from components import row_statistics
 from models import features
 from monitoring.measures import DRIFT, SCHEMA, SKEW, Measure
 
@@ -36,10 +39,17 @@ def _subset(schema: schema_pb2.Schema, names: List[str]) -> schema_pb2.Schema:
   return kept
 
 
+def traffic(csv_pattern: str, schema: schema_pb2.Schema) -> row_statistics.Counted:
+  """Statistics of the skew fields of the rows of captured (or raw monthly) CSV files that
+  the row rules accept, and the count of the lines they refused (left out). Values outside
+  a field's range or domain are kept: skew() names them (the schema's complaints)."""
+  return row_statistics.statistics(csv_pattern, schema, skew_names(),
+                                   optional=[features.LABEL_KEY], values=False)
+
+
 def traffic_statistics(csv_pattern: str, schema: schema_pb2.Schema) -> Stats:
-  """Statistics of the skew fields of captured (or raw monthly) CSV files."""
-  return tfdv.generate_statistics_from_csv(csv_pattern, stats_options=tfdv.StatsOptions(
-      schema=schema, infer_type_from_schema=True, feature_allowlist=skew_names()))
+  """traffic()'s statistics alone."""
+  return traffic(csv_pattern, schema).statistics
 
 
 def _moved_most(found: anomalies_pb2.Anomalies) -> Dict[str, str]:

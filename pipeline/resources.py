@@ -1,9 +1,10 @@
 """CPU and memory of each Kubeflow task's pod, by kind of task (kubeflow_runner.py applies it).
 
   trainer  Trainer and Tuner: TensorFlow training, images included
-  beam     Beam components (ExampleGen, StatisticsGen, Transform, Evaluator): on the
-           DirectRunner they run one worker process per requested CPU, each loading TensorFlow
-  default  every other task (schema import, validation, data gate, baseline copy, push)
+  beam     Beam components (ExampleGen, StatisticsGen, DataGate, Transform, Evaluator): on
+           the DirectRunner they run one worker process per requested CPU, each loading
+           TensorFlow
+  default  every other task (schema import, validation, baseline copy, push)
 
 Change a value with `--set resources.trainer_memory_limit_gib=24` (either runner; the local
 runner ignores it) or a `--config` file. CPU in cores, memory in GiB; a limit is the most the

@@ -59,6 +59,7 @@ from models import features
 from models import rows
 from models import serving_layout
 from models import signatures
+from models import storage
 from serving import batching
 from serving import capture as capture_lib
 from serving import model_config
@@ -139,6 +140,7 @@ class ModelVersions:
     since the last poll; then unloads the others, but never the last available one while
     none of the versions it names has loaded (a new version that fails to load, say)."""
     seen = await asyncio.get_running_loop().run_in_executor(None, self._scan)
+    self._note_changed_files(seen)
     ready = {v for v, files in seen.items()
              if v in self.loaded or (files and self._last_seen.get(v) == files and
                                      self._failed.get(v) != files)}
@@ -154,7 +156,16 @@ class ModelVersions:
         print(f'Unloaded model {self.name} version {version}', flush=True)
 
   def _scan(self) -> Dict[int, Optional[versions.Snapshot]]:
-    return {v: versions.snapshot(self._path(v)) for v in versions.list_versions(self.base_path)}
+    return {v: versions.snapshot(self._path(v)) for v in storage.version_numbers(self.base_path)}
+
+  def _note_changed_files(self, seen: Dict[int, Optional[versions.Snapshot]]):
+    """Logs, once per change, a loaded version whose files are not those it was loaded from:
+    it keeps serving what it loaded into memory (versions.py)."""
+    for version, model in self.loaded.items():
+      if seen.get(version) != model.files:
+        print(f'Model {self.name} version {version}: its files changed since it was loaded; '
+              'still serving what it loaded into memory.', flush=True)
+        model.files = seen.get(version)
 
   def _path(self, version: int) -> str:
     return serving_layout.version_dir(self.base_path, version)
@@ -163,7 +174,7 @@ class ModelVersions:
     self.states[version] = ('LOADING', 'OK', '')
     try:
       model = await asyncio.get_running_loop().run_in_executor(
-          None, versions.load, self._path(version), version)
+          None, versions.load, self._path(version), version, files)
     except Exception as e:  # pylint: disable=broad-except
       self._failed[version] = files
       error = _rest_error(e)

@@ -55,9 +55,6 @@ class LoadedModel:
   files: Snapshot  # the version's files when it was checked whole and loaded
 
 
-list_versions = storage.version_numbers  # (model_server.py's name for it)
-
-
 def snapshot(version_dir: str) -> Optional[Snapshot]:
   """Every file of a version, or None while its listing shows that it is not whole."""
   found = storage.quick_check(version_dir)
@@ -105,7 +102,14 @@ def _runner(session, signature) -> Callable[..., Arrays]:
                               accept_options=True)
 
   def call(**inputs: np.ndarray) -> Arrays:
-    return dict(zip(output_keys, run(*[inputs[k] for k in input_keys], options=_RUN_OPTIONS)))
+    try:
+      return dict(zip(output_keys, run(*[inputs[k] for k in input_keys], options=_RUN_OPTIONS)))
+    except Exception as e:
+      # TF raises a copy of the error it caught (session.py's _do_call), chained to it; the
+      # caught one's traceback holds the feeds, and its frames the caller's: a reference
+      # cycle that kept every failed request's inputs and body until a full collection.
+      e.__cause__ = e.__context__ = None
+      raise
 
   return call
 

@@ -95,9 +95,8 @@ def test_dataflow_flags_reach_every_beam_step(tmp_path):
 
 # Tasks whose kind is certain, by kind (pipeline/resources.py).
 SIZED = {'trainer': ['Trainer'],
-         'beam': ['ImageCsvExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'],
-         'default': ['ImportSchemaGen', 'ExampleValidator', 'DataGate', 'ServedModelBaseline',
-                     'SafePusher']}
+         'beam': ['ImageCsvExampleGen', 'StatisticsGen', 'DataGate', 'Transform', 'Evaluator'],
+         'default': ['ImportSchemaGen', 'ExampleValidator', 'ServedModelBaseline', 'SafePusher']}
 
 
 def _pod_sizes(spec):

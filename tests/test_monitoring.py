@@ -132,6 +132,27 @@ def test_a_month_1_model_on_a_drifted_month_is_flagged(world, tmp_path, capsys):
   assert (tmp_path / 'out' / 'monitoring' / 'report.html').exists()
 
 
+def test_captured_lines_the_row_rules_refuse_are_left_out_and_counted(tmp_path):
+  """Lines that stopped tfdv.generate_statistics_from_csv: a row cut short, a NUL, and an
+  advertiser with a newline, which the client and the server let through (open domain)."""
+  ad = {'impression_id': 'imp', 'ad_id': 'ad', 'campaign_id': 'cmp', 'impression_time': 0,
+        'advertiser': 'Acme', 'category': 'food', 'creative_format': 'banner_728x90',
+        'placement': 'feed', 'device': 'mobile', 'country': 'US', 'hour': 3, 'day_of_week': 1,
+        'bid_price': 1.5, 'headline_length': 40, 'image_path': ''}
+  ads = [dict(ad, impression_id=f'imp-{i}') for i in range(5)]
+  ads.append(dict(ad, advertiser='Acme\nCorp'))
+  writer = capture_lib.Capture(str(tmp_path), span=4)
+  writer.record(ads, [0.1] * len(ads), VERSION)
+  assert writer.close()['written'] == len(ads)
+  [path] = (tmp_path / 'span-4').glob(f'{capture_lib.FILE_PREFIX}*.csv')
+  with open(path, 'ab') as f:
+    f.write(b'imp-x,ad,cmp,0,Acme,food\n')  # 6 cells
+    f.write(b'imp-y,ad,cmp,0,Ac\0me' + b',x' * 13 + b'\n')  # a NUL
+  found = fields.traffic(capture_lib.file_pattern(str(tmp_path), 4), schema_lib.build_schema())
+  assert found.rejected == 2
+  assert found.statistics.datasets[0].num_examples == len(ads)
+
+
 def test_prediction_drift_measures_the_distribution_and_the_mean():
   rng = np.random.default_rng(0)
   reference = rng.beta(2, 40, 5000)

@@ -112,6 +112,9 @@ def test_values_finite_in_range_and_in_domain():
   for cell in ('nan', 'inf', '-inf', '1e400'):
     assert rows.parse_cell(bid, cell)[1].endswith('is not a finite number'), cell
   assert rows.parse_cell(bid, '99') == (None, 'bid_price: 99.0 is outside [0.01, 50]')
+  assert rows.parse_cell(bid, '99', values=False) == (99.0, None)  # measured, not refused
+  assert rows.parse_cell(device, 'phone', values=False) == ('phone', None)
+  assert rows.parse_cell(bid, 'n/a', values=False)[1] == "bid_price: 'n/a' is not a number"
   assert rows.parse_cell(hour, '') == (hour.default, None)
   assert rows.parse_cell(hour, '3.5') == (None, "hour: '3.5' is not an integer")
   assert rows.parse_cell(device, 'phone')[1].startswith("device: 'phone' is not one of")
@@ -179,6 +182,17 @@ def test_each_line_that_is_not_text_is_refused_alone():
   ]
 
 
+@pytest.mark.parametrize('bad, reason', [
+    (b'\xff bad', 'invalid UTF-8 at byte 1'), (b'a\0b', 'contains NUL (byte 2)'),
+    (b'x' * 150, 'line longer than 100 bytes')])
+def test_a_line_refused_inside_a_quoted_field_refuses_the_whole_record(monkeypatch, bad,
+                                                                       reason):
+  monkeypatch.setattr(rows, 'MAX_LINE_BYTES', 100)
+  assert _records(b'h\n1,"open\n' + bad + b'\nclose",x\n2,y\n') == [
+      (1, ('h',), None), (2, (), f'line 3 inside a quoted field: {reason}'),
+      (5, ('2', 'y'), None)]
+
+
 def test_an_unclosed_quote_costs_its_own_line_only():
   lines = b'h\n' + b'1,"open\n' + b''.join(b'%d,x\n' % i for i in range(3, 40))
   found = _records(lines)
@@ -238,6 +252,29 @@ def test_the_row_parser_names_every_dirty_line(tmp_path, raw_rows):
   for number, reason in expected.items():
     assert (found[number] is None) if reason is None else reason in found[number], number
   assert sum(r is None for r in found.values()) == len(good) + 1
+
+
+@needs_sample_rows
+def test_an_empty_image_path_is_refused(tmp_path, raw_rows):
+  header = list(features.csv_columns())
+  [cells] = sample_cells(raw_rows[:1], str(tmp_path))
+  cells[header.index(features.IMAGE_PATH_COLUMN)] = ''
+  assert rows.RowParser(header).parse(str(tmp_path / 'a.csv'), rows.Record(2, '', tuple(
+      cells))) == (None, f'{features.IMAGE_PATH_COLUMN}: required value is empty')
+
+
+@needs_sample_rows
+def test_without_images_the_creative_is_neither_read_nor_in_the_example(tmp_path, raw_rows):
+  header = list(features.csv_columns())
+  [cells] = sample_cells(raw_rows[:1], str(tmp_path))
+  os.remove(tmp_path / cells[header.index(features.IMAGE_PATH_COLUMN)])
+  record = rows.Record(2, '', tuple(cells))
+  assert 'image missing' in rows.RowParser(header).parse(str(tmp_path / 'a.csv'), record)[1]
+  example, refusal = rows.RowParser(header, images=False).parse(str(tmp_path / 'a.csv'),
+                                                                record)
+  assert refusal is None
+  assert set(example.features.feature) == {
+      f.name for f in features.FEATURES if f.role != features.IMAGE}
 
 
 def sample_cells(raw: List[dict], span_dir: str, columns: Optional[Sequence[str]] = None

@@ -66,7 +66,7 @@ def test_local_push_renames_a_complete_copy_into_place(model_dir, tmp_path):
   assert target == os.path.join(base, '17')
   assert _same_tree(model_dir, target)
   assert os.listdir(base) == ['17']  # no staging copy left behind
-  assert versions.list_versions(base) == [17]
+  assert storage.version_numbers(base) == [17]
   assert versions.snapshot(target) is not None
   assert storage.latest_whole_version(base) == 17
 
@@ -119,7 +119,7 @@ def test_push_to_gcs_copies_saved_model_pb_and_then_the_manifest_last(model_dir,
 def test_staging_directories_are_not_versions(model_dir, tmp_path):
   base = str(tmp_path / 'adclick')
   storage.copy_tree(model_dir, os.path.join(base, serving_layout.staging_name(5, 'ab')))
-  assert versions.list_versions(base) == []
+  assert storage.version_numbers(base) == []
   assert storage.version_numbers(base) == []
 
 
