@@ -10,23 +10,20 @@ Drift compares the new span's CSV with the previous span's (models/data_layout.p
 drift fields), both read the same way: not the ExampleGen splits, whose training split mixes
 the older months of the window into the new one and would dilute a shift, and not a
 Resolver: open-source Kubeflow Pipelines cannot run resolvers. Each CSV is read as a stream,
-in Beam, by ExampleGen's own reader and row rules (models/rows.py): a line they refuse (not
-UTF-8, a NUL, the wrong number of columns, a bad value or label) is left out, never fatal,
-and so is every line ExampleGen's rejected-rows report names (e.g. for its creative:
-DataGate reads none), so the statistics describe the rows ExampleGen accepted. TFDV
-computes them from tf.Examples of the drift fields, typed by the schema (left to guess, it
-would read a categorical of integer codes declared 'string' as numbers); they are kept in
-the output artifact under `statistics/span-<N>/`.
+in Beam, by ExampleGen's own reader and row rules (components/row_statistics.py): a line they
+refuse (not UTF-8, a NUL, the wrong number of columns, a bad value or label) is left out,
+never fatal, and so is every line ExampleGen's rejected-rows report names (e.g. for its
+creative: DataGate reads none), so the statistics describe the rows ExampleGen accepted.
+TFDV computes them from tf.Examples of the drift fields, typed by the schema; they are kept
+in the output artifact under `statistics/span-<N>/`.
 """
 import os
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence
+from typing import Dict, FrozenSet, List, Optional, Sequence
 
 from absl import logging
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from tfx_bsl.public import tfxio
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -39,11 +36,10 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
+from components import row_statistics
 from components.image_csv_example_gen import executor
 from components.image_csv_example_gen import splits
 from models import data_layout
-from models import features
-from models import rows
 
 STATS_SPLIT = splits.TRAIN  # the split name the drift anomalies are recorded under
 REPORT_FILE = 'report.md'
@@ -86,8 +82,7 @@ def drift_anomalies(current: statistics_pb2.DatasetFeatureStatisticsList,
                     schema: schema_pb2.Schema) -> anomalies_pb2.Anomalies:
   """Drift (L-infinity over value frequencies) of the schema's drift fields only."""
   names = _drift_features(schema)
-  drift_schema = schema_pb2.Schema()
-  drift_schema.feature.extend(f for f in schema.feature if f.name in names)
+  drift_schema = row_statistics.fields_schema(schema, names)
   found = tfdv.validate_statistics(_only(current, names), drift_schema,
                                    previous_statistics=_only(previous, names))
   result = anomalies_pb2.Anomalies()
@@ -112,54 +107,6 @@ def rejected_lines(examples_uri: str) -> Dict[str, FrozenSet[int]]:
   return {path: frozenset(numbers) for path, numbers in found.items()}
 
 
-class _DriftExample(beam.DoFn):
-  """A record -> a serialized tf.Example of the drift fields; nothing when the row rules
-  refuse it or its line is in `skipped` (one CSV file's line numbers)."""
-
-  def __init__(self, csv_path: str, header: Sequence[str], names: Sequence[str],
-               skipped: FrozenSet[int]):
-    self._csv_path, self._header, self._names, self._skipped = (
-        csv_path, list(header), list(names), skipped)
-
-  def setup(self):
-    self._parser = rows.RowParser(self._header, images=False)  # drift needs no creative
-
-  def process(self, record: rows.Record) -> Iterator[bytes]:
-    if record.line_number in self._skipped:
-      return
-    example, refusal = self._parser.parse(self._csv_path, record)
-    if refusal:
-      return
-    drift = tf.train.Example()
-    for name in self._names:
-      drift.features.feature[name].CopyFrom(example.features.feature[name])
-    yield drift.SerializeToString()
-
-
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-def _SpanStatistics(pipeline: beam.Pipeline, csv_path: str,  # pylint: disable=invalid-name
-                    schema: schema_pb2.Schema, skipped: FrozenSet[int], output_path: str):
-  """Writes the statistics of the drift fields of one CSV's rows that the row rules accept,
-  typed by the schema, as StatisticsGen computes them (Arrow RecordBatches, then TFDV)."""
-  names = _drift_features(schema)
-  drift_schema = schema_pb2.Schema()
-  drift_schema.feature.extend(f for f in schema.feature if f.name in names)
-  source = tfxio.TFExampleBeamRecord(physical_format='inmem', schema=drift_schema,
-                                     telemetry_descriptors=['DataGate'])
-  return (pipeline
-          | 'ListFile' >> beam.Create([csv_path])
-          # Streamed from the read to the statistics (no Reshuffle, which would hold the
-          # whole span): parsing cells costs far less than reading them.
-          | 'ReadRecords' >> beam.FlatMap(rows.data_records)
-          | 'DriftFields' >> beam.ParDo(_DriftExample(
-              csv_path, rows.check_headers([csv_path]), names, skipped))
-          | 'ToRecordBatches' >> source.BeamSource()
-          | 'GenerateStatistics' >> tfdv.GenerateStatistics(
-              tfdv.StatsOptions(schema=drift_schema, feature_allowlist=names))
-          | 'WriteStatistics' >> tfdv.WriteStatisticsToBinaryFile(output_path))
-
-
 def statistics_path(output_dir: str, span: int) -> str:
   return FileSystems.join(output_dir, STATISTICS_DIR, f'span-{span}', STATISTICS_FILE)
 
@@ -169,15 +116,18 @@ def drift_statistics(pipeline: beam.Pipeline, data_root: str, spans: Sequence[in
                      output_dir: str) -> Dict[int, statistics_pb2.DatasetFeatureStatisticsList]:
   """Statistics of the drift fields of each span's accepted rows, in one Beam pipeline.
 
-  The rows come through ExampleGen's own reader and row rules (models/rows.py: a line they
-  refuse is left out, never fatal); `skipped` (CSV file -> line numbers) names further lines
-  to leave out: those ExampleGen rejected, e.g. for their creative."""
+  The rows come through ExampleGen's own reader and row rules (components/row_statistics.py:
+  a line they refuse is left out, never fatal; creatives are not read); `skipped` (CSV file
+  -> line numbers) names further lines to leave out: those ExampleGen rejected, e.g. for
+  their creative."""
   with pipeline as p:
     for span in spans:
       csv_path = data_layout.ads_csv(data_root, span)
-      _ = p | f'Span[{span}]' >> _SpanStatistics(
-          csv_path, schema, skipped.get(csv_path, frozenset()),
-          statistics_path(output_dir, span))
+      _ = (p
+           | f'Span[{span}]' >> row_statistics.RowStatistics(
+               [csv_path], schema, _drift_features(schema), skipped)
+           | f'WriteSpan[{span}]' >> tfdv.WriteStatisticsToBinaryFile(
+               statistics_path(output_dir, span)))
   return {span: tfdv.load_stats_binary(statistics_path(output_dir, span)) for span in spans}
 
 
