@@ -20,8 +20,6 @@ broken (so any scheduler can alert), 2 when there is nothing to check.
 """
 import argparse
 import collections
-import csv
-import io
 import json
 import re
 import sys
@@ -34,6 +32,7 @@ from tfx.utils import path_utils
 
 from components.image_csv_example_gen import splits
 from models import data_layout
+from models import rows
 from models import serving_layout
 from models import storage
 from monitoring import fields
@@ -62,15 +61,35 @@ def captured_spans(capture_root: str) -> List[int]:
   return sorted(spans)
 
 
-def read_capture(capture_root: str, span: int) -> Tuple[np.ndarray, List[str]]:
-  """(click probabilities, model versions) of a span's captured rows."""
-  probabilities, versions = [], []
+def _prediction(record: rows.Record, columns: int, probability: int) -> Optional[float]:
+  """A captured row's click probability; None when the row rules refuse its line or the
+  probability is not a number in [0, 1]."""
+  if record.refusal or len(record.cells) != columns:
+    return None
+  try:
+    value = float(record.cells[probability])
+  except ValueError:
+    return None
+  return value if 0.0 <= value <= 1.0 else None
+
+
+def read_capture(capture_root: str, span: int) -> Tuple[np.ndarray, List[str], int]:
+  """(click probabilities, model versions, lines left out) of a span's captured rows, read by
+  the row reader (models/rows.py): a line it refuses, or whose probability is not one, is
+  left out and counted, never fatal."""
+  probabilities, versions, left_out = [], [], 0
   for m in FileSystems.match([capture.file_pattern(capture_root, span)])[0].metadata_list:
-    with FileSystems.open(m.path) as f:
-      for row in csv.DictReader(io.TextIOWrapper(f, encoding='utf-8')):
-        probabilities.append(float(row[capture.PREDICTION_COLUMN]))
-        versions.append(row[capture.MODEL_VERSION_COLUMN])
-  return np.array(probabilities), versions
+    header = rows.read_header(m.path)
+    probability = header.index(capture.PREDICTION_COLUMN)
+    version = header.index(capture.MODEL_VERSION_COLUMN)
+    for record in rows.data_records(m.path):
+      value = _prediction(record, len(header), probability)
+      if value is None:
+        left_out += 1
+        continue
+      probabilities.append(value)
+      versions.append(record.cells[version])
+  return np.array(probabilities), versions, left_out
 
 
 def capture_losses(capture_root: str, span: int) -> Tuple[int, int]:
@@ -109,11 +128,14 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
         model_name: str = serving_layout.MODEL_NAME,
         thresholds: Thresholds = Thresholds()) -> history.CheckRecord:
   """Measures span `span` and returns the record (not yet written to the history)."""
-  predictions, versions = read_capture(capture_root, span)
+  predictions, versions, left_out = read_capture(capture_root, span)
   if not len(predictions):
     raise NothingToCheck(f'No captured traffic under {capture.span_dir(capture_root, span)}.')
   version = collections.Counter(versions).most_common(1)[0][0]
   notes = []
+  if left_out:
+    notes.append(f'{left_out} captured lines of span {span} had no readable click probability '
+                 '(the row rules refuse them): left out of the prediction drift.')
   if len(set(versions)) > 1:
     notes.append(f'Versions {", ".join(sorted(set(versions)))} answered this span; compared '
                  f'with version {version}, which answered most rows.')

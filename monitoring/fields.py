@@ -47,11 +47,6 @@ def traffic(csv_pattern: str, schema: schema_pb2.Schema) -> row_statistics.Count
                                    optional=[features.LABEL_KEY], values=False)
 
 
-def traffic_statistics(csv_pattern: str, schema: schema_pb2.Schema) -> Stats:
-  """traffic()'s statistics alone."""
-  return traffic(csv_pattern, schema).statistics
-
-
 def _moved_most(found: anomalies_pb2.Anomalies) -> Dict[str, str]:
   """Field -> the value whose frequency moved most, as TFDV names it in its description."""
   result = {}

@@ -301,8 +301,8 @@ def test_client_answers_from_the_model_server_are_captured_end_to_end(model_serv
   assert {r['model_version'] for r in rows} == {'1'}
   assert sorted(float(r[capture_lib.PREDICTION_COLUMN]) for r in rows) == pytest.approx(
       sorted(r['prediction'][capture_lib.PREDICTION_COLUMN] for r in results[:20]), rel=1e-5)
-  stats = fields.traffic_statistics(capture_lib.file_pattern(str(tmp_path), 7),
-                                    schema_lib.build_schema())
+  stats = fields.traffic(capture_lib.file_pattern(str(tmp_path), 7),
+                         schema_lib.build_schema()).statistics
   view = tfdv.get_feature_stats(stats.datasets[0], tfdv.FeaturePath(['bid_price']))
   assert view.num_stats.common_stats.num_non_missing == 20
   assert view.num_stats.max == pytest.approx(max(ad['bid_price'] for ad in ads), rel=1e-5)
