@@ -38,7 +38,7 @@ class CheckRecord:
   captured: int  # rows written by the capture
   dropped: int  # rows the capture had to drop
   measures: List[Measure]
-  lost: int = 0  # rows killed capture processes lost, counted at the next start (serving/capture.py)
+  lost: int = 0  # rows lost by killed capture processes, counted at the next start (capture.py)
   promised: Optional[Dict[str, float]] = None  # the served model's evaluation
   observed: Optional[Dict[str, float]] = None  # on the labelled month, when it has arrived
   mean_prediction: Optional[float] = None  # served traffic

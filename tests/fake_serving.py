@@ -1,6 +1,10 @@
 """Versions to serve in seconds: tiny SavedModels with the raw serving signature of
 models/features.py (fake_models.save_raw) whose answer tells which version gave it, and the
 request the client sends for a raw row."""
+import time
+
+import requests
+
 from models import features
 from models import serving_layout
 from serving import client
@@ -28,3 +32,17 @@ def instance(row) -> dict:
 
 def answered_version(prediction: float, row) -> int:
   return round((prediction - row['bid_price'] / 1000) * 1000)
+
+
+def wait_for(condition, seconds=60):
+  """Polls `condition` every 0.1 s until it holds; fails the test after `seconds`."""
+  deadline = time.time() + seconds
+  while not condition():
+    assert time.time() < deadline, 'timed out'
+    time.sleep(0.1)
+
+
+def version_states(url: str, model: str = serving_layout.MODEL_NAME) -> dict:
+  """{version: state} from a server's TF Serving status endpoint."""
+  status = requests.get(f'{url}/v1/models/{model}', timeout=10).json()
+  return {int(s['version']): s['state'] for s in status.get('model_version_status', [])}

@@ -18,6 +18,7 @@ from serving import http_stub
 from serving import predict
 from serving import server_process
 from tests import fake_models
+from tests import fake_serving
 from tests import test_rows
 from tests.conftest import png_bytes
 
@@ -178,20 +179,13 @@ def test_server_errors_are_explained(ad, stub):
   assert handler.seen == [('GET', '/v1/models/x')]
 
 
-def _wait_for(condition, seconds=60):
-  deadline = time.time() + seconds
-  while not condition():
-    assert time.time() < deadline, 'timed out'
-    time.sleep(0.1)
-
-
 def test_predict_against_the_local_server(model_server, serving_model_dir, ad):
   from components import safe_pusher  # pylint: disable=g-import-not-at-top  (TFX, slow)
   server, model_dir = model_server
   version = 1 + max(filter(None, map(serving_layout.version_number, os.listdir(model_dir))))
   safe_pusher.push(serving_model_dir, model_dir, str(version))
-  _wait_for(lambda: f'Serving model {serving_layout.MODEL_NAME} version {version} from' in
-            ''.join(server.output))
+  serving = f'Serving model {serving_layout.MODEL_NAME} version {version} from'
+  fake_serving.wait_for(lambda: serving in ''.join(server.output))
   client = client_lib.Client(server.url)
   outcome = client.predict(ad)
   assert outcome['success'], outcome

@@ -59,13 +59,6 @@ def _serving_version(url) -> int:
              if s['state'] == 'AVAILABLE')
 
 
-def _wait_for(condition, seconds=60):
-  deadline = time.time() + seconds
-  while not condition():
-    assert time.time() < deadline, 'timed out'
-    time.sleep(0.1)
-
-
 @pytest.fixture(scope='module')
 def url(model_server):
   return model_server[0].url
@@ -347,11 +340,12 @@ def test_hot_swap_under_load_fails_no_request(model_server, raw_rows, serving_mo
   for thread in threads:
     thread.start()
   try:
-    _wait_for(lambda: len(answered) > 20)
+    fake_serving.wait_for(lambda: len(answered) > 20)
     safe_pusher.push(serving_model_dir, model_dir, str(old + 1))
-    _wait_for(lambda: _serving_version(server.url) == old + 1 or failed)
+    fake_serving.wait_for(lambda: _serving_version(server.url) == old + 1 or failed)
     swapped = len(answered)
-    _wait_for(lambda: len(answered) > swapped + 20 or failed)  # answered by the new version
+    # answered by the new version
+    fake_serving.wait_for(lambda: len(answered) > swapped + 20 or failed)
   finally:
     stop.set()
     for thread in threads:
@@ -383,7 +377,7 @@ def test_partial_or_broken_versions_are_never_served(model_server, serving_model
   shard = os.path.join(new, 'variables', 'variables.data-00000-of-00001')
   with open(shard, 'r+b') as f:
     f.truncate(os.path.getsize(shard) // 2)
-  _wait_for(lambda: str(current + 1) in {
+  fake_serving.wait_for(lambda: str(current + 1) in {
       s['version'] for s in _status(server.url)['model_version_status']
       if s['state'] == 'END'})
   failure = _status(server.url, f'/versions/{current + 1}')['model_version_status'][0]
@@ -395,7 +389,7 @@ def test_partial_or_broken_versions_are_never_served(model_server, serving_model
   # Once its files change (the copy finished) it is tried again, and takes over.
   shutil.copy(os.path.join(serving_model_dir, 'variables', 'variables.data-00000-of-00001'),
               shard)
-  _wait_for(lambda: _serving_version(server.url) == current + 1)
+  fake_serving.wait_for(lambda: _serving_version(server.url) == current + 1)
 
 
 def test_a_copy_loads_on_the_polls_listing_and_a_later_change_is_logged_once(
@@ -643,7 +637,7 @@ def test_a_client_that_disconnects_mid_body_costs_one_log_line(limited):
   # Once a later request is answered, the server is reading that body.
   assert requests.get(f'{limited.url}/v1/models/{MODEL}', timeout=30).status_code == 200
   sock.close()
-  _wait_for(lambda: any('disconnected' in line for line in limited.output))
+  fake_serving.wait_for(lambda: any('disconnected' in line for line in limited.output))
   assert requests.get(f'{limited.url}/v1/models/{MODEL}', timeout=30).status_code == 200
   lines = [line for line in limited.output if 'disconnected' in line]
   assert len(lines) == 1

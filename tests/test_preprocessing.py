@@ -75,8 +75,8 @@ def test_integer_fields_are_clipped_to_their_range(transformed, raw_rows):
 
 def test_non_finite_numbers_get_the_default_or_the_training_mean(transformed, raw_rows):
   """TF Serving in production parses NaN and Infinity from JSON (and a gRPC caller may send
-  them, or 1e400 as inf) with no validation of ours in front of the graph: the graph itself maps them to the field's
-  default, or to the training mean for a field without one."""
+  them, or 1e400 as inf) with no validation of ours in front of the graph: the graph itself
+  maps them to the field's default, or to the training mean for a field without one."""
   transform_dir, _ = transformed
   floats = [f for f in features.model_features() if f.dtype == 'float']
   assert floats, 'features.py has no float field to test'

@@ -3,7 +3,6 @@ the pipeline's baseline and summary make of it, and that a later push is served 
 import json
 import os
 import threading
-import time
 
 from apache_beam.io.filesystems import FileSystems
 from ml_metadata.proto import metadata_store_pb2
@@ -46,13 +45,6 @@ def _serving_versions(url):
   return {int(s['version']) for s in status['model_version_status'] if s['state'] == 'AVAILABLE'}
 
 
-def _wait_for(condition, seconds=60):
-  deadline = time.time() + seconds
-  while not condition():
-    assert time.time() < deadline, 'timed out'
-    time.sleep(0.1)
-
-
 def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
   model_root = serving_layout.model_root(str(tmp_path))
   for version in (1, 2, 3):
@@ -80,19 +72,19 @@ def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
     return failed or all(mine and mine[-1] == version for mine in answered)
 
   with server_process.model_server(str(tmp_path), MODEL, '--poll-seconds', '0.2') as server:
-    _wait_for(lambda: _serving_versions(server.url) == {3})
+    fake_serving.wait_for(lambda: _serving_versions(server.url) == {3})
     threads = [threading.Thread(target=load, args=(server.url, mine)) for mine in answered]
     for thread in threads:
       thread.start()
     try:
-      _wait_for(lambda: all_answer(3))
+      fake_serving.wait_for(lambda: all_answer(3))
       record = rollback.rollback(model_root, 'CTR fell', by='oncall@test')
-      _wait_for(lambda: all_answer(2))
+      fake_serving.wait_for(lambda: all_answer(2))
       assert rollback.main(['--model-base-path', str(tmp_path), '--to', '1',
                             '--reason', 'still bad']) == 0
-      _wait_for(lambda: all_answer(1))
+      fake_serving.wait_for(lambda: all_answer(1))
       count = sum(map(len, answered))
-      _wait_for(lambda: sum(map(len, answered)) > count + 20 or failed)
+      fake_serving.wait_for(lambda: sum(map(len, answered)) > count + 20 or failed)
     finally:
       stop.set()
       for thread in threads:
@@ -121,7 +113,7 @@ def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
     assert new > 3
     fake_serving.save_version(str(tmp_path / 'trained'), 7)
     safe_pusher.push(str(tmp_path / 'trained' / '7'), model_root, str(new))
-    _wait_for(lambda: _serving_versions(server.url) == {new})
+    fake_serving.wait_for(lambda: _serving_versions(server.url) == {new})
 
 
 def test_pushes_after_a_rollback_number_above_every_version_used(tmp_path, monkeypatch):

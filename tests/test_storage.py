@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 import pytest
-import requests
 import tensorflow as tf
 
 from models import serving_layout
 from models import storage
 from serving import server_process
 from serving import versions
+from tests import fake_serving
 from tests import gcs_emulator
 
 VOCABULARY = 'food\ntravel\nnews\n'
@@ -208,18 +208,6 @@ def test_publish_replaces_a_folder_whole_or_not_at_all(vocab_model, tmp_path):
   assert sorted(os.listdir(tmp_path)) == ['out']
 
 
-def _wait_for(condition, seconds=60):
-  deadline = time.time() + seconds
-  while not condition():
-    assert time.time() < deadline, 'timed out'
-    time.sleep(0.1)
-
-
-def _status(url):
-  status = requests.get(f'{url}/v1/models/{serving_layout.MODEL_NAME}', timeout=10).json()
-  return {int(s['version']): s['state'] for s in status.get('model_version_status', [])}
-
-
 def test_the_server_never_serves_a_version_with_a_cut_vocabulary(vocab_model, tmp_path):
   root = serving_layout.model_root(str(tmp_path))
   _publish(vocab_model, root, 1)
@@ -229,9 +217,9 @@ def test_the_server_never_serves_a_version_with_a_cut_vocabulary(vocab_model, tm
     f.write('food\n')
   with server_process.model_server(str(tmp_path), serving_layout.MODEL_NAME,
                                    '--poll-seconds', '0.1') as server:
-    _wait_for(lambda: _status(server.url).get(1) == 'AVAILABLE')
+    fake_serving.wait_for(lambda: fake_serving.version_states(server.url).get(1) == 'AVAILABLE')
     time.sleep(1)  # several polls: version 2 is never tried
-    assert _status(server.url) == {1: 'AVAILABLE'}
+    assert fake_serving.version_states(server.url) == {1: 'AVAILABLE'}
     with open(vocab, 'w') as f:
       f.write(VOCABULARY)  # the copy finished: now it is whole, and takes over
-    _wait_for(lambda: _status(server.url).get(2) == 'AVAILABLE')
+    fake_serving.wait_for(lambda: fake_serving.version_states(server.url).get(2) == 'AVAILABLE')

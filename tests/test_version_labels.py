@@ -30,18 +30,6 @@ def _write_config(path, model_root, versions, **version_labels):
   model_config.write(str(path), config)
 
 
-def _wait_for(condition, seconds=60):
-  deadline = time.time() + seconds
-  while not condition():
-    assert time.time() < deadline, 'timed out'
-    time.sleep(0.1)
-
-
-def _states(url):
-  status = requests.get(f'{url}/v1/models/{MODEL}', timeout=10).json()
-  return {int(s['version']): s['state'] for s in status['model_version_status']}
-
-
 def _label_version(url, label):
   response = requests.get(f'{url}/v1/models/{MODEL}/labels/{label}/metadata', timeout=10)
   return int(response.json()['model_spec']['version']) if response.status_code == 200 else None
@@ -61,7 +49,7 @@ def served(tmp_path_factory):
       str(root), MODEL, '--poll-seconds', '0.2', '--model_config_file', str(path),
       '--model_config_file_poll_wait_seconds', '0.3',
       '--allow_version_labels_for_unavailable_models') as server:
-    _wait_for(lambda: _states(server.url) == {1: 'AVAILABLE'})
+    fake_serving.wait_for(lambda: fake_serving.version_states(server.url) == {1: 'AVAILABLE'})
     yield server, str(path)
 
 
@@ -106,7 +94,8 @@ def test_canary_flow_moves_labels_while_serving(served, raw_rows):
   url = server.url
   row = raw_rows[5]
   assert labels.main(['set', CANARY, '2', '--config', config]) == 0
-  _wait_for(lambda: _label_version(url, CANARY) == 2 and _states(url).get(2) == 'AVAILABLE')
+  fake_serving.wait_for(lambda: _label_version(url, CANARY) == 2
+                        and fake_serving.version_states(url).get(2) == 'AVAILABLE')
   assert _answered(_predict(url, row, f'/labels/{CANARY}'), row) == 2
   assert _answered(_predict(url, row, f'/labels/{STABLE}'), row) == 1
   # Without a label a request gets the newest loaded version: the canary.
@@ -144,10 +133,10 @@ def test_canary_flow_moves_labels_while_serving(served, raw_rows):
   for thread in threads:
     thread.start()
   try:
-    _wait_for(lambda: all_answer(1))
+    fake_serving.wait_for(lambda: all_answer(1))
     assert labels.main(['promote', '--config', config]) == 0
-    _wait_for(lambda: all_answer(2))
-    _wait_for(lambda: _states(url).get(1) == 'END' or failed)
+    fake_serving.wait_for(lambda: all_answer(2))
+    fake_serving.wait_for(lambda: fake_serving.version_states(url).get(1) == 'END' or failed)
   finally:
     stop.set()
     for thread in threads:
@@ -176,15 +165,15 @@ def test_a_label_moves_only_to_a_loaded_version(served, raw_rows):
   _write_config(config, model_root, [2, 3], stable=3)
   message = (f'PollFilesystemAndReloadConfig failed to ReloadConfig: Request to assign label '
              f'to version 3 of model {MODEL}, which is not currently available for inference')
-  _wait_for(lambda: message in ''.join(server.output))
+  fake_serving.wait_for(lambda: message in ''.join(server.output))
   time.sleep(0.5)
-  assert 3 not in _states(url)
+  assert 3 not in fake_serving.version_states(url)
   assert _answered(_predict(url, row, f'/labels/{STABLE}'), row) == 2
   # Loaded first, then labelled: accepted.
   _write_config(config, model_root, [2, 3], stable=2)
-  _wait_for(lambda: _states(url).get(3) == 'AVAILABLE')
+  fake_serving.wait_for(lambda: fake_serving.version_states(url).get(3) == 'AVAILABLE')
   _write_config(config, model_root, [2, 3], stable=3)
-  _wait_for(lambda: _label_version(url, STABLE) == 3)
+  fake_serving.wait_for(lambda: _label_version(url, STABLE) == 3)
   assert _answered(_predict(url, row, f'/labels/{STABLE}'), row) == 3
 
 
@@ -197,7 +186,7 @@ def test_client_takes_a_label_or_a_version(served, raw_rows):
   assert by_label['message'].endswith(f'version {stable} (label {STABLE})')
   assert fake_serving.answered_version(
       by_label['prediction'][signatures.PREDICTION_KEY], raw_rows[7]) == stable
-  loaded = min(v for v, state in _states(url).items() if state == 'AVAILABLE')
+  loaded = min(v for v, state in fake_serving.version_states(url).items() if state == 'AVAILABLE')
   by_version = client_lib.Client(url, version=loaded).predict(ad)
   assert by_version['prediction'][client_lib.VERSION_KEY] == str(loaded)
   assert fake_serving.answered_version(
