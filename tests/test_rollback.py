@@ -3,6 +3,7 @@ the pipeline's baseline and summary make of it, and that a later push is served 
 import json
 import os
 import threading
+import time
 
 from apache_beam.io.filesystems import FileSystems
 from ml_metadata.proto import metadata_store_pb2
