@@ -620,13 +620,16 @@ def test_the_memory_of_large_failed_requests_goes_back(model_server, raw_rows):
 
   assert requests.post(url, data=small, timeout=30).status_code == 200
   baseline = process.memory_info().rss
-  after = [post_large() for _ in range(4)]
+  after = [post_large() for _ in range(5)]
   mib = lambda n: round(n / (1 << 20))
   figures = (f'baseline {mib(baseline)} MiB, peak +{mib(peak[0] - baseline)}, after each '
              f'{[mib(a - baseline) for a in after]}')
   assert peak[0] - baseline > 60 << 20, figures  # the request was large
   assert after[0] - baseline < 50 << 20, figures
-  assert max(after) - after[0] < 30 << 20, figures  # no accumulation
+  # No accumulation: a leak grows with every request (+84, +87, +168, +252 MiB was seen), while
+  # the allocator's noise is one reading now and then (+43 once, on a loaded machine): the
+  # lower of the last two readings stays near the first.
+  assert min(after[-2:]) - after[0] < 30 << 20, figures
   print(figures)
 
 
