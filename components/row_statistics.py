@@ -16,7 +16,6 @@ import tempfile
 from typing import FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 import tensorflow as tf
@@ -41,7 +40,7 @@ class Counted:
 
 def csv_files(csv_pattern: str) -> List[str]:
   """The files a pattern (local or gs://) matches, sorted; ValueError when there are none."""
-  paths = sorted(m.path for m in FileSystems.match([csv_pattern])[0].metadata_list)
+  paths = rows.matched_paths(csv_pattern)
   if not paths:
     raise ValueError(f'No CSV file matches {csv_pattern}.')
   return paths

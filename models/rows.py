@@ -132,6 +132,11 @@ def _filesystems():
   return FileSystems
 
 
+def matched_paths(pattern: str) -> List[str]:
+  """The files a pattern matches (local or gs://), sorted."""
+  return sorted(m.path for m in _filesystems().match([pattern])[0].metadata_list)
+
+
 def load_image(path: str) -> Tuple[Optional[bytes], Optional[str]]:
   """A creative file's bytes, or (None, reason) when it is missing, unreadable or refused."""
   file_systems = _filesystems()

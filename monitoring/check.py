@@ -78,11 +78,11 @@ def read_capture(capture_root: str, span: int) -> Tuple[np.ndarray, List[str], i
   the row reader (models/rows.py): a line it refuses, or whose probability is not one, is
   left out and counted, never fatal."""
   probabilities, versions, left_out = [], [], 0
-  for m in FileSystems.match([capture.file_pattern(capture_root, span)])[0].metadata_list:
-    header = rows.read_header(m.path)
+  for path in rows.matched_paths(capture.file_pattern(capture_root, span)):
+    header = rows.read_header(path)
     probability = header.index(capture.PREDICTION_COLUMN)
     version = header.index(capture.MODEL_VERSION_COLUMN)
-    for record in rows.data_records(m.path):
+    for record in rows.data_records(path):
       value = _prediction(record, len(header), probability)
       if value is None:
         left_out += 1

@@ -80,17 +80,13 @@ def _read_text(path: str) -> str:
     return f.read().decode('utf-8')
 
 
-def _matched_paths(pattern: str) -> List[str]:
-  return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-
-
 def read_rejected_rows(examples_uri: str) -> List[Dict[str, str]]:
   """Returns the rows ImageCsvExampleGen rejected, as dicts keyed by REJECTED_COLUMNS."""
   pattern = FileSystems.join(rejected_rows_dir(examples_uri), 'rejected-*.csv')
-  rows = []
-  for path in _matched_paths(pattern):
-    rows.extend(csv.DictReader(io.StringIO(_read_text(path), newline='')))
-  return rows
+  rejected = []
+  for path in rows.matched_paths(pattern):
+    rejected.extend(csv.DictReader(io.StringIO(_read_text(path), newline='')))
+  return rejected
 
 
 def rejected_row_name(row: Dict[str, str]) -> str:
@@ -102,7 +98,7 @@ def rejected_row_name(row: Dict[str, str]) -> str:
 def read_accepted_count(examples_uri: str) -> int:
   """The number of rows ImageCsvExampleGen (or ReadRows) accepted, from its reports."""
   pattern = FileSystems.join(rejected_rows_dir(examples_uri), 'accepted-*.txt')
-  return sum(int(_read_text(path)) for path in _matched_paths(pattern))
+  return sum(int(_read_text(path)) for path in rows.matched_paths(pattern))
 
 
 def format_csv_row(values: Sequence[str]) -> str:
@@ -192,7 +188,7 @@ def _ImageCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
               for span in spans]
   files = []
   for span, pattern in zip(spans, patterns):
-    matched = _matched_paths(pattern)
+    matched = rows.matched_paths(pattern)
     if not matched:
       raise ValueError(f'Split pattern {pattern} does not match any files.')
     files += [(span, path) for path in matched]
