@@ -71,9 +71,11 @@ score: venv
 kfp-batch: venv
 	$(PY) -m batch.kfp_batch $(KFP_ARGS)
 
-# TF Serving's REST API on 127.0.0.1:8501 for the models `make demo` pushed.
+# TF Serving's REST API on 127.0.0.1:8501 for the models `make demo` pushed, from the local
+# stand-in for tensorflow_model_server (serving/emulator/; production runs the image, deploy/).
 serve: venv
-	$(PY) -m serving.model_server --model-base-path $(SERVING_ROOT) --model-name adclick $(SERVE_ARGS)
+	$(PY) -m serving.emulator.model_server --model-base-path $(SERVING_ROOT) \
+	  --model-name adclick $(SERVE_ARGS)
 
 # Serves an earlier version again: make rollback REASON="why" [TO=VERSION] [SERVING_ROOT=gs://B/serving]
 rollback: venv

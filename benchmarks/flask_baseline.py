@@ -16,8 +16,8 @@ import tensorflow as tf
 from werkzeug import serving as werkzeug_serving
 
 from models import signatures
-from serving import rest_json
-from serving import versions
+from serving.emulator import rest_json
+from serving.emulator import versions
 
 app = flask.Flask(__name__)
 _model = {}

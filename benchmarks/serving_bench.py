@@ -5,7 +5,7 @@
 Single-ad `:predict` requests on 127.0.0.1 at concurrency 1, 8 and 32, each level bounded by
 --requests and --seconds; latency p50/p99 and throughput for
   in-process    the newest pushed SavedModel called directly in this process (the lower bound)
-  model_server  serving/model_server.py, as `make serve` runs it
+  model_server  serving/emulator/model_server.py, as `make serve` runs it
   Flask         benchmarks/flask_baseline.py: one model call per request, as tutorials show
 The load generator (a minimal HTTP client in this process) shares the cores with the server.
 Prints a Markdown table (also saved to bench_out/serving_bench.md) and the two targets:
@@ -34,9 +34,9 @@ from models import serving_layout
 from models import signatures
 from models import storage
 from serving import client
-from serving import rest_json
-from serving import server_process
-from serving import versions
+from serving.emulator import rest_json
+from serving.emulator import server_process
+from serving.emulator import versions
 
 OUT = 'bench_out'
 CONCURRENCY = (1, 8, 32)
@@ -249,7 +249,7 @@ def throughput(args: argparse.Namespace, model_dir: str, doc: dict, body: bytes,
   results = {('in-process call (lower bound)', 1): in_process(model_dir, doc, args.requests,
                                                               args.seconds)}
   for name, module, module_args in [
-      ('model_server (make serve)', 'serving.model_server',
+      ('model_server (make serve)', 'serving.emulator.model_server',
        ['--model-base-path', args.serving_root, '--model-name', serving_layout.MODEL_NAME,
         '--port', '0']),
       ('Flask, one model call per request', 'benchmarks.flask_baseline', [model_dir])]:

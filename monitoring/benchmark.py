@@ -30,7 +30,7 @@ from monitoring import quality
 from monitoring import replay
 from serving import capture as capture_lib
 from serving import client as client_lib
-from serving import http_stub
+from serving.emulator import http_stub
 
 
 class _StubServing(http_stub.JsonHandler):

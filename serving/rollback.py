@@ -4,7 +4,7 @@
         (--previous | --to VERSION) --reason "CTR dropped 8% after 1795360000"
 
 Under TF Serving's default policy (the newest version of `<base>/<model>/`, which
-tensorflow/serving and serving/model_server.py both poll) a version is served because it is
+tensorflow/serving and serving/emulator/model_server.py both poll) a version is served because it is
 the newest, so rolling back means taking the newer versions out of the model root. They are
 moved, never deleted, to `<base>/<model>.rolled-back/<version>/` (models/serving_layout.py),
 beside an audit record `<version>.rollback.json`: when, from, to, moved, reason, who.

@@ -103,7 +103,7 @@ def model_server(serving_model_dir, tmp_path_factory):
   adclick; yields (the server, the model's directory to push more versions into)."""
   from components import safe_pusher  # pylint: disable=g-import-not-at-top
   from models import serving_layout  # pylint: disable=g-import-not-at-top
-  from serving import server_process  # pylint: disable=g-import-not-at-top
+  from serving.emulator import server_process  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('serving')
   model_dir = serving_layout.model_root(str(root))
   safe_pusher.push(serving_model_dir, model_dir, '1')

@@ -313,7 +313,7 @@ def test_the_model_server_captures_what_it_answers_and_flushes_on_a_clean_stop(
   """`--capture-root`: every :predict answer of serving_default (sample rate 1) is written
   by the time the server has stopped on SIGTERM; other signatures are not captured."""
   from models import serving_layout  # pylint: disable=import-outside-toplevel
-  from serving import server_process  # pylint: disable=import-outside-toplevel
+  from serving.emulator import server_process  # pylint: disable=import-outside-toplevel
   _, model_dir = model_server
   root = str(tmp_path / 'capture')
   ads = [{k: v for k, v in row.items() if k != features.LABEL_KEY} for row in raw_rows[:30]]

@@ -14,9 +14,9 @@ from models import features
 from models import serving_layout
 from models import signatures
 from serving import client as client_lib
-from serving import http_stub
 from serving import predict
-from serving import server_process
+from serving.emulator import http_stub
+from serving.emulator import server_process
 from tests import fake_models
 from tests import fake_serving
 from tests import test_rows

@@ -11,9 +11,9 @@ import requests
 from models import serving_layout
 from models import signatures
 from serving import model_config
-from serving import model_server
-from serving import rest_json
-from serving import server_process
+from serving.emulator import model_server
+from serving.emulator import rest_json
+from serving.emulator import server_process
 from tests import fake_serving
 
 MODEL = serving_layout.MODEL_NAME

@@ -21,7 +21,7 @@ from models import features
 from models import preprocessing
 from models import serving_layout
 from serving import client
-from serving import server_process
+from serving.emulator import server_process
 from tests.test_model import needs_image
 from tests.test_model import needs_sample_rows
 

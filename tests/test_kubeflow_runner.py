@@ -21,7 +21,7 @@ from pipeline import kfp_schedule
 from pipeline import options
 from pipeline.pipeline import create_pipeline
 from pipeline.resources import ResourcesConfig
-from serving import http_stub
+from serving.emulator import http_stub
 
 GCS_ROOT = 'gs://adclick-test/prod'
 IMAGE = 'europe-docker.pkg.dev/adclick/pipelines/adclick:test'

@@ -24,13 +24,13 @@ from models import features
 from models import serving_layout
 from models import signatures
 from models import storage
-from serving import batching
 from serving import client
 from serving import model_config
-from serving import model_server
-from serving import rest_json
-from serving import server_process
-from serving import versions
+from serving.emulator import batching
+from serving.emulator import model_server
+from serving.emulator import rest_json
+from serving.emulator import server_process
+from serving.emulator import versions
 from tests import fake_models
 from tests import fake_serving
 

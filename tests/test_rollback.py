@@ -17,7 +17,7 @@ from models import serving_layout
 from models import storage
 from pipeline import summary
 from serving import rollback
-from serving import server_process
+from serving.emulator import server_process
 from tests import fake_serving
 from tests import gcs_emulator
 

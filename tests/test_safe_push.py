@@ -19,7 +19,7 @@ from tfx.utils import proto_utils
 from components import safe_pusher
 from models import serving_layout
 from models import storage
-from serving import versions
+from serving.emulator import versions
 from tests import gcs_emulator
 
 

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from models import serving_layout
 from models import storage
-from serving import server_process
-from serving import versions
+from serving.emulator import server_process
+from serving.emulator import versions
 from tests import fake_serving
 from tests import gcs_emulator
 

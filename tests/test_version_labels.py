@@ -15,7 +15,7 @@ from models import storage
 from serving import client as client_lib
 from serving import labels
 from serving import model_config
-from serving import server_process
+from serving.emulator import server_process
 from tests import fake_serving
 
 MODEL = serving_layout.MODEL_NAME

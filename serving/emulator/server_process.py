@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Iterator, List, Sequence
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LISTENING = re.compile(r'Listening on (http://\S+)')
 
 
@@ -55,5 +55,6 @@ def running(module: str, args: Sequence[str] = (), timeout: float = 180) -> Iter
 def model_server(serving_root: str, model_name: str,
                  *flags: str) -> 'contextlib.AbstractContextManager[Server]':
   """The local model server on a free port of 127.0.0.1."""
-  return running('serving.model_server', ['--model-base-path', serving_root, '--model-name',
-                                          model_name, '--port', '0', *flags])
+  return running('serving.emulator.model_server',
+                 ['--model-base-path', serving_root, '--model-name', model_name, '--port', '0',
+                  *flags])

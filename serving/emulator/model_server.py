@@ -1,7 +1,8 @@
-"""A local model server that speaks TF Serving's REST API.
+"""The stand-in for tensorflow_model_server: a local server that speaks TF Serving's REST API.
 
-    python -m serving.model_server --model-base-path outputs/serving [--model-name adclick]
-    python -m serving.model_server --model_config_file models.config \
+    python -m serving.emulator.model_server --model-base-path outputs/serving \
+        [--model-name adclick]
+    python -m serving.emulator.model_server --model_config_file models.config \
         --model_config_file_poll_wait_seconds 5 [--allow_version_labels_for_unavailable_models]
 
 tensorflow_model_server cannot be installed on these machines; production runs the
@@ -60,11 +61,11 @@ from models import rows
 from models import serving_layout
 from models import signatures
 from models import storage
-from serving import batching
 from serving import capture as capture_lib
 from serving import model_config
-from serving import rest_json
-from serving import versions
+from serving.emulator import batching
+from serving.emulator import rest_json
+from serving.emulator import versions
 
 # The paths TF Serving's REST handler accepts (model_servers/http_rest_api_util.cc), matched
 # against the path *and* query, as TF Serving matches them: a query makes a predict path

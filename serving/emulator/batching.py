@@ -24,8 +24,8 @@ import numpy as np
 import yaml
 
 # The ConfigMap that production mounts, and its key holding the BatchingParameters text.
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'deploy',
-                      'batching-config.yaml')
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(_REPO_ROOT, 'deploy', 'batching-config.yaml')
 _CONFIG_KEY = 'batching_parameters.txt'
 _PARAMETER = re.compile(r'(\w+)\s*\{\s*value:\s*(\d+)\s*\}')
 
