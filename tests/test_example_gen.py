@@ -176,6 +176,8 @@ def test_each_split_is_written_shuffled_over_its_shards(tmp_path):
     assert switches > len(order) / 3, order  # not month by month (that would be 2)
   for name in splits.NAMES:
     assert len(glob.glob(os.path.join(examples.uri, f'Split-{name}', '*'))) == splits.SHARDS
+  assert sorted(os.listdir(examples.uri)) == ['Split-eval', 'Split-train', 'Split-validation',
+                                              'rejected_rows']  # no pass-1 files left
   rerun = _run_executor(tmp_path / 'data', tmp_path / 'rerun', window_spans=len(months))
   assert _shards(os.path.join(rerun.uri, 'Split-train')) == train
 

@@ -37,6 +37,7 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 from absl import logging
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options import pipeline_options
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import utils as example_gen_utils
@@ -65,6 +66,7 @@ REJECTED_COLUMNS = ('source_file', 'line_number', 'key', 'reason', 'line')
 # the base class hands the PTransform nothing but exec_properties and the pattern.
 _REJECTED_ROWS_DIR_KEY = '_rejected_rows_dir'
 _SPANS_KEY = '_spans'  # the spans Do picked, for the PTransform
+_SHUFFLE_DIR = '.shuffle'  # splits.WriteSplits' files between its passes, under the output
 _METRICS_NAMESPACE = 'ImageCsvExampleGen'
 _REJECTED_TAG = 'rejected'
 _FIRST_REJECTED_SHOWN = 5
@@ -107,6 +109,11 @@ def format_csv_row(values: Sequence[str]) -> str:
   # csv quotes a cell that holds a character of the line terminator: '\r\n' covers both.
   csv.writer(buffer, lineterminator='\r\n').writerow(values)
   return buffer.getvalue()[:-2]
+
+
+def _direct_runner(pipeline: beam.pvalue.PBegin) -> bool:
+  runner = pipeline.pipeline.options.view_as(pipeline_options.StandardOptions).runner
+  return runner in (None, 'DirectRunner', 'direct')
 
 
 def _records(file: Tuple[int, str]) -> Iterator[Tuple[int, str, rows.Record]]:
@@ -157,14 +164,16 @@ def ReadRows(pipeline: beam.Pipeline,  # pylint: disable=invalid-name
   from the output whose rejected_rows_dir it is). Batch scoring (batch/score.py) reads its
   input here too.
   """
-  parsed = (
-      pipeline
-      | 'ListFiles' >> beam.Create(list(files))
-      | 'SpreadFiles' >> beam.Reshuffle()
-      | 'ReadRecords' >> beam.FlatMap(_records)
-      | 'SpreadRecords' >> beam.Reshuffle()
-      | 'ParseRows' >> beam.ParDo(_ParseRow(header)).with_outputs(
-          _REJECTED_TAG, main='examples'))
+  records = (pipeline
+             | 'ListFiles' >> beam.Create(list(files))
+             | 'SpreadFiles' >> beam.Reshuffle()
+             | 'ReadRecords' >> beam.FlatMap(_records))
+  if not _direct_runner(pipeline):
+    # Spreads one file's rows over the workers (Dataflow would parse a file on one). The
+    # DirectRunner would hold every record of the input in memory here instead.
+    records = records | 'SpreadRecords' >> beam.Reshuffle()
+  parsed = records | 'ParseRows' >> beam.ParDo(_ParseRow(header)).with_outputs(
+      _REJECTED_TAG, main='examples')
   _ = (parsed[_REJECTED_TAG]
        | 'WriteRejected' >> beam.io.WriteToText(
            FileSystems.join(report_dir, f'rejected-{input_name}'),
@@ -233,26 +242,30 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _ImageCsvToExample
 
-  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                             exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
-    """Replaces the base class's hash split with the out-of-time split of splits.py."""
+  def _write_splits(self, examples: types.Artifact, exec_properties: Dict[str, Any]) -> None:
+    """The base class's Do, with the rows split out of time and each split shuffled on disk in
+    bounded memory (splits.WriteSplits) where the base class's split and WriteSplit keep the
+    input order on the DirectRunner and hold a split in memory."""
     input_config = example_gen_pb2.Input()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
                               input_config)
-    keyed = pipeline | 'InputToRecord' >> _ImageCsvToExample(
-        exec_properties, input_config.splits[0].pattern)
-    latest_span = max(exec_properties[_SPANS_KEY] or [0])
-    return keyed | 'SplitData' >> splits.SplitExamples(latest_span,
-                                                       _split_config(exec_properties))
-
-  def _write_splits(self, examples: types.Artifact, exec_properties: Dict[str, Any]) -> None:
-    """The base class's Do, with each split shuffled on disk (splits.WriteShards) where its
-    WriteSplit keeps the input order on the DirectRunner and leaves the files to the runner."""
     examples.split_names = artifact_utils.encode_split_names(list(splits.NAMES))
+    temp_dir = FileSystems.join(examples.uri, _SHUFFLE_DIR)
     with self._make_beam_pipeline() as pipeline:
-      for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
-        _ = split | f'WriteSplit[{name}]' >> splits.WriteShards(
-            artifact_utils.get_split_uri([examples], name))
+      _ = (pipeline
+           | 'InputToRecord' >> _ImageCsvToExample(exec_properties, input_config.splits[0].pattern)
+           | 'WriteSplits' >> splits.WriteSplits(
+               latest_span=max(exec_properties[_SPANS_KEY] or [0]),
+               config=_split_config(exec_properties),
+               split_uris={name: artifact_utils.get_split_uri([examples], name)
+                           for name in splits.NAMES},
+               temp_dir=temp_dir))
+    # File by file (a folder of gs:// has nothing to delete), then the local folder.
+    leftovers = rows.matched_paths(FileSystems.join(temp_dir, '*'))
+    if leftovers:
+      FileSystems.delete(leftovers)
+    if FileSystems.exists(temp_dir):
+      FileSystems.delete([temp_dir])
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, write_split.to_file_format_str(
         example_gen_pb2.FORMAT_TFRECORDS_GZIP))

@@ -12,16 +12,30 @@ was first seen (in the whole window read) inside the eval period, else `establis
 Without a TIME field the rows are split at random by a hash of the row, in the same
 proportions; the run summary then warns that the eval figures overstate next month's.
 
-Each split is then written shuffled on disk (WriteShards): SHARDS gzipped TFRecord files, every
-row in a random one and at a random place in it, so a reader streaming the files meets the
-months mixed and needs no shuffle of the whole split (models/trainer.py).
+Each split is written shuffled on disk: SHARDS gzipped TFRecord files, every row in a random one
+and at a random place in it, so a reader streaming the files meets the months mixed and needs no
+shuffle of the whole split (models/trainer.py). WriteSplits does it in bounded memory on every
+runner, as an external shuffle in two passes:
+  1. rows stream into per-bundle temporary files, one per shard (the shard drawn from a seeded
+     hash of the row), while the cut points and each ad's first time are combined;
+  2. each shard's files are read back, cut into pieces of at most SORT_BYTES on the worker's
+     local disk, each piece sorted by the rows' places, and every row, now given its split
+     and cohort, written to that split's shard.
+No step holds more than SORT_BYTES of rows (plus one ad id and first time per ad for cohorts),
+whatever the month's size: Beam's DirectRunner keeps every grouped or side-input collection in
+memory, so rows never pass through one.
 """
 import dataclasses
 import hashlib
 import os
-from typing import Dict, Iterable, Optional, Tuple
+import struct
+import tempfile
+import uuid
+from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 import tensorflow as tf
 
 from models import features
@@ -29,6 +43,7 @@ from models import features
 TRAIN, VALIDATION, EVAL = 'train', 'validation', 'eval'
 NAMES = (TRAIN, VALIDATION, EVAL)
 SHARDS = 16  # files per split
+SORT_BYTES = 64 << 20  # rows a shard's writer sorts in memory at once
 # Seeds the rows' places on disk; not the hash of the hash split, so the two are independent.
 _PLACE_SEED = b'shards'
 _FILE_PREFIX = 'data_tfrecord'  # TFX's name for ExampleGen's files
@@ -73,9 +88,148 @@ def assign(span: int, time: int, latest_span: int, cuts: Tuple[float, float]) ->
   return VALIDATION if time < cuts[1] else EVAL
 
 
-def _hash_split(example: tf.train.Example, config: SplitConfig) -> str:
+# A row between the passes: its place, span, time (0 without a TIME field), cohort key length
+# and example length, then the key and the serialized example.
+_ROW_HEAD = struct.Struct('>QqqII')
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+  place: int
+  span: int
+  time: int
+  key: bytes
+  example: bytes  # serialized tf.Example
+
+  def pack(self) -> bytes:
+    return (_ROW_HEAD.pack(self.place, self.span, self.time, len(self.key), len(self.example))
+            + self.key + self.example)
+
+
+def _read_rows(f: BinaryIO) -> Iterator[_Row]:
+  while True:
+    head = f.read(_ROW_HEAD.size)
+    if not head:
+      return
+    place, span, time, key_size, example_size = _ROW_HEAD.unpack(head)
+    yield _Row(place, span, time, f.read(key_size), f.read(example_size))
+
+
+def _place(serialized: bytes) -> int:
+  """A row's place: a seeded hash of the row. Its shard is the place modulo SHARDS and its rank
+  the order of places, so every runner and every rerun puts a row in the same place whatever
+  order the rows come in (beam.Reshuffle keeps their order on the DirectRunner)."""
+  return int.from_bytes(hashlib.blake2b(serialized, digest_size=7, key=_PLACE_SEED).digest(),
+                        'big')
+
+
+class _BucketRows(beam.DoFn):
+  """Pass 1: (span, tf.Example) -> the rows in this bundle's file of their shard under
+  temp_dir; yields (shard, file) per file when the bundle ends. A retried bundle writes new
+  files and only the files of the bundle that succeeded are read back."""
+
+  def __init__(self, temp_dir: str):
+    self._temp_dir = temp_dir
+    self._time = features.time_feature()
+    self._key = features.cohort_key_feature()
+
+  def start_bundle(self):
+    self._bundle = uuid.uuid4().hex
+    self._files: Dict[int, Tuple[str, BinaryIO]] = {}
+
+  def process(self, element: Tuple[int, tf.train.Example]):
+    span, example = element
+    serialized = example.SerializeToString(deterministic=True)
+    row = _Row(place=_place(serialized), span=span,
+               time=_int_value(example, self._time.name) if self._time else 0,
+               key=_key_value(example, self._key.name) if self._key else b'',
+               example=serialized)
+    self._file(row.place % SHARDS).write(row.pack())
+
+  def _file(self, shard: int) -> BinaryIO:
+    if shard not in self._files:
+      path = FileSystems.join(self._temp_dir, f'{self._bundle}-{shard:05d}')
+      self._files[shard] = path, FileSystems.create(
+          path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return self._files[shard][1]
+
+  def finish_bundle(self):
+    for shard, (path, f) in sorted(self._files.items()):
+      f.close()
+      yield beam.transforms.window.GlobalWindows.windowed_value((shard, path))
+
+
+def _sorted_rows(paths: List[str], sort_bytes: int) -> Iterator[_Row]:
+  """The rows of a shard's files in the order of their places, holding at most about
+  sort_bytes of them at once: the files are first cut into pieces on local disk by place."""
+  total = sum(m.size_in_bytes for m in FileSystems.match(paths)[0].metadata_list) if paths else 0
+  pieces = max(1, -(-total // sort_bytes))
+  if pieces == 1:
+    yield from sorted(_rows_of(paths), key=lambda row: row.place)
+    return
+  with tempfile.TemporaryDirectory() as local:
+    piece_files = [open(os.path.join(local, str(i)), 'w+b') for i in range(pieces)]
+    for row in _rows_of(paths):
+      piece_files[(row.place // SHARDS) % pieces].write(row.pack())
+    for f in piece_files:
+      f.seek(0)
+      yield from sorted(_read_rows(f), key=lambda row: row.place)
+      f.close()
+
+
+def _rows_of(paths: List[str]) -> Iterator[_Row]:
+  for path in paths:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+      yield from _read_rows(f)
+
+
+class _WriteShard(beam.DoFn):
+  """Pass 2: (shard, its files) -> the shard's file of every split, each row given its split
+  and cohort (a None among the files: the marker that makes every shard, an empty one too)."""
+
+  def __init__(self, latest_span: int, config: SplitConfig, split_uris: Dict[str, str],
+               sort_bytes: int):
+    self._latest_span = latest_span
+    self._config = config
+    self._split_uris = split_uris
+    self._sort_bytes = sort_bytes
+    self._timed = features.time_feature() is not None
+    cohort = features.cohort_feature()
+    self._cohorts = None
+    if cohort is not None and features.cohort_key_feature() is not None:
+      # Appending a serialized message merges it into the one before (protobuf's rule), so a
+      # row gains its cohort field without being parsed again.
+      self._cohorts = {value: tf.train.Example(features=tf.train.Features(feature={
+          cohort.name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+      })).SerializeToString() for value in (features.COHORT_NEW, features.COHORT_ESTABLISHED)}
+
+  def process(self, element, cuts=None, first_seen=None):
+    shard, paths = element
+    paths = sorted(path for path in paths if path is not None)
+    writers = {}
+    for name, uri in self._split_uris.items():
+      tf.io.gfile.makedirs(uri)
+      writers[name] = tf.io.TFRecordWriter(_shard_path(uri, shard), options='GZIP')
+    for row in _sorted_rows(paths, self._sort_bytes):
+      split, example = self._split(row, cuts, first_seen)
+      writers[split].write(example)
+    for writer in writers.values():
+      writer.close()
+
+  def _split(self, row: _Row, cuts, first_seen) -> Tuple[str, bytes]:
+    if not self._timed:
+      return _hash_split(row.example, self._config), row.example
+    split = assign(row.span, row.time, self._latest_span, cuts)
+    if self._cohorts is None:
+      return split, row.example
+    cohort = (features.COHORT_NEW if first_seen[row.key] >= cuts[1]
+              else features.COHORT_ESTABLISHED)
+    return split, row.example + self._cohorts[cohort]
+
+
+def _hash_split(serialized: bytes, config: SplitConfig) -> str:
   buckets = config.hash_buckets()
-  bucket = int(hashlib.md5(example.SerializeToString(deterministic=True)).hexdigest(), 16) % 100
+  bucket = int(hashlib.md5(serialized).hexdigest(), 16) % 100
   for name in NAMES:
     if bucket < buckets[name]:
       return name
@@ -83,91 +237,47 @@ def _hash_split(example: tf.train.Example, config: SplitConfig) -> str:
   return EVAL
 
 
-class _Assign(beam.DoFn):
-  """(span, example) -> the example, tagged with its split and given its cohort."""
-
-  def __init__(self, latest_span: int, config: SplitConfig):
-    self._latest_span = latest_span
-    self._config = config
-    self._time = features.time_feature()
-    self._cohort_key = features.cohort_key_feature()
-    self._cohort = features.cohort_feature()
-
-  def process(self, element, cuts=None, first_seen=None):
-    span, example = element
-    if self._time is None:
-      yield beam.pvalue.TaggedOutput(_hash_split(example, self._config), example)
-      return
-    split = assign(span, _int_value(example, self._time.name), self._latest_span, cuts)
-    if self._cohort is not None:
-      seen = first_seen[_key_value(example, self._cohort_key.name)]
-      cohort = features.COHORT_NEW if seen >= cuts[1] else features.COHORT_ESTABLISHED
-      original, example = example, tf.train.Example()
-      example.CopyFrom(original)  # Beam's input elements must not be mutated
-      example.features.feature[self._cohort.name].bytes_list.value.append(cohort.encode())
-    yield beam.pvalue.TaggedOutput(split, example)
-
-
-@beam.ptransform_fn
-def SplitExamples(keyed_examples: beam.PCollection, latest_span: int,  # pylint: disable=invalid-name
-                  config: SplitConfig) -> Dict[str, beam.PCollection]:
-  """(span, tf.Example) pairs -> {split name: tf.Examples}."""
+def _side_inputs(keyed_examples: beam.PCollection, latest_span: int,
+                 config: SplitConfig) -> Dict[str, beam.pvalue.AsSideInput]:
+  """The cut points of the latest span's time range and each ad's first time, for pass 2."""
   time = features.time_feature()
-  side = {}
-  if time is not None:
-    latest_times = (keyed_examples
-                    | 'LatestSpan' >> beam.Filter(lambda kv: kv[0] == latest_span)
-                    | 'Time' >> beam.Map(lambda kv: _int_value(kv[1], time.name)))
-    t_min = latest_times | 'MinTime' >> beam.CombineGlobally(min)
-    t_max = latest_times | 'MaxTime' >> beam.CombineGlobally(max)
-    cuts = (t_min | 'Cuts' >> beam.Map(
-        lambda low, high: time_cuts(low, high, config), high=beam.pvalue.AsSingleton(t_max)))
-    side['cuts'] = beam.pvalue.AsSingleton(cuts)
-    key = features.cohort_key_feature()
-    if key is not None and features.cohort_feature() is not None:
-      first_seen = (keyed_examples
-                    | 'KeyTime' >> beam.Map(lambda kv: (_key_value(kv[1], key.name),
-                                                        _int_value(kv[1], time.name)))
-                    | 'FirstSeen' >> beam.CombinePerKey(min))
-      side['first_seen'] = beam.pvalue.AsDict(first_seen)
-  tagged = keyed_examples | 'Assign' >> beam.ParDo(_Assign(latest_span, config), **side
-                                                   ).with_outputs(*NAMES)
-  return {name: tagged[name] for name in NAMES}
-
-
-def _placed(serialized: bytes) -> Tuple[int, Tuple[int, bytes]]:
-  """A row -> (its shard, (its place, the row)): the place is a seeded hash of the row, its
-  shard the place modulo SHARDS, its rank in the shard the order of places. Every runner and
-  every rerun then puts a row in the same place, whatever order the rows come in
-  (beam.Reshuffle keeps their order on the DirectRunner)."""
-  place = int.from_bytes(hashlib.blake2b(serialized, digest_size=7, key=_PLACE_SEED).digest(),
-                         'big')
-  return place % SHARDS, (place, serialized)
+  if time is None:
+    return {}
+  latest_times = (keyed_examples
+                  | 'LatestSpan' >> beam.Filter(lambda kv: kv[0] == latest_span)
+                  | 'Time' >> beam.Map(lambda kv: _int_value(kv[1], time.name)))
+  t_min = latest_times | 'MinTime' >> beam.CombineGlobally(min)
+  t_max = latest_times | 'MaxTime' >> beam.CombineGlobally(max)
+  cuts = (t_min | 'Cuts' >> beam.Map(
+      lambda low, high: time_cuts(low, high, config), high=beam.pvalue.AsSingleton(t_max)))
+  side = {'cuts': beam.pvalue.AsSingleton(cuts)}
+  key = features.cohort_key_feature()
+  if key is not None and features.cohort_feature() is not None:
+    first_seen = (keyed_examples
+                  | 'KeyTime' >> beam.Map(lambda kv: (_key_value(kv[1], key.name),
+                                                      _int_value(kv[1], time.name)))
+                  | 'FirstSeen' >> beam.CombinePerKey(min))
+    side['first_seen'] = beam.pvalue.AsDict(first_seen)
+  return side
 
 
 def _shard_path(split_uri: str, shard: int) -> str:
   return os.path.join(split_uri, f'{_FILE_PREFIX}-{shard:05d}-of-{SHARDS:05d}.gz')
 
 
-def _write_shard(grouped: Tuple[int, Iterable[Optional[Tuple[int, bytes]]]], split_uri: str):
-  """(shard, its rows) -> the shard's file, rows in the order of their places (None: the
-  shard's marker)."""
-  shard, rows = grouped
-  tf.io.gfile.makedirs(split_uri)
-  with tf.io.TFRecordWriter(_shard_path(split_uri, shard), options='GZIP') as writer:
-    for _, serialized in sorted(row for row in rows if row is not None):
-      writer.write(serialized)
-
-
 @beam.ptransform_fn
-def WriteShards(examples: beam.PCollection, split_uri: str):  # pylint: disable=invalid-name
-  """tf.Examples -> SHARDS files under split_uri, each row at its place (_placed); every shard is
-  written, an empty one too (a split without rows is then still a readable split)."""
-  placed = (examples
-            | 'Serialize' >> beam.Map(lambda e: e.SerializeToString(deterministic=True))
-            | 'Place' >> beam.Map(_placed))
-  markers = examples.pipeline | 'Shards' >> beam.Create([(s, None) for s in range(SHARDS)])
-  return ((placed, markers)
+def WriteSplits(keyed_examples: beam.PCollection, latest_span: int,  # pylint: disable=invalid-name
+                config: SplitConfig, split_uris: Dict[str, str], temp_dir: str,
+                sort_bytes: int = SORT_BYTES):
+  """(span, tf.Example) pairs -> SHARDS files under each split's URI (split_uris: name ->
+  URI), rows split out of time and shuffled (see the module docstring). temp_dir holds pass 1's
+  files: the caller deletes it once the pipeline has run (a step that deleted them would break
+  a retried bundle of pass 2)."""
+  bucketed = keyed_examples | 'BucketRows' >> beam.ParDo(_BucketRows(temp_dir))
+  markers = keyed_examples.pipeline | 'Shards' >> beam.Create([(s, None) for s in range(SHARDS)])
+  return ((bucketed, markers)
           | 'Flatten' >> beam.Flatten()
           | 'GroupByShard' >> beam.GroupByKey()
-          | 'Write' >> beam.Map(_write_shard, split_uri=split_uri))
+          | 'WriteShards' >> beam.ParDo(
+              _WriteShard(latest_span, config, split_uris, sort_bytes),
+              **_side_inputs(keyed_examples, latest_span, config)))
