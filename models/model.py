@@ -24,9 +24,11 @@ class HParams:
   dropout: float = 0.1
   learning_rate: float = 0.001
   batch_size: int = 128
-  # The budget scales with the data: whole passes over the training split until the
-  # validation log-loss stops improving for `early_stopping_patience` epochs.
+  # Epochs until the validation log-loss stops improving for `early_stopping_patience` of
+  # them; an epoch is a pass over the training split or `epoch_rows` rows, whichever is fewer,
+  # so small months get whole passes and large ones a budget that stops growing with the rows.
   max_epochs: int = 12
+  epoch_rows: int = 500_000
   early_stopping_patience: int = 2
   # After each epoch that does not improve the validation log-loss, the learning rate is
   # multiplied by this (1.0: constant). At a constant rate the validation loss jumps from

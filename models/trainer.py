@@ -50,6 +50,13 @@ def _dataset(file_pattern, tf_transform_output, batch_size, shuffle):
   return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def count_rows(file_pattern) -> int:
+  """The rows in ExampleGen's files (one pass that decompresses and parses nothing else)."""
+  files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+  rows = files.interleave(_gzip_records, cycle_length=READ_FILES, num_parallel_calls=READ_FILES)
+  return int(rows.reduce(np.int64(0), lambda count, _: count + 1))
+
+
 def _raw_serving_fn(model, tf_transform_output):
   """serving_default: one [batch] tensor per raw field, named as in features.py."""
   model.tft_layer = tf_transform_output.transform_features_layer()
@@ -181,9 +188,27 @@ def calibrate(model: tf.keras.Model, validation: tf.data.Dataset) -> Tuple[float
   return a, b
 
 
-def datasets(fn_args, tf_transform_output, batch_size):
-  return (_dataset(fn_args.train_files, tf_transform_output, batch_size, shuffle=True),
-          _dataset(fn_args.eval_files, tf_transform_output, batch_size, shuffle=False))
+def steps_per_epoch(rows: int, hparams: model_lib.HParams) -> Optional[int]:
+  """None (an epoch is a pass) for a training split of at most hparams.epoch_rows rows, else
+  the steps of epoch_rows rows."""
+  return None if rows <= hparams.epoch_rows else -(-hparams.epoch_rows // hparams.batch_size)
+
+
+def datasets(fn_args, tf_transform_output, hparams: model_lib.HParams
+             ) -> Tuple[tf.data.Dataset, tf.data.Dataset, Optional[int]]:
+  """(training batches, validation batches, training steps per epoch). An epoch is a pass over
+  the training split or hparams.epoch_rows rows, whichever is fewer: the training budget
+  (max_epochs of them; early stopping and the learning-rate cuts count them) then stops
+  growing with the data. Past epoch_rows the training stream repeats without end, each pass
+  over the files in a new order, and an epoch ends after its steps."""
+  train = _dataset(fn_args.train_files, tf_transform_output, hparams.batch_size, shuffle=True)
+  rows = count_rows(fn_args.train_files)
+  steps = steps_per_epoch(rows, hparams)
+  logging.info('%d training rows; an epoch is %s.', rows,
+               'a pass' if steps is None else f'{steps} steps of {hparams.batch_size} rows')
+  return (train if steps is None else train.repeat(),
+          _dataset(fn_args.eval_files, tf_transform_output, hparams.batch_size, shuffle=False),
+          steps)
 
 
 def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:
@@ -203,13 +228,13 @@ def run_fn(fn_args: tfx.components.FnArgs):
   hparams, source = resolve_hparams(fn_args)
   tf.keras.utils.set_random_seed(hparams.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  train, validation = datasets(fn_args, tf_transform_output, hparams.batch_size)
+  train, validation, steps_per_epoch = datasets(fn_args, tf_transform_output, hparams)
 
   model = model_lib.build_model(tf_transform_output, hparams)
   logging.info('Training up to %d epochs, hparams %s (from %s)', hparams.max_epochs, hparams,
                source)
-  history = model.fit(train, epochs=hparams.max_epochs, validation_data=validation,
-                      callbacks=callbacks(hparams), verbose=2)
+  history = model.fit(train, epochs=hparams.max_epochs, steps_per_epoch=steps_per_epoch,
+                      validation_data=validation, callbacks=callbacks(hparams), verbose=2)
   scale, bias = calibrate(model, validation) if hparams.calibrate else (1.0, 0.0)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=signatures(model, tf_transform_output))

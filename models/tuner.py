@@ -34,7 +34,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   custom = fn_args.custom_config or {}
   base = model_lib.HParams().replace(custom.get('hparams'))
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-  train, validation = trainer.datasets(fn_args, tf_transform_output, base.batch_size)
+  train, validation, steps_per_epoch = trainer.datasets(fn_args, tf_transform_output, base)
 
   def build(hp):
     return model_lib.build_model(tf_transform_output, base.replace(hp.values))
@@ -44,6 +44,6 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       objective=keras_tuner.Objective('val_logloss', 'min'), directory=fn_args.working_dir,
       project_name='adclick_tuning', seed=1)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
-      'x': train, 'validation_data': validation,
+      'x': train, 'validation_data': validation, 'steps_per_epoch': steps_per_epoch,
       'epochs': min(TRIAL_EPOCHS, base.max_epochs), 'callbacks': trainer.callbacks(base),
       'verbose': 2})

@@ -1,5 +1,6 @@
 """The Keras model builds, trains a step, and every exported signature takes what it promises."""
 import dataclasses
+import types
 
 import numpy as np
 import pytest
@@ -244,3 +245,26 @@ def test_training_holds_no_copy_of_the_split(transformed, raw_rows, tmp_path):
   _write_shards(tmp_path, raw_rows[32:])
   second = values()
   assert len(second) == 32 and not set(first) & set(second)
+
+
+def test_an_epoch_is_a_pass_or_epoch_rows_whichever_is_fewer():
+  hparams = model_lib.HParams(epoch_rows=1000, batch_size=128)
+  assert trainer.steps_per_epoch(1000, hparams) is None  # a pass, as on small months
+  assert trainer.steps_per_epoch(1001, hparams) == 8  # ceil(1000 / 128), the budget's
+  assert trainer.steps_per_epoch(10 ** 7, hparams) == 8  # whatever the rows
+
+
+@needs_sample_rows
+def test_past_epoch_rows_training_streams_on_and_counts_its_rows(transformed, raw_rows, tmp_path):
+  """The row count is read from the files; past epoch_rows the stream repeats (Keras stops each
+  epoch after its steps), below it one pass is an epoch."""
+  _write_shards(tmp_path, raw_rows[:32])
+  pattern = [str(tmp_path / 'shard-*.gz')]
+  assert trainer.count_rows(pattern) == 32
+  output = tft.TFTransformOutput(transformed[0])
+  fn_args = types.SimpleNamespace(train_files=pattern, eval_files=pattern)
+  for epoch_rows, steps, batches in ((16, 2, 12), (32, None, 4)):
+    train, validation, found = trainer.datasets(
+        fn_args, output, model_lib.HParams(epoch_rows=epoch_rows, batch_size=8))
+    assert found == steps
+    assert len(list(train.take(12))) == batches and len(list(validation)) == 4
