@@ -17,7 +17,9 @@ version labels, serving/labels.py). With `canary_share=0.05`, 5% of the calls go
 `canary` label and the rest to `stable`; a label the server does not have (no canary under
 way, or no labels at all) or whose version is not loaded yet falls back to the `stable`
 label, then to the newest version; a missing label is asked for again after LABEL_RETRY_S,
-so a client can keep a canary share configured for good.
+so a client can keep a canary share configured for good. The version a result names is the
+one that answered: the client asks which version serves, then predicts on it by number
+(Client._predict_on).
 Every call to the server, with its answer, goes through Client._call.
 """
 import base64
@@ -183,22 +185,39 @@ class Client:
     return self._predict_on(last, instances)
 
   def _predict_on(self, label: Optional[str], instances) -> Tuple[str, Optional[str], List[float]]:
-    return self.serving_version(label), label, self._predict(instances, label)
+    """(version, label, probabilities), the probabilities from that very version.
+
+    TF Serving's predict answer does not name the version that gave it, and a separate
+    status call can name another one while a new version takes over. So the client asks which
+    version serves, then predicts on that version by number (`/versions/N:predict`). If N was
+    unloaded in between, TF Serving answers 404 "Servable not found for request: Specific(...)";
+    the client then asks once more and predicts on the version named now. A version given by
+    number is not looked up, nor asked for again.
+    """
+    version = self.serving_version(label)
+    try:
+      return version, label, self._predict(instances, version)
+    except NotServed:
+      if self.version is not None:
+        raise
+    version = self.serving_version(label)
+    return version, label, self._predict(instances, version)
 
   def _model_path(self, label: Optional[str] = None) -> str:
     path = f'/v1/models/{self.model_name}'
-    if self.version is not None:
-      return f'{path}/versions/{self.version}'
     return f'{path}/labels/{label}' if label else path
 
   def serving_version(self, label: Optional[str] = None) -> str:
-    """The version that answers (REST predict responses do not name it): the label's, from
-    its metadata; else the newest available one."""
+    """The version to predict on: the one given, else the label's (from its metadata), else
+    the newest available one (TF Serving's choice when a request names none)."""
     if self.version is not None:
       return str(self.version)
     if label:
       metadata = self._call('GET', self._model_path(label) + '/metadata')
-      return str(metadata.get('model_spec', {}).get('version', '?'))
+      version = metadata.get('model_spec', {}).get('version')
+      if not version:
+        raise ServingError(f'unexpected answer from {self.url}: {str(metadata)[:200]}')
+      return str(version)
     status = self._call('GET', self._model_path())
     available = [int(s['version']) for s in status.get('model_version_status', [])
                  if s.get('state') == 'AVAILABLE']
@@ -206,10 +225,9 @@ class Client:
       raise ServingError(f'model {self.model_name} at {self.url} has no version ready yet')
     return str(max(available))
 
-  def _predict(self, instances: List[Dict[str, Any]], label: Optional[str] = None
-               ) -> List[float]:
+  def _predict(self, instances: List[Dict[str, Any]], version: str) -> List[float]:
     body = {'signature_name': signatures.SERVING_SIGNATURE, 'instances': instances}
-    answer = self._call('POST', self._model_path(label) + ':predict', body)
+    answer = self._call('POST', f'{self._model_path()}/versions/{version}:predict', body)
     predictions = answer.get('predictions')
     if not isinstance(predictions, list) or len(predictions) != len(instances):
       raise ServingError(f'unexpected answer from {self.url}: {str(answer)[:200]}')

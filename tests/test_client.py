@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import socket
+import threading
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ from tests import test_rows
 from tests.conftest import png_bytes
 
 PREDICTION = signatures.PREDICTION_KEY
+MODEL = serving_layout.MODEL_NAME
 
 
 @pytest.fixture
@@ -177,6 +179,103 @@ def test_server_errors_are_explained(ad, stub):
   assert outcome['message'] == (f"the server at {url} does not serve model 'x': Could "
                                 'not find any versions of model x')
   assert handler.seen == [('GET', '/v1/models/x')]
+
+
+def _status(*available):
+  return {'model_version_status': [{'version': str(v), 'state': 'AVAILABLE'} for v in available]}
+
+
+def _metadata(version):
+  return {'model_spec': {'name': MODEL, 'signature_name': '', 'version': str(version)}}
+
+
+def _gone(version):  # TF Serving's answer for a version no longer loaded
+  return 404, {'error': f'Servable not found for request: Specific({MODEL}, {version})'}, 0
+
+
+# What the client asks for a version to predict on: the newest, or a label's.
+_ASK = {None: (f'/v1/models/{MODEL}', _status),
+        'stable': (f'/v1/models/{MODEL}/labels/stable/metadata', _metadata)}
+
+
+@pytest.mark.parametrize('label', [None, 'stable'])
+def test_the_version_asked_for_is_the_one_that_answers(ad, stub, label):
+  url, handler = stub
+  ask, answer = _ASK[label]
+  handler.script = [(200, answer(7), 0), (200, {'predictions': [0.25]}, 0)]
+  outcome = client_lib.Client(url, label=label).predict(ad)
+  assert outcome['prediction'] == {PREDICTION: 0.25, client_lib.VERSION_KEY: '7'}
+  assert handler.seen == [('GET', ask), ('POST', f'/v1/models/{MODEL}/versions/7:predict')]
+
+
+@pytest.mark.parametrize('label', [None, 'stable'])
+def test_a_version_gone_before_predict_is_asked_for_once_more(ad, stub, label):
+  url, handler = stub
+  ask, answer = _ASK[label]
+  handler.script = [(200, answer(7), 0), _gone(7), (200, answer(8), 0),
+                    (200, {'predictions': [0.5]}, 0)]
+  outcome = client_lib.Client(url, label=label).predict(ad)
+  assert outcome['prediction'] == {PREDICTION: 0.5, client_lib.VERSION_KEY: '8'}
+  assert [path for _, path in handler.seen] == [
+      ask, f'/v1/models/{MODEL}/versions/7:predict', ask, f'/v1/models/{MODEL}/versions/8:predict']
+
+
+def test_a_version_gone_twice_is_an_error(ad, stub):
+  url, handler = stub
+  handler.script = [(200, _status(7), 0), _gone(7), (200, _status(8), 0), _gone(8)]
+  outcome = client_lib.Client(url).predict(ad)
+  assert outcome['message'] == (f"the server at {url} does not serve model '{MODEL}': "
+                                f'Servable not found for request: Specific({MODEL}, 8)')
+  assert len(handler.seen) == 4
+
+
+def test_a_version_asked_for_by_number_is_not_looked_up(ad, stub):
+  url, handler = stub
+  handler.script = [_gone(7)]
+  outcome = client_lib.Client(url, version=7).predict(ad)
+  assert not outcome['success'] and f'Specific({MODEL}, 7)' in outcome['message']
+  assert handler.seen == [('POST', f'/v1/models/{MODEL}/versions/7:predict')]
+
+
+def test_during_a_swap_each_result_names_the_version_that_answered(tmp_path, raw_rows):
+  """Against the stand-in server: while version 2 takes over from 1 and 1 is unloaded, the
+  version each result names is the one whose answer it carries (a fake_serving version's
+  answer tells its number)."""
+  model_root = serving_layout.model_root(str(tmp_path / 'serving'))
+  fake_serving.save_version(model_root, 1)
+  row = raw_rows[0]
+  ad = {k: v for k, v in row.items() if k != features.LABEL_KEY}
+  results = []
+  stop = threading.Event()
+
+  def load(url):  # bounded: stops on the event or after 20,000 results
+    client = client_lib.Client(url)
+    while not stop.is_set() and len(results) < 20000:
+      results.append(client.predict(ad))
+
+  with server_process.model_server(str(tmp_path / 'serving'), MODEL,
+                                   '--poll-seconds', '0.2') as server:
+    threads = [threading.Thread(target=load, args=(server.url,)) for _ in range(3)]
+    for thread in threads:
+      thread.start()
+    try:
+      fake_serving.wait_for(lambda: len(results) > 20)
+      # Saved aside and moved in whole, so the server never sees half a version.
+      os.rename(fake_serving.save_version(str(tmp_path / 'aside'), 2),
+                serving_layout.version_dir(model_root, 2))
+      fake_serving.wait_for(lambda: fake_serving.version_states(server.url).get(1) == 'END')
+      swapped = len(results)
+      fake_serving.wait_for(lambda: len(results) > swapped + 20)
+    finally:
+      stop.set()
+      for thread in threads:
+        thread.join()
+  failures = [r['message'] for r in results if not r['success']]
+  assert not failures, failures[:3]
+  reported = [int(r['prediction'][client_lib.VERSION_KEY]) for r in results]
+  assert reported == [fake_serving.answered_version(r['prediction'][PREDICTION], row)
+                      for r in results]
+  assert reported[0] == 1 and reported[-1] == 2
 
 
 def test_predict_against_the_local_server(model_server, serving_model_dir, ad):
