@@ -22,10 +22,16 @@ For each size and seed, with N = --months:
 --candidate-only runs only the month-N pipeline (so no gate gain and no tabular-only variant).
 --timing-only generates months 1..N and runs the pipeline once, on month N (no peers, no
 scoring), for the wall-time table alone, written to <out>/model_bench_timing.md.
+--scale runs the pipeline once for each of --sizes rows read (the default window of W months,
+so size / W rows a month, under <out>/data-<rows a month>-seed<seed>) and writes one cost
+table to <out>/model_bench_scale.md: per component its seconds, ms a row, and the bytes on
+disk it wrote and was given a row (benchmarks/component_io.py); the run's wall time and peak
+RSS; and, for the largest size, month W+1 scored by the model, the peers and the oracle.
 """
 import argparse
 import collections
 import dataclasses
+import datetime
 import glob
 import os
 import resource
@@ -46,11 +52,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 from sklearn.preprocessing import StandardScaler
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tfx.utils import path_utils
 
 import local_runner
 from benchmarks import auc_interval
+from benchmarks import component_io
+from components import data_gate
 from components import evaluation_report
 from components import gate_rule
 from components.gate_rule import Estimate
@@ -68,6 +77,11 @@ ALL = 'all'  # the cohort of every row
 TABULAR_ONLY = 'hparams.use_image=false'
 BATCH = 2048  # rows per serving_default call
 ORACLE = 'oracle'  # read_month's column of true click probabilities
+# The peers are fitted on at most this many of the candidate's training rows (a uniform
+# sample): scikit-learn holds them all in memory, and the 3,000,000-row run trains on 2.8M.
+PEER_ROWS = 500_000
+SCALE_SIZES = (300_000, 1_000_000, 3_000_000)  # rows read by one run (--scale)
+EVALUATOR = 'Evaluator'  # its cost is per eval row
 
 
 @dataclasses.dataclass
@@ -77,6 +91,7 @@ class Run:
   artifacts: summary.RunArtifacts
   wall_s: float
   peak_rss_gib: float
+  load_before: float  # the machine's 1-min load average when it started: what shared it
 
   def model_dir(self) -> str:
     """The Trainer's SavedModel (what the Pusher copies when the model is blessed)."""
@@ -122,6 +137,7 @@ def run_pipeline(label: str, data_root: str, output_root: str, span: int,
              '--output-root', output_root, '--span', str(span)]
   command += [arg for setting in settings for arg in ('--set', setting)]
   print(f'[{label}] running the pipeline (log: {log_path}) ...', flush=True)
+  load_before = os.getloadavg()[0]
   start = time.time()
   with open(log_path, 'w') as log:
     process = subprocess.Popen(command, cwd=config_lib.REPO_ROOT, stdout=log,
@@ -135,7 +151,7 @@ def run_pipeline(label: str, data_root: str, output_root: str, span: int,
                        f'{log_path} and {output_root}/last_run_summary.md')
   print(f'[{label}] {wall_s:.0f} s', flush=True)
   return Run(label, summary.run_artifacts(local_runner.metadata_config(output_root)),
-             wall_s, usage.ru_maxrss / 2**20)  # ru_maxrss is in KiB on Linux
+             wall_s, usage.ru_maxrss / 2**20, load_before)  # ru_maxrss: KiB on Linux
 
 
 def gate_figures(run: Run, cohort: str) -> Dict[str, Optional[Estimate]]:
@@ -338,9 +354,9 @@ def model_names(months: int):
 
 
 def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: bool = False,
-                  tabular_variant: bool = True):
+                  tabular_variant: bool = True, settings: Sequence[str] = ()):
   """Three pipeline runs (one with candidate_only, two without the tabular variant) and
-  next month's scores for one size; (table rows, runs)."""
+  next month's scores for one size; (table rows, runs). `settings`: --set for every run."""
   size = f'{rows}, seed {seed}'
   data_root = os.path.abspath(os.path.join(out, f'data-{rows}-seed{seed}'))
   generate(data_root, range(1, months + 2), rows, seed)
@@ -351,11 +367,12 @@ def bench_quality(out: str, rows: int, seed: int, months: int, candidate_only: b
   model_n, model_served = model_names(months)
   served = tabular = None
   if not candidate_only:
-    served = run_pipeline(f'{size}: model, month {months - 1}', data_root, root, months - 1)
-  new = run_pipeline(f'{size}: model, month {months}', data_root, root, months)
+    served = run_pipeline(f'{size}: model, month {months - 1}', data_root, root, months - 1,
+                          *settings)
+  new = run_pipeline(f'{size}: model, month {months}', data_root, root, months, *settings)
   if not candidate_only and tabular_variant:
     tabular = run_pipeline(f'{size}: tabular-only, month {months}', data_root, tabular_root,
-                           months, TABULAR_ONLY)
+                           months, *settings, TABULAR_ONLY)
   if served and served.pushed() and gate_figures(new, ALL)['gate_gain'] is None:
     print(f'[{size}] WARNING: the month-{months - 1} model was pushed, but the month-{months} '
           'run did not compare with it (no gate gain).', flush=True)
@@ -380,8 +397,10 @@ def next_month_rows(size: str, data_root: str, months: int,
   inputs = serving_inputs(month, data_layout.span_dir(data_root, months + 1))
   scores = {name: predict(run.model_dir(), inputs) for name, run in gated.items()}
   names = [f.name for f in tabular_features()]
+  fit_rows = (training.sample(PEER_ROWS, random_state=0) if len(training) > PEER_ROWS
+              else training)
   for name, peer in peers().items():
-    peer.fit(training[names], training[features.LABEL_KEY])
+    peer.fit(fit_rows[names], fit_rows[features.LABEL_KEY])
     scores[name] = peer.predict_proba(month[names])[:, 1]
   scores[ORACLE] = month[ORACLE].to_numpy()
 
@@ -424,8 +443,101 @@ New ads there: ads (the cohort_key field) absent from the rows the
 month-{n} model trained on (its ExampleGen's train and validation splits). The logistic
 regression (one-hot categorical and integer fields; numeric ones z-scored, after log1p where
 features.py says) and the gradient-boosted tree (scikit-learn HistGradientBoostingClassifier)
-were trained on those same rows. Calibration: mean prediction / mean label. Oracle: the
+were trained on those same rows (a uniform sample of {peer_rows:,} where there are more).
+Calibration: mean prediction / mean label. Oracle: the
 generator's true click probabilities."""
+
+
+# ---------------------------------------------------------------- cost at scale (--scale)
+
+def rows_read(run: Run) -> int:
+  """Rows ExampleGen read: those it accepted and those it rejected."""
+  return (run.examples_property(executor.ROWS_ACCEPTED_PROPERTY) +
+          run.examples_property(executor.ROWS_REJECTED_PROPERTY))
+
+
+def eval_rows(run: Run) -> int:
+  """Rows of the eval split (what the Evaluator scores), as StatisticsGen counted them."""
+  statistics = run.artifacts.latest('ExampleStatistics')
+  return tfdv.load_stats_binary(os.path.join(
+      statistics.uri, f'Split-{splits.EVAL}', data_gate.STATISTICS_FILE)).datasets[0].num_examples
+
+
+def _bytes_cell(total: int, rows: int) -> str:
+  per_row = total / rows
+  return f'{per_row:,.0f}' if per_row >= 10 else f'{per_row:.2f}'
+
+
+def scale_lines(run: Run, components: Sequence[component_io.ComponentIO],
+                data_root: str) -> List[List[str]]:
+  """The cost table's lines of one run: one per component in the order they ran, then the
+  whole run. Per row read, except the Evaluator's figures, per eval row."""
+  read, evaluated = rows_read(run), eval_rows(run)
+  examples = run.artifacts.latest('Examples')
+  spans = str(run.examples_property(executor.SPANS_PROPERTY)).split(',')
+  data = component_io.window_bytes([data_layout.span_dir(data_root, int(s)) for s in spans])
+  size = f'{read:,}'
+  lines, written = [], 0
+  for component in components:
+    per_eval_row = component.name == EVALUATOR
+    rows = evaluated if per_eval_row else read
+    seconds = run.artifacts.seconds[component.name]
+    given = component.bytes_read()
+    if examples.id in {a.id for a in component.outputs}:  # ExampleGen reads the data root
+      given += data
+    written += component.bytes_written()
+    lines.append([size, component.name, f'{seconds:.0f}', f'{1000 * seconds / rows:.3f}',
+                  f'{rows:,} ' + ('eval' if per_eval_row else 'read'),
+                  _bytes_cell(component.bytes_written(), rows), _bytes_cell(given, rows), ''])
+  lines.append([size, f'whole run (1-min load {run.load_before:.1f} before)',
+                f'{run.wall_s:.0f}', f'{1000 * run.wall_s / read:.3f}', f'{read:,} read',
+                _bytes_cell(written, read), _bytes_cell(data, read), f'{run.peak_rss_gib:.2f}'])
+  return lines
+
+
+SCALE_HEADER = ['rows read', 'component', 's', 'ms a row', 'rows (the "a row" of its line)',
+                'B written a row', 'B given a row', 'peak RSS GiB']
+SCALE_NOTES = """One pipeline run per size (local_runner.py in its own process, the default config{settings},
+a fresh output root, so nothing cached) on month {n} with the default window of {window}
+months: a size of R rows read is R / {window} rows a month. s: the component's wall time
+(MLMD). ms a row and B a row: per row read, except the Evaluator's, per row of the eval split
+it scores (StatisticsGen's count). B written: bytes on disk of the component's output
+artifacts; B given: of its input artifacts, counting only the splits its properties name
+(benchmarks/component_io.py), plus, for ExampleGen, the window's CSVs and creatives (DataGate
+is given the Examples but opens only their rejected rows, and reads two months' CSVs, not
+counted); a split read more than once (the Trainer's epochs) counts once. Whole run: the process, imports
+included, its peak RSS, the bytes all components wrote and the data read. {cores} cores; the
+1-min load average just before each run says what else was running."""
+
+
+def bench_scale(out: str, sizes: Sequence[int], seed: int,
+                settings: Sequence[str] = ()) -> str:
+  """One run per size of rows read; the cost table, and next month's quality at the largest
+  size (the candidate next to the peers and the oracle), as markdown."""
+  window = config_lib.PipelineConfig().window_spans
+  lines, quality = [], []
+  for size in sizes:
+    per_month = -(-size // window)
+    largest = size == max(sizes)
+    data_root = os.path.abspath(os.path.join(out, f'data-{per_month}-seed{seed}'))
+    generate(data_root, range(1, window + 1 + largest), per_month, seed)  # +1: scored
+    root = os.path.abspath(os.path.join(out, f'scale-{size}-seed{seed}'))
+    shutil.rmtree(root, ignore_errors=True)
+    label = f'{size:,} rows read, seed {seed}'
+    run = run_pipeline(label, data_root, root, window, *settings)
+    lines += scale_lines(run, component_io.run_io(local_runner.metadata_config(root)),
+                         data_root)
+    if largest:
+      quality = next_month_rows(label, data_root, window, {model_names(window)[0]: run})
+  parts = [markdown(SCALE_HEADER, lines), '',
+           SCALE_NOTES.format(settings=''.join(f', {s}' for s in settings), n=window,
+                              window=window, cores=os.cpu_count())]
+  if quality:
+    parts += ['', quality_table(quality), '',
+              NOTES.format(eval=config_lib.PipelineConfig().split.eval_fraction, n=window,
+                           p=window - 1, m=window + 1, resamples=auc_interval.RESAMPLES,
+                           peer_rows=PEER_ROWS)]
+  return '\n'.join(parts)
 
 
 def main(argv=None):
@@ -445,9 +557,28 @@ def main(argv=None):
                            'gain are still measured)')
   parser.add_argument('--timing-only', action='store_true',
                       help='one pipeline run on month N per size: wall times and memory only')
+  parser.add_argument('--scale', action='store_true',
+                      help='one run per --sizes rows read (the default window): cost per '
+                           'component and row, bytes a row, peak RSS; next-month quality at '
+                           'the largest; ignores --rows and --months, uses the first --seed')
+  parser.add_argument('--sizes', type=int, nargs='+', default=list(SCALE_SIZES),
+                      help='with --scale: rows read by one run')
+  parser.add_argument('--set', dest='settings', action='append', default=[],
+                      metavar='NAME=VALUE', help='passed to every pipeline run (repeatable)')
   args = parser.parse_args(argv)
   if args.months < (1 if args.timing_only else 2):
     parser.error('--months must be at least 2 (1 with --timing-only)')
+  if args.scale:
+    text = bench_scale(args.out, args.sizes, args.seed[0], args.settings)
+    command = ' '.join(['python -m benchmarks.model_bench'] +
+                       (sys.argv[1:] if argv is None else list(argv)))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    text = (f'`{command}` ({stamp}); this process (scoring, peers) peaked at '
+            f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB.\n\n{text}')
+    print(text)
+    with open(os.path.join(args.out, 'model_bench_scale.md'), 'w') as f:
+      f.write(text + '\n')
+    return
 
   quality, runs = [], []
   for rows in args.rows:
@@ -458,10 +589,11 @@ def main(argv=None):
         root = os.path.abspath(os.path.join(args.out, f'timing-{rows}-seed{seed}'))
         shutil.rmtree(root, ignore_errors=True)
         runs.append(run_pipeline(f'{rows}, seed {seed}: model, month {args.months}',
-                                 data_root, root, args.months))
+                                 data_root, root, args.months, *args.settings))
       else:
         table, size_runs = bench_quality(args.out, rows, seed, args.months,
-                                         args.candidate_only, not args.no_tabular)
+                                         args.candidate_only, not args.no_tabular,
+                                         args.settings)
         quality += table
         runs += size_runs
 
@@ -470,7 +602,8 @@ def main(argv=None):
     n = args.months
     parts += [quality_table(quality), '',
               NOTES.format(eval=config_lib.PipelineConfig().split.eval_fraction,
-                           n=n, p=n - 1, m=n + 1, resamples=auc_interval.RESAMPLES), '']
+                           n=n, p=n - 1, m=n + 1, resamples=auc_interval.RESAMPLES,
+                           peer_rows=PEER_ROWS), '']
   window = config_lib.PipelineConfig().window_spans
   parts += [timing_table(runs), '',
             f'Wall time per component from MLMD (the default config: a window of {window} '

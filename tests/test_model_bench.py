@@ -126,3 +126,137 @@ def test_read_month_and_serving_inputs(tmp_path):
   with open(os.path.join(data_layout.span_dir(root, 1),
                          month[features.IMAGE_PATH_COLUMN][5]), 'rb') as f:
     assert inputs[image][5] == f.read()
+
+
+# ---------------------------------------------------------------- cost at scale (--scale)
+
+def _write(path, size):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'wb') as f:
+    f.write(b'x' * size)
+
+
+def _recorded_run(root):
+  """A stand-in for a pipeline run's MLMD store (real MLMD, SQLite) and artifact folders of
+  known sizes: ExampleGen -> Examples -> StatisticsGen, Transform, Trainer -> Model ->
+  Evaluator; an earlier run's execution in the same store must not count."""
+  from ml_metadata import metadata_store  # pylint: disable=import-outside-toplevel
+  from ml_metadata.proto import metadata_store_pb2 as mlmd  # pylint: disable=import-outside-toplevel
+  from tensorflow_metadata.proto.v0 import statistics_pb2  # pylint: disable=import-outside-toplevel
+  import local_runner  # pylint: disable=import-outside-toplevel
+  from components import data_gate  # pylint: disable=import-outside-toplevel
+  examples, stats, model = (os.path.join(root, name) for name in ('examples', 'stats', 'model'))
+  for split, size in (('train', 100), ('validation', 30), ('eval', 20)):
+    _write(os.path.join(examples, f'Split-{split}', 'data_tfrecord-00000.gz'), size)
+  _write(os.path.join(examples, 'rejected_rows', 'rejected.csv'), 7)
+  _write(os.path.join(model, 'saved_model.pb'), 50)
+  _write(os.path.join(stats, 'Split-train', data_gate.STATISTICS_FILE), 11)
+  counted = statistics_pb2.DatasetFeatureStatisticsList()
+  counted.datasets.add(num_examples=4)
+  os.makedirs(os.path.join(stats, 'Split-eval'))
+  with open(os.path.join(stats, 'Split-eval', data_gate.STATISTICS_FILE), 'wb') as f:
+    f.write(counted.SerializeToString())
+
+  config = local_runner.metadata_config(root)
+  store = metadata_store.MetadataStore(config)
+  run_type = store.put_context_type(mlmd.ContextType(name='pipeline_run'))
+  split_names = {'split_names': mlmd.Value(string_value='["train", "validation", "eval"]')}
+  types = {}
+
+  def artifact(type_name, uri, properties=None, custom=None):
+    if type_name not in types:
+      types[type_name] = store.put_artifact_type(mlmd.ArtifactType(
+          name=type_name, properties={'split_names': mlmd.STRING}))
+    made = mlmd.Artifact(type_id=types[type_name], uri=uri, properties=properties or {},
+                         custom_properties=custom or {})
+    made.id = store.put_artifacts([made])[0]
+    return made
+
+  def execute(run, name, inputs=(), outputs=(), **properties):
+    type_id = store.put_execution_type(mlmd.ExecutionType(name=f'some.module.{name}'))
+    execution = mlmd.Execution(type_id=type_id)
+    for key, value in properties.items():
+      execution.custom_properties[key].string_value = value
+    events = [(a, mlmd.Event(type=mlmd.Event.INPUT)) for a in inputs]
+    events += [(a, mlmd.Event(type=mlmd.Event.OUTPUT)) for a in outputs]
+    store.put_execution(execution, events, [run])
+
+  earlier = mlmd.Context(type_id=run_type, name='run-1')
+  earlier.id = store.put_contexts([earlier])[0]
+  execute(earlier, 'Pusher')
+  run = mlmd.Context(type_id=run_type, name='run-2')
+  run.id = store.put_contexts([run])[0]
+  made = {'examples': artifact('Examples', examples, split_names, {
+      'rows_accepted': mlmd.Value(int_value=8), 'rows_rejected': mlmd.Value(int_value=2),
+      'spans': mlmd.Value(string_value='1,2')}),
+          'stats': artifact('ExampleStatistics', stats, split_names),
+          'model': artifact('Model', model)}
+  execute(run, 'ImageCsvExampleGen', outputs=[made['examples']])
+  execute(run, 'StatisticsGen', [made['examples']], [made['stats']],
+          exclude_splits='["validation"]')
+  execute(run, 'Transform', [made['examples']])
+  execute(run, 'Trainer', [made['examples']], [made['model']],
+          train_args='{"splits": ["train"]}', eval_args='{"splits": ["validation"]}')
+  execute(run, 'Evaluator', [made['examples'], made['model']], example_splits='["eval"]')
+  return config
+
+
+def test_component_io_counts_the_splits_each_execution_reads(tmp_path):
+  from benchmarks import component_io  # pylint: disable=import-outside-toplevel
+  components = component_io.run_io(_recorded_run(str(tmp_path)))
+  assert [(c.name, c.bytes_read(), c.bytes_written()) for c in components] == [
+      ('ImageCsvExampleGen', 0, 157),  # the splits and the rejected rows
+      ('StatisticsGen', 120, 11 + os.path.getsize(tmp_path / 'stats' / 'Split-eval' /
+                                                  'FeatureStats.pb')),
+      ('Transform', 157, 0),  # no split property: the whole artifact
+      ('Trainer', 130, 50),
+      ('Evaluator', 20 + 50, 0)]
+
+
+def test_scale_lines_divide_by_rows_read_and_the_evaluator_by_eval_rows(tmp_path):
+  from benchmarks import component_io  # pylint: disable=import-outside-toplevel
+  config = _recorded_run(str(tmp_path / 'run'))
+  data = str(tmp_path / 'data')
+  for span, size in ((1, 40), (2, 60), (3, 1000)):  # span 3 is outside the window read
+    _write(os.path.join(data_layout.span_dir(data, span), 'ads.csv'), size)
+  artifacts = summary.run_artifacts(config)
+  artifacts.seconds = {'ImageCsvExampleGen': 3.0, 'StatisticsGen': 1.0, 'Transform': 0.5,
+                       'Trainer': 20.0, 'Evaluator': 2.0}
+  run = model_bench.Run('r', artifacts, wall_s=40.0, peak_rss_gib=1.234, load_before=0.5)
+  lines = model_bench.scale_lines(run, component_io.run_io(config), data)
+  table = model_bench.markdown(model_bench.SCALE_HEADER, lines).split('\n')
+  assert len({line.count('|') for line in table}) == 1
+  assert lines[0] == ['10', 'ImageCsvExampleGen', '3', '300.000', '10 read', '16', '10', '']
+  assert lines[3] == ['10', 'Trainer', '20', '2000.000', '10 read', '5.00', '13', '']
+  # 4 eval rows (StatisticsGen's count): 2 s and 70 bytes given over 4 rows.
+  assert lines[4] == ['10', 'Evaluator', '2', '500.000', '4 eval', '0.00', '18', '']
+  written = sum(c.bytes_written() for c in component_io.run_io(config))
+  assert lines[5] == ['10', 'whole run (1-min load 0.5 before)', '40', '4000.000', '10 read',
+                      f'{written / 10:,.0f}', '10', '1.23']
+
+
+@pytest.mark.slow
+def test_scale_mode_on_a_tiny_size(tmp_path, monkeypatch, capsys):
+  """One 3,000-row run (1,000 rows a month, one training epoch), the peers on a sample."""
+  monkeypatch.setattr(model_bench, 'PEER_ROWS', 1000)
+  out = str(tmp_path)
+  model_bench.main(['--scale', '--sizes', '3000', '--out', out,
+                    '--set', 'hparams.max_epochs=1'])
+  with open(os.path.join(out, 'model_bench_scale.md')) as f:
+    text = f.read()
+  assert text.startswith('`python -m benchmarks.model_bench --scale --sizes 3000 --out ')
+  assert text.strip() in capsys.readouterr().out
+  lines = {row.split(' | ')[1]: row.split(' | ') for row in text.split('\n')
+           if row.startswith('| 3,000 | ')}
+  for name in ('ImageCsvExampleGen', 'StatisticsGen', 'Transform', 'Trainer', 'Evaluator'):
+    assert float(lines[name][3]) > 0, name  # ms a row
+    assert float(lines[name][6].replace(',', '')) > 0, name  # bytes given a row
+  assert lines['Trainer'][4] == '3,000 read'
+  eval_rows = int(lines['Evaluator'][4].split()[0].replace(',', ''))
+  assert lines['Evaluator'][4].endswith(' eval') and 100 < eval_rows < 400
+  whole = next(row for name, row in lines.items() if name.startswith('whole run'))
+  assert float(whole[7].rstrip(' |')) > 0.5  # peak RSS GiB
+  # Month 4, which the run did not see: the model, both peers and the oracle.
+  for name in ('model, month 3', 'logistic regression', 'gradient-boosted tree', 'oracle'):
+    assert f'| 3,000 rows read, seed 7 | {name} | all | ' in text, name
+  assert 'a uniform sample of 1,000 where there are more' in text
