@@ -12,12 +12,9 @@
     }
 
 Read and written with tensorflow_serving's own protos (tensorflow-serving-api), so a file this
-module writes is one the tensorflow/serving image reads. Which versions a policy serves
-(`aspired`) follows TF Serving's FileSystemStoragePathSource: `latest` (the default, newest
-num_versions, at least 1), `specific` (the listed ones), `all`.
+module writes is one the tensorflow/serving image reads (and the stand-in, serving/emulator/).
 """
 import os
-from typing import Iterable, Set
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -76,14 +73,3 @@ def model(config: ModelServerConfig, name: str = serving_layout.MODEL_NAME) -> M
   raise ConfigError(f'the config has no model named {name!r} (it has '
                     f'{", ".join(c.name for c in config.model_config_list.config) or "none"})')
 
-
-def aspired(policy, candidates: Iterable[int]) -> Set[int]:
-  """The versions a ServableVersionPolicy serves out of those that can be loaded."""
-  candidates = set(candidates)
-  kind = policy.WhichOneof('policy_choice')
-  if kind == 'all':
-    return candidates
-  if kind == 'specific':
-    return candidates & set(policy.specific.versions)
-  count = max(policy.latest.num_versions, 1) if kind == 'latest' else 1
-  return set(sorted(candidates)[-count:])

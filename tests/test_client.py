@@ -1,7 +1,9 @@
 """The client and the predict CLI: validation against features.py, errors in words, retries;
 the same for a feature set without an image."""
+import ast
 import base64
 import csv
+import glob
 import json
 import os
 import socket
@@ -276,6 +278,28 @@ def test_during_a_swap_each_result_names_the_version_that_answered(tmp_path, raw
   assert reported == [fake_serving.answered_version(r['prediction'][PREDICTION], row)
                       for r in results]
   assert reported[0] == 1 and reported[-1] == 2
+
+
+def test_production_serving_imports_neither_the_stand_in_nor_the_pipeline():
+  """serving/ outside serving/emulator/ is what production runs beside the tensorflow/serving
+  image: it may not depend on the stand-in, nor on the pipeline and its components
+  (dependencies point down)."""
+  production = glob.glob(os.path.join(server_process.REPO_ROOT, 'serving', '*.py'))
+  imported = {}
+  for path in production:
+    with open(path) as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom):  # `from serving import emulator` names both
+        names = [node.module] + [f'{node.module}.{a.name}' for a in node.names]
+      else:
+        continue
+      imported.update({name: os.path.basename(path) for name in names})
+  assert len(production) >= 6 and 'serving.client' in imported
+  assert not {name: where for name, where in imported.items()
+              if name.startswith(('serving.emulator', 'pipeline', 'components'))}
 
 
 def test_predict_against_the_local_server(model_server, serving_model_dir, ad):

@@ -16,16 +16,17 @@ from serving import client as client_lib
 from serving import labels
 from serving import model_config
 from serving.emulator import server_process
+from serving.emulator import versions
 from tests import fake_serving
 
 MODEL = serving_layout.MODEL_NAME
 STABLE, CANARY = serving_layout.STABLE, serving_layout.CANARY
 
 
-def _write_config(path, model_root, versions, **version_labels):
+def _write_config(path, model_root, served, **version_labels):
   config = model_config.single_model(MODEL, model_root)
   entry = config.model_config_list.config[0]
-  entry.model_version_policy.specific.versions.extend(versions)
+  entry.model_version_policy.specific.versions.extend(served)
   entry.version_labels.update(version_labels)
   model_config.write(str(path), config)
 
@@ -107,8 +108,8 @@ def test_canary_flow_moves_labels_while_serving(served, raw_rows):
   singles = [client.predict(ad) for _ in range(20)]
   assert all(o['success'] for o in chunk + singles), chunk + singles
   assert len({o['prediction'][client_lib.VERSION_KEY] for o in chunk}) == 1
-  versions = [o['prediction'][client_lib.VERSION_KEY] for o in singles]
-  assert 1 <= versions.count('2') <= 12 and versions.count('1') == 20 - versions.count('2')
+  reported = [o['prediction'][client_lib.VERSION_KEY] for o in singles]
+  assert 1 <= reported.count('2') <= 12 and reported.count('1') == 20 - reported.count('2')
 
   # Promote under load on the stable label: not one request fails while it moves.
   body = json.dumps({'instances': [fake_serving.instance(row)]})
@@ -212,15 +213,15 @@ def test_without_the_flag_a_label_on_a_version_not_loaded_stops_the_start(tmp_pa
       pass
 
 
-@pytest.mark.parametrize('policy,versions', [
+@pytest.mark.parametrize('policy,served', [
     ('', [7]), ('latest { num_versions: 2 }', [5, 7]), ('all {}', [1, 5, 7]),
     ('specific { versions: 1 versions: 6 }', [1]),
 ])
-def test_version_policies(policy, versions):
+def test_version_policies(policy, served):
   config = model_config.parse(f'model_config_list {{ config {{ name: "m" base_path: "/m" '
                               f'model_version_policy {{ {policy} }} }} }}')
   entry = model_config.model(config, 'm')
-  assert sorted(model_config.aspired(entry.model_version_policy, [1, 5, 7])) == versions
+  assert sorted(versions.aspired(entry.model_version_policy, [1, 5, 7])) == served
 
 
 def _config_file(tmp_path, text=''):

@@ -146,7 +146,7 @@ class ModelVersions:
              if v in self.loaded or (files and self._last_seen.get(v) == files and
                                      self._failed.get(v) != files)}
     self._last_seen = seen
-    aspired = model_config.aspired(self.config.model_version_policy, ready)
+    aspired = versions.aspired(self.config.model_version_policy, ready)
     for version in sorted(aspired - set(self.loaded), reverse=True):
       await self._load(version, seen[version])
     unwanted = set(self.loaded) - aspired
