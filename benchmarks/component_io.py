@@ -10,50 +10,25 @@ ExampleValidator's exclude_splits; without such a property, every split (Transfo
 the train split and runs every split through its transform). A split read again (the Trainer's
 epochs) counts once: these are sizes on disk, not bytes through read calls.
 """
-import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import summary
+
 Artifact = metadata_store_pb2.Artifact
-Event = metadata_store_pb2.Event
 SPLIT_NAMES = 'split_names'  # TFX's artifact property, a JSON list
 
 
-@dataclasses.dataclass
-class ComponentIO:
-  """One execution of the run; `name` as summary.RunArtifacts.seconds names it."""
-  name: str
-  execution: metadata_store_pb2.Execution
-  inputs: List[Artifact]
-  outputs: List[Artifact]
-
-  def bytes_written(self) -> int:
-    return sum(tree_bytes(artifact.uri) for artifact in self.outputs)
-
-  def bytes_read(self) -> int:
-    return sum(artifact_bytes(artifact, splits_read(self.execution))
-               for artifact in self.inputs)
+def bytes_written(component: summary.ComponentRun) -> int:
+  return sum(tree_bytes(artifact.uri) for artifact in component.outputs)
 
 
-def run_io(connection_config) -> List[ComponentIO]:
-  """The executions of the latest pipeline run in the store, in the order they started."""
-  store = metadata_store.MetadataStore(connection_config)
-  run = max(store.get_contexts_by_type('pipeline_run'), key=lambda c: c.id)
-  executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
-  events = store.get_events_by_execution_ids([e.id for e in executions])
-  artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in events})}
-  result = []
-  for execution in executions:
-    mine = [e for e in events if e.execution_id == execution.id]
-    result.append(ComponentIO(
-        execution.type.rsplit('.', 1)[-1], execution,
-        [artifacts[e.artifact_id] for e in mine if e.type == Event.INPUT],
-        [artifacts[e.artifact_id] for e in mine if e.type == Event.OUTPUT]))
-  return result
+def bytes_read(component: summary.ComponentRun) -> int:
+  return sum(artifact_bytes(artifact, splits_read(component.execution))
+             for artifact in component.inputs)
 
 
 def tree_bytes(path: str) -> int:

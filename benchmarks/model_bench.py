@@ -468,8 +468,7 @@ def _bytes_cell(total: int, rows: int) -> str:
   return f'{per_row:,.0f}' if per_row >= 10 else f'{per_row:.2f}'
 
 
-def scale_lines(run: Run, components: Sequence[component_io.ComponentIO],
-                data_root: str) -> List[List[str]]:
+def scale_lines(run: Run, data_root: str) -> List[List[str]]:
   """The cost table's lines of one run: one per component in the order they ran, then the
   whole run. Per row read, except the Evaluator's figures, per eval row."""
   read, evaluated = rows_read(run), eval_rows(run)
@@ -478,17 +477,18 @@ def scale_lines(run: Run, components: Sequence[component_io.ComponentIO],
   data = component_io.window_bytes([data_layout.span_dir(data_root, int(s)) for s in spans])
   size = f'{read:,}'
   lines, written = [], 0
-  for component in components:
+  for component in run.artifacts.components:
     per_eval_row = component.name == EVALUATOR
     rows = evaluated if per_eval_row else read
     seconds = run.artifacts.seconds[component.name]
-    given = component.bytes_read()
+    given = component_io.bytes_read(component)
     if examples.id in {a.id for a in component.outputs}:  # ExampleGen reads the data root
       given += data
-    written += component.bytes_written()
+    written += component_io.bytes_written(component)
     lines.append([size, component.name, f'{seconds:.0f}', f'{1000 * seconds / rows:.3f}',
                   f'{rows:,} ' + ('eval' if per_eval_row else 'read'),
-                  _bytes_cell(component.bytes_written(), rows), _bytes_cell(given, rows), ''])
+                  _bytes_cell(component_io.bytes_written(component), rows),
+                  _bytes_cell(given, rows), ''])
   lines.append([size, f'whole run (1-min load {run.load_before:.1f} before)',
                 f'{run.wall_s:.0f}', f'{1000 * run.wall_s / read:.3f}', f'{read:,} read',
                 _bytes_cell(written, read), _bytes_cell(data, read), f'{run.peak_rss_gib:.2f}'])
@@ -525,8 +525,7 @@ def bench_scale(out: str, sizes: Sequence[int], seed: int,
     shutil.rmtree(root, ignore_errors=True)
     label = f'{size:,} rows read, seed {seed}'
     run = run_pipeline(label, data_root, root, window, *settings)
-    lines += scale_lines(run, component_io.run_io(local_runner.metadata_config(root)),
-                         data_root)
+    lines += scale_lines(run, data_root)
     if largest:
       quality = next_month_rows(label, data_root, window, {model_names(window)[0]: run})
   parts = [markdown(SCALE_HEADER, lines), '',

@@ -37,9 +37,19 @@ from monitoring import summary_line
 
 
 @dataclasses.dataclass
+class ComponentRun:
+  """One execution of a run and the artifacts it was given and wrote (MLMD's events)."""
+  name: str  # the component, e.g. 'Trainer'
+  execution: metadata_store_pb2.Execution
+  inputs: List[metadata_store_pb2.Artifact]
+  outputs: List[metadata_store_pb2.Artifact]
+
+
+@dataclasses.dataclass
 class RunArtifacts:
   by_type: Dict[str, List[metadata_store_pb2.Artifact]]
   seconds: Dict[str, float] = dataclasses.field(default_factory=dict)  # per component
+  components: List[ComponentRun] = dataclasses.field(default_factory=list)  # in start order
 
   def latest(self, type_name: str, uri_part: str = '') -> Optional[metadata_store_pb2.Artifact]:
     found = [a for a in self.by_type.get(type_name, []) if uri_part in a.uri]
@@ -47,23 +57,37 @@ class RunArtifacts:
 
 
 def run_artifacts(connection_config) -> RunArtifacts:
-  """Output artifacts of the latest pipeline run recorded in the store."""
+  """The latest pipeline run recorded in the store: its components' executions, inputs and
+  outputs, and its output artifacts by type."""
   store = metadata_store.MetadataStore(connection_config)
   runs = store.get_contexts_by_type('pipeline_run')
   if not runs:
     return RunArtifacts({})
   run = max(runs, key=lambda c: c.id)
-  executions = store.get_executions_by_context(run.id)
+  executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
   events = store.get_events_by_execution_ids([e.id for e in executions])
-  ids = sorted({e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT})
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id for e in events}))}
   type_names = {t.id: t.name for t in store.get_artifact_types()}
   by_type = {}
-  for artifact in store.get_artifacts_by_id(ids):
+  for artifact_id in sorted({e.artifact_id for e in events
+                             if e.type == metadata_store_pb2.Event.OUTPUT}):
+    artifact = artifacts[artifact_id]
     by_type.setdefault(type_names[artifact.type_id], []).append(artifact)
-  seconds = {e.type.rsplit('.', 1)[-1]: (e.last_update_time_since_epoch -
-                                         e.create_time_since_epoch) / 1000
-             for e in executions}
-  return RunArtifacts(by_type, seconds)
+  components = []
+  for execution in executions:
+    mine = [e for e in events if e.execution_id == execution.id]
+    components.append(ComponentRun(
+        _component_name(execution),
+        execution,
+        [artifacts[e.artifact_id] for e in mine if e.type == metadata_store_pb2.Event.INPUT],
+        [artifacts[e.artifact_id] for e in mine if e.type == metadata_store_pb2.Event.OUTPUT]))
+  seconds = {c.name: (c.execution.last_update_time_since_epoch -
+                      c.execution.create_time_since_epoch) / 1000 for c in components}
+  return RunArtifacts(by_type, seconds, components)
+
+
+def _component_name(execution: metadata_store_pb2.Execution) -> str:
+  return execution.type.rsplit('.', 1)[-1]
 
 
 def _prop(artifact, name, default=None):

@@ -203,8 +203,9 @@ def _recorded_run(root):
 
 def test_component_io_counts_the_splits_each_execution_reads(tmp_path):
   from benchmarks import component_io  # pylint: disable=import-outside-toplevel
-  components = component_io.run_io(_recorded_run(str(tmp_path)))
-  assert [(c.name, c.bytes_read(), c.bytes_written()) for c in components] == [
+  components = summary.run_artifacts(_recorded_run(str(tmp_path))).components
+  assert [(c.name, component_io.bytes_read(c), component_io.bytes_written(c))
+          for c in components] == [
       ('ImageCsvExampleGen', 0, 157),  # the splits and the rejected rows
       ('StatisticsGen', 120, 11 + os.path.getsize(tmp_path / 'stats' / 'Split-eval' /
                                                   'FeatureStats.pb')),
@@ -223,14 +224,14 @@ def test_scale_lines_divide_by_rows_read_and_the_evaluator_by_eval_rows(tmp_path
   artifacts.seconds = {'ImageCsvExampleGen': 3.0, 'StatisticsGen': 1.0, 'Transform': 0.5,
                        'Trainer': 20.0, 'Evaluator': 2.0}
   run = model_bench.Run('r', artifacts, wall_s=40.0, peak_rss_gib=1.234, load_before=0.5)
-  lines = model_bench.scale_lines(run, component_io.run_io(config), data)
+  lines = model_bench.scale_lines(run, data)
   table = model_bench.markdown(model_bench.SCALE_HEADER, lines).split('\n')
   assert len({line.count('|') for line in table}) == 1
   assert lines[0] == ['10', 'ImageCsvExampleGen', '3', '300.000', '10 read', '16', '10', '']
   assert lines[3] == ['10', 'Trainer', '20', '2000.000', '10 read', '5.00', '13', '']
   # 4 eval rows (StatisticsGen's count): 2 s and 70 bytes given over 4 rows.
   assert lines[4] == ['10', 'Evaluator', '2', '500.000', '4 eval', '0.00', '18', '']
-  written = sum(c.bytes_written() for c in component_io.run_io(config))
+  written = sum(component_io.bytes_written(c) for c in artifacts.components)
   assert lines[5] == ['10', 'whole run (1-min load 0.5 before)', '40', '4000.000', '10 read',
                       f'{written / 10:,.0f}', '10', '1.23']
 
