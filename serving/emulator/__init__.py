@@ -6,9 +6,11 @@ codes and error messages, so that the client, the canary labels, rollback and ca
 tested against the behaviour they meet in production. Nothing in serving/ outside this package
 imports it; it imports production's model config file (serving/model_config.py) and capture.
 
-model_server.py   the server: python -m serving.emulator.model_server (flags as TF Serving's)
+model_server.py   the server: python -m serving.emulator.model_server (TF Serving's flags where
+                  it has them)
 rest_json.py      TF Serving's REST JSON: request bodies to arrays, answers to bytes
-versions.py       versions under a base path: which may load, and loading one
+versions.py       versions under a base path: which may load, which a version policy serves,
+                  and loading one
 batching.py       concurrent predict calls as batched model calls (deploy/'s parameters)
 server_process.py the server as a child process until it listens (tests, benchmarks)
 http_stub.py      a stand-in for any remote JSON API from a thread (tests, benchmarks)
