@@ -510,33 +510,34 @@ included, its peak RSS, the bytes all components wrote and the data read. {cores
 1-min load average just before each run says what else was running."""
 
 
-def bench_scale(out: str, sizes: Sequence[int], seed: int,
-                settings: Sequence[str] = ()) -> str:
-  """One run per size of rows read; the cost table, and next month's quality at the largest
-  size (the candidate next to the peers and the oracle), as markdown."""
+def bench_scale(out: str, sizes: Sequence[int], seed: int, settings: Sequence[str] = (),
+                heading: str = '') -> str:
+  """One run per size of rows read; the cost table and next month's quality at each size (the
+  candidate next to the peers and the oracle), as markdown under `heading`, also written to
+  <out>/model_bench_scale.md after each size (a long series keeps what it measured)."""
   window = config_lib.PipelineConfig().window_spans
   lines, quality = [], []
   for size in sizes:
     per_month = -(-size // window)
-    largest = size == max(sizes)
     data_root = os.path.abspath(os.path.join(out, f'data-{per_month}-seed{seed}'))
-    generate(data_root, range(1, window + 1 + largest), per_month, seed)  # +1: scored
+    generate(data_root, range(1, window + 2), per_month, seed)  # month N+1 is scored
     root = os.path.abspath(os.path.join(out, f'scale-{size}-seed{seed}'))
     shutil.rmtree(root, ignore_errors=True)
     label = f'{size:,} rows read, seed {seed}'
     run = run_pipeline(label, data_root, root, window, *settings)
     lines += scale_lines(run, data_root)
-    if largest:
-      quality = next_month_rows(label, data_root, window, {model_names(window)[0]: run})
-  parts = [markdown(SCALE_HEADER, lines), '',
-           SCALE_NOTES.format(settings=''.join(f', {s}' for s in settings), n=window,
-                              window=window, cores=os.cpu_count())]
-  if quality:
-    parts += ['', quality_table(quality), '',
-              NOTES.format(eval=config_lib.PipelineConfig().split.eval_fraction, n=window,
-                           p=window - 1, m=window + 1, resamples=auc_interval.RESAMPLES,
-                           peer_rows=PEER_ROWS)]
-  return '\n'.join(parts)
+    quality += next_month_rows(label, data_root, window, {model_names(window)[0]: run})
+    parts = [heading, markdown(SCALE_HEADER, lines), '',
+             SCALE_NOTES.format(settings=''.join(f', {s}' for s in settings), n=window,
+                                window=window, cores=os.cpu_count()),
+             '', quality_table(quality), '',
+             NOTES.format(eval=config_lib.PipelineConfig().split.eval_fraction, n=window,
+                          p=window - 1, m=window + 1, resamples=auc_interval.RESAMPLES,
+                          peer_rows=PEER_ROWS)]
+    text = '\n'.join(parts)
+    with open(os.path.join(out, 'model_bench_scale.md'), 'w') as f:
+      f.write(text + '\n')
+  return text
 
 
 def main(argv=None):
@@ -568,15 +569,11 @@ def main(argv=None):
   if args.months < (1 if args.timing_only else 2):
     parser.error('--months must be at least 2 (1 with --timing-only)')
   if args.scale:
-    text = bench_scale(args.out, args.sizes, args.seed[0], args.settings)
     command = ' '.join(['python -m benchmarks.model_bench'] +
                        (sys.argv[1:] if argv is None else list(argv)))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    text = (f'`{command}` ({stamp}); this process (scoring, peers) peaked at '
-            f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB.\n\n{text}')
-    print(text)
-    with open(os.path.join(args.out, 'model_bench_scale.md'), 'w') as f:
-      f.write(text + '\n')
+    print(bench_scale(args.out, args.sizes, args.seed[0], args.settings,
+                      heading=f'`{command}` (started {stamp}).\n'))
     return
 
   quality, runs = [], []
