@@ -10,12 +10,16 @@ orchestrator:
   (BLESSED / NOT_BLESSED file and the `blessed` property the Pusher reads).
 * `evaluation_report.md` in the ModelEvaluation artifact states the protocol, the rule, the
   decision and each metric overall, per cohort and per slice (evaluation_report.py).
+And one change to how TFMA's AUC histograms travel between Beam stages (HistogramAccumulator),
+which changes no figure.
 """
 import json
 import os
 from typing import Any, Dict, List
 
+import numpy as np
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import calibration_histogram
 from tfx import types
 from tfx.components.evaluator import constants
 from tfx.components.evaluator import executor as evaluator_executor
@@ -65,6 +69,42 @@ def _write_blessing(blessing: types.Artifact, blessed: bool) -> None:
       constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE)
 
 
+class HistogramAccumulator(dict):
+  """TFMA's calibration-histogram accumulator ({bucket id: Bucket}), pickled as four arrays.
+
+  AUC is computed from a histogram of up to 10,000 prediction buckets per slice, model and
+  jackknife partition, and the jackknife hands each partition's histogram to 21 merges.
+  Beam encodes a plain dict entry by entry, pickling every Bucket on its own: 6.9 million
+  pickles for 10,481 eval rows, most of the Evaluator's time (and more buckets fill as rows
+  grow). A dict subclass is pickled whole, through __reduce__: one call per histogram.
+  The buckets and their float64 sums are unchanged, so is every figure.
+  """
+
+  def __reduce__(self):
+    buckets = list(self.values())
+    ids = np.array([b.bucket_id for b in buckets], np.int64)
+    sums = np.array([(b.weighted_labels, b.weighted_predictions, b.weighted_examples)
+                     for b in buckets], np.float64).reshape(-1, 3)
+    return (_histogram_from_arrays, (ids, sums))
+
+
+def _histogram_from_arrays(ids: np.ndarray, sums: np.ndarray) -> HistogramAccumulator:
+  return HistogramAccumulator(
+      (i, calibration_histogram.Bucket(i, labels, predictions, examples))
+      for i, (labels, predictions, examples) in zip(ids.tolist(), sums.tolist()))
+
+
+def _use_histogram_accumulator() -> None:
+  """Makes TFMA's histogram combiner start from a HistogramAccumulator in this process.
+
+  Its other methods keep the accumulator they are given (add_input fills it in place,
+  merge_accumulators merges into the first), so every histogram of the run is one. A runner
+  whose workers are other processes that never import this module keeps TFMA's plain dict.
+  """
+  calibration_histogram._CalibrationHistogramCombiner.create_accumulator = (  # pylint: disable=protected-access
+      lambda self: HistogramAccumulator())
+
+
 class Executor(evaluator_executor.Executor):
   """TFX's Evaluator executor, minus an empty baseline, plus the paired gate and the report."""
 
@@ -77,6 +117,7 @@ class Executor(evaluator_executor.Executor):
     exec_properties = dict(exec_properties)
     gate = _Gate(json.loads(exec_properties.pop(GATE_KEY)))
     eval_fraction = exec_properties.pop(EVAL_FRACTION_KEY)
+    _use_histogram_accumulator()
     super().Do(input_dict, output_dict, exec_properties)
 
     eval_config = tfma.EvalConfig()

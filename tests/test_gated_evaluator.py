@@ -1,0 +1,66 @@
+"""The Evaluator's histogram accumulator: encoded whole by Beam, the same histogram as TFMA's."""
+import pickle
+
+import apache_beam as beam
+import numpy as np
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import calibration_histogram
+from tensorflow_model_analysis.metrics import metric_types
+
+from components import gated_evaluator
+
+_COMBINER_CLASS = calibration_histogram._CalibrationHistogramCombiner  # pylint: disable=protected-access
+
+
+def _histogram_combiner():
+  """TFMA's combiner behind AUC's histogram (10,000 buckets, unweighted)."""
+  computation = calibration_histogram.calibration_histogram(
+      eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec(label_key='clicked')]),
+      example_weighted=False)[-1]
+  return computation.combiner
+
+
+def _inputs(seed, rows):
+  rng = np.random.default_rng(seed)
+  predictions = rng.beta(1, 15, size=rows)
+  labels = (rng.random(rows) < predictions).astype(np.float32)
+  return [metric_types.StandardMetricInputs(
+      labels=np.array([label]), predictions=np.array([prediction]),
+      example_weights=np.array([1.0])) for label, prediction in zip(labels, predictions)]
+
+
+def _beam_round_trip(accumulator):
+  coder = beam.coders.FastPrimitivesCoder()  # what Beam uses for TFMA's accumulators
+  return coder.decode(coder.encode(accumulator))
+
+
+def _histogram(combiner, parts, round_trip):
+  """Accumulates each part, optionally through Beam's coder, merges and extracts."""
+  accumulators = []
+  for part in parts:
+    accumulator = combiner.create_accumulator()
+    for element in part:
+      accumulator = combiner.add_input(accumulator, element)
+    accumulators.append(round_trip(accumulator))
+  return combiner.extract_output(combiner.merge_accumulators(accumulators))
+
+
+def test_pickled_whole_with_every_bucket_sum():
+  bucket = calibration_histogram.Bucket
+  histogram = gated_evaluator.HistogramAccumulator(
+      {3: bucket(3, 1.0, 0.1 + 0.2, 2.0), 9: bucket(9, 0.0, 1 / 3, 1.0)})
+  copy = pickle.loads(pickle.dumps(histogram, pickle.HIGHEST_PROTOCOL))
+  assert type(copy) is gated_evaluator.HistogramAccumulator
+  assert copy == histogram  # float64 sums exactly, not rounded
+  assert pickle.loads(pickle.dumps(gated_evaluator.HistogramAccumulator())) == {}
+
+
+def test_same_histogram_as_tfma_through_beams_coder(monkeypatch):
+  parts = [_inputs(seed, 300) for seed in range(3)]
+  expected = _histogram(_histogram_combiner(), parts, round_trip=lambda a: a)
+  # Restored after the test: the patch is process-wide.
+  monkeypatch.setattr(_COMBINER_CLASS, 'create_accumulator', _COMBINER_CLASS.create_accumulator)
+  gated_evaluator._use_histogram_accumulator()  # pylint: disable=protected-access
+  combiner = _histogram_combiner()
+  assert type(combiner.create_accumulator()) is gated_evaluator.HistogramAccumulator
+  assert _histogram(combiner, parts, round_trip=_beam_round_trip) == expected
