@@ -69,40 +69,67 @@ def _write_blessing(blessing: types.Artifact, blessed: bool) -> None:
       constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE)
 
 
+def _bucket_arrays(buckets) -> tuple:
+  ids = np.array([b.bucket_id for b in buckets], np.int64)
+  sums = np.array([(b.weighted_labels, b.weighted_predictions, b.weighted_examples)
+                   for b in buckets], np.float64).reshape(-1, 3)
+  return ids, sums
+
+
+def _buckets(ids: np.ndarray, sums: np.ndarray) -> List[calibration_histogram.Bucket]:
+  return [calibration_histogram.Bucket(i, labels, predictions, examples)
+          for i, (labels, predictions, examples) in zip(ids.tolist(), sums.tolist())]
+
+
 class HistogramAccumulator(dict):
-  """TFMA's calibration-histogram accumulator ({bucket id: Bucket}), pickled as four arrays.
+  """TFMA's calibration-histogram accumulator ({bucket id: Bucket}), pickled as two arrays.
 
   AUC is computed from a histogram of up to 10,000 prediction buckets per slice, model and
   jackknife partition, and the jackknife hands each partition's histogram to 21 merges.
-  Beam encodes a plain dict entry by entry, pickling every Bucket on its own: 6.9 million
-  pickles for 10,481 eval rows, most of the Evaluator's time (and more buckets fill as rows
-  grow). A dict subclass is pickled whole, through __reduce__: one call per histogram.
+  Beam encodes a plain dict or list entry by entry, pickling every Bucket on its own: 6.9
+  million pickles for 10,481 eval rows, most of the Evaluator's time (and more buckets fill
+  as rows grow). A subclass is pickled whole, through __reduce__: one call per histogram.
   The buckets and their float64 sums are unchanged, so is every figure.
   """
 
   def __reduce__(self):
-    buckets = list(self.values())
-    ids = np.array([b.bucket_id for b in buckets], np.int64)
-    sums = np.array([(b.weighted_labels, b.weighted_predictions, b.weighted_examples)
-                     for b in buckets], np.float64).reshape(-1, 3)
-    return (_histogram_from_arrays, (ids, sums))
+    return (_accumulator_from_arrays, _bucket_arrays(self.values()))
 
 
-def _histogram_from_arrays(ids: np.ndarray, sums: np.ndarray) -> HistogramAccumulator:
-  return HistogramAccumulator(
-      (i, calibration_histogram.Bucket(i, labels, predictions, examples))
-      for i, (labels, predictions, examples) in zip(ids.tolist(), sums.tolist()))
+def _accumulator_from_arrays(ids: np.ndarray, sums: np.ndarray) -> HistogramAccumulator:
+  return HistogramAccumulator((b.bucket_id, b) for b in _buckets(ids, sums))
+
+
+class Histogram(list):
+  """The combiner's output (its buckets in id order, one per slice and jackknife sample),
+  pickled whole for the same reason."""
+
+  def __reduce__(self):
+    return (_histogram_from_arrays, _bucket_arrays(self))
+
+
+def _histogram_from_arrays(ids: np.ndarray, sums: np.ndarray) -> Histogram:
+  return Histogram(_buckets(ids, sums))
+
+
+_HISTOGRAM_COMBINER = calibration_histogram._CalibrationHistogramCombiner  # pylint: disable=protected-access
+_TFMA_EXTRACT_OUTPUT = _HISTOGRAM_COMBINER.extract_output
+
+
+def _extract_histograms(combiner, accumulator) -> Dict[Any, Histogram]:
+  return {key: Histogram(buckets)
+          for key, buckets in _TFMA_EXTRACT_OUTPUT(combiner, accumulator).items()}
 
 
 def _use_histogram_accumulator() -> None:
-  """Makes TFMA's histogram combiner start from a HistogramAccumulator in this process.
+  """Makes TFMA's histogram combiner use the two classes above in this process.
 
   Its other methods keep the accumulator they are given (add_input fills it in place,
   merge_accumulators merges into the first), so every histogram of the run is one. A runner
-  whose workers are other processes that never import this module keeps TFMA's plain dict.
+  whose workers are other processes that never import this module keeps TFMA's plain types.
   """
-  calibration_histogram._CalibrationHistogramCombiner.create_accumulator = (  # pylint: disable=protected-access
-      lambda self: HistogramAccumulator())
+  _HISTOGRAM_COMBINER.create_accumulator = lambda self: HistogramAccumulator()
+  _HISTOGRAM_COMBINER.extract_output = _extract_histograms
 
 
 class Executor(evaluator_executor.Executor):

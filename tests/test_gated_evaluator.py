@@ -1,4 +1,4 @@
-"""The Evaluator's histogram accumulator: encoded whole by Beam, the same histogram as TFMA's."""
+"""The Evaluator's histogram types: encoded whole by Beam, the same histogram as TFMA's."""
 import pickle
 
 import apache_beam as beam
@@ -42,25 +42,34 @@ def _histogram(combiner, parts, round_trip):
     for element in part:
       accumulator = combiner.add_input(accumulator, element)
     accumulators.append(round_trip(accumulator))
-  return combiner.extract_output(combiner.merge_accumulators(accumulators))
+  return round_trip(combiner.extract_output(combiner.merge_accumulators(accumulators)))
+
+
+def _pickle_round_trip(value):
+  copy = pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+  assert type(copy) is type(value)
+  return copy
 
 
 def test_pickled_whole_with_every_bucket_sum():
-  bucket = calibration_histogram.Bucket
-  histogram = gated_evaluator.HistogramAccumulator(
-      {3: bucket(3, 1.0, 0.1 + 0.2, 2.0), 9: bucket(9, 0.0, 1 / 3, 1.0)})
-  copy = pickle.loads(pickle.dumps(histogram, pickle.HIGHEST_PROTOCOL))
-  assert type(copy) is gated_evaluator.HistogramAccumulator
-  assert copy == histogram  # float64 sums exactly, not rounded
-  assert pickle.loads(pickle.dumps(gated_evaluator.HistogramAccumulator())) == {}
+  buckets = [calibration_histogram.Bucket(3, 1.0, 0.1 + 0.2, 2.0),
+             calibration_histogram.Bucket(9, 0.0, 1 / 3, 1.0)]
+  accumulator = gated_evaluator.HistogramAccumulator((b.bucket_id, b) for b in buckets)
+  assert _pickle_round_trip(accumulator) == accumulator  # float64 sums exactly, not rounded
+  assert _pickle_round_trip(gated_evaluator.HistogramAccumulator()) == {}
+  assert _pickle_round_trip(gated_evaluator.Histogram(buckets)) == buckets
+  assert _pickle_round_trip(gated_evaluator.Histogram()) == []
 
 
 def test_same_histogram_as_tfma_through_beams_coder(monkeypatch):
   parts = [_inputs(seed, 300) for seed in range(3)]
   expected = _histogram(_histogram_combiner(), parts, round_trip=lambda a: a)
   # Restored after the test: the patch is process-wide.
-  monkeypatch.setattr(_COMBINER_CLASS, 'create_accumulator', _COMBINER_CLASS.create_accumulator)
+  for method in ('create_accumulator', 'extract_output'):
+    monkeypatch.setattr(_COMBINER_CLASS, method, getattr(_COMBINER_CLASS, method))
   gated_evaluator._use_histogram_accumulator()  # pylint: disable=protected-access
   combiner = _histogram_combiner()
   assert type(combiner.create_accumulator()) is gated_evaluator.HistogramAccumulator
-  assert _histogram(combiner, parts, round_trip=_beam_round_trip) == expected
+  histogram = _histogram(combiner, parts, round_trip=_beam_round_trip)
+  assert histogram == expected
+  assert all(type(buckets) is gated_evaluator.Histogram for buckets in histogram.values())
