@@ -10,7 +10,8 @@ orchestrator:
   (BLESSED / NOT_BLESSED file and the `blessed` property the Pusher reads).
 * `evaluation_report.md` in the ModelEvaluation artifact states the protocol, the rule, the
   decision and each metric overall, per cohort and per slice (evaluation_report.py).
-And one change to how TFMA's AUC histograms travel between Beam stages (HistogramAccumulator),
+And one change to how TFMA's AUC histograms travel between Beam stages (HistogramAccumulator,
+Histogram: pickled whole, not bucket by bucket),
 which changes no figure.
 """
 import json
