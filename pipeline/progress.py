@@ -31,6 +31,7 @@ from components import evaluation_report
 from components import gate_rule
 from components import served_baseline
 from components.image_csv_example_gen import executor as example_gen_executor
+from components.image_csv_example_gen import splits
 from models import trainer
 from pipeline.config import REPO_ROOT
 
@@ -49,7 +50,10 @@ def _examples(artifact: types.Artifact) -> str:
   rejected = artifact.get_custom_property(example_gen_executor.ROWS_REJECTED_PROPERTY) or 0
   spans = artifact.get_custom_property(example_gen_executor.SPANS_PROPERTY)
   which = f"span{'s' if ',' in (spans or '') else ''} {spans}: " if spans else ''
-  return f'{which}{accepted + rejected} rows read, {accepted} accepted, {rejected} rejected'
+  line = f'{which}{accepted + rejected} rows read, {accepted} accepted, {rejected} rejected'
+  if artifact.has_custom_property(example_gen_executor.split_size_property(splits.EVAL, 1)):
+    line += f'; {example_gen_executor.split_sizes_text(artifact)}'
+  return line
 
 
 def _anomalies(artifact: types.Artifact) -> str:

@@ -231,7 +231,7 @@ def test_executor_rejects_header_without_required_columns(tmp_path):
 def test_component_picks_latest_span(tmp_path):
   input_base = tmp_path / 'data'
   _write_span(input_base, 1, _good_rows(3), GOOD_IMAGES)
-  _write_span(input_base, 2, _good_rows(5), GOOD_IMAGES)
+  _write_span(input_base, 2, _good_rows(10), GOOD_IMAGES)
   metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       str(tmp_path / 'metadata.sqlite'))
   example_gen = component.ImageCsvExampleGen(
@@ -243,5 +243,30 @@ def test_component_picks_latest_span(tmp_path):
 
   [artifact] = metadata_store.MetadataStore(metadata_config).get_artifacts_by_type('Examples')
   assert artifact.custom_properties['span'].int_value == 2
-  assert artifact.custom_properties['rows_accepted'].int_value == 5
+  assert artifact.custom_properties['rows_accepted'].int_value == 10
   assert artifact.custom_properties['rows_rejected'].int_value == 0
+
+
+def test_an_empty_validation_split_is_refused_with_the_sizes(tmp_path):
+  """Three rows, two at the last time: the cut points (quantiles of the rows' times) leave no
+  row between them, and the run stops in words before a Trainer would fail in calibration."""
+  rows = [_row(0, 'ad_0'), _row(1, 'ad_1'), _row(1, 'ad_2', impression_id='imp-x')]
+  _write_span(tmp_path / 'data', 1, rows, GOOD_IMAGES)
+  with pytest.raises(ValueError, match=r'The validation split is empty \(train 1 rows \(0 with '
+                                       r'label 1\), validation 0 \(0\), eval 2 \(2\)\)'):
+    _run_executor(tmp_path / 'data', tmp_path / 'out')
+
+
+def test_split_sizes_are_recorded_by_label(tmp_path):
+  _write_span(tmp_path / 'data', 1, _good_rows(20), GOOD_IMAGES)  # hours 0..19
+  examples = _run_executor(tmp_path / 'data', tmp_path / 'out')
+  sizes = {(split, label): examples.get_int_custom_property(
+      executor.split_size_property(split, label)) for split in splits.NAMES for label in (0, 1)}
+  assert sum(sizes.values()) == 20
+  for split in splits.NAMES:
+    files = glob.glob(os.path.join(examples.uri, f'Split-{split}', '*.gz'))
+    labels = [tf.train.Example.FromString(record.numpy()).features.feature['clicked']
+              .int64_list.value[0]
+              for record in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+    assert (sizes[split, 0], sizes[split, 1]) == (labels.count(0), labels.count(1))
+  assert 3 <= sizes['eval', 0] + sizes['eval', 1] <= 5  # the last 20 % of the rows in time

@@ -15,15 +15,16 @@ KEY = features.cohort_key_feature().name
 COHORT = features.cohort_feature().name
 
 
-def _example(ad: str, time: int) -> tf.train.Example:
+def _example(ad: str, time: int, label: int = 0) -> tf.train.Example:
   example = tf.train.Example()
   example.features.feature[KEY].bytes_list.value.append(ad.encode())
   example.features.feature[TIME].int64_list.value.append(time)
+  example.features.feature[features.LABEL_KEY].int64_list.value.append(label)
   return example
 
 
 def test_time_cuts_and_assignment():
-  cuts = splits.time_cuts(0, 100, CONFIG)
+  cuts = splits.time_cuts(list(range(101)), CONFIG)  # 101 quantiles of times 0..100
   assert cuts == (70, 80)
   assert splits.assign(2, 10, latest_span=2, cuts=cuts) == splits.TRAIN
   assert splits.assign(2, 75, latest_span=2, cuts=cuts) == splits.VALIDATION
@@ -34,7 +35,7 @@ def test_time_cuts_and_assignment():
 
 def test_a_month_without_a_time_range_is_refused_in_words():
   with pytest.raises(ValueError, match='same impression_time'):
-    splits.time_cuts(5, 5, CONFIG)
+    splits.time_cuts([5, 5, 5], CONFIG)
 
 
 def _write(keyed, out, sort_bytes=splits.SORT_BYTES):
@@ -63,21 +64,27 @@ def _split(keyed, out):
 
 
 def test_no_eval_row_in_the_training_period_and_cohorts(tmp_path):
-  # Span 2 runs from t=1000 to t=2000: eval from 1800, validation from 1700.
-  keyed = [(1, _example('ad_old', 10)), (1, _example('ad_old', 500)),
-           (2, _example('ad_old', 1000)), (2, _example('ad_old', 1900)),
-           (2, _example('ad_mid', 1750)), (2, _example('ad_mid', 1950)),
-           (2, _example('ad_new', 1850)), (2, _example('ad_new', 2000))]
+  # Span 2 has 100 rows at t = 1000, 1010, ..., 1990: eval is its last 20 rows in time,
+  # validation the 10 before them.
+  keyed = [(1, _example('ad_old', 10)), (1, _example('ad_old', 500))]
+  keyed += [(2, _example('ad_old', 1000 + 10 * i)) for i in range(95)]
+  keyed += [(2, _example('ad_new', 1950)), (2, _example('ad_new', 1990)),
+            (2, _example('ad_mid', 1500)), (2, _example('ad_mid', 1960)),
+            (2, _example('ad_old', 1970))]
   found = _split(keyed, tmp_path)
-  assert found[splits.EVAL] == [('ad_mid', 1950, 'established'), ('ad_new', 1850, 'new'),
-                                ('ad_new', 2000, 'new'), ('ad_old', 1900, 'established')]
-  assert found[splits.VALIDATION] == [('ad_mid', 1750, 'established')]
-  assert found[splits.TRAIN] == [('ad_old', 10, 'established'), ('ad_old', 500, 'established'),
-                                 ('ad_old', 1000, 'established')]
+  assert 19 <= len(found[splits.EVAL]) <= 21 and 9 <= len(found[splits.VALIDATION]) <= 11
+  assert len(found[splits.TRAIN]) == len(keyed) - len(found[splits.EVAL]) - len(
+      found[splits.VALIDATION])
+  assert ('ad_old', 10, 'established') in found[splits.TRAIN]  # an older month trains
   last_training = max(t for _, t, _ in found[splits.TRAIN] + found[splits.VALIDATION])
   assert all(t > last_training for _, t, _ in found[splits.EVAL])
-  # A 'new' ad never appears before the eval period, in any split.
+  assert max(t for _, t, _ in found[splits.TRAIN]) < min(t for _, t, _ in found[
+      splits.VALIDATION])
+  # An ad first seen in the eval period is new; one seen before it is established, even in eval.
+  cohorts = {(ad, cohort) for ad, _, cohort in found[splits.EVAL]}
+  assert ('ad_new', 'new') in cohorts and ('ad_mid', 'established') in cohorts
   new_ads = {ad for ad, _, c in found[splits.EVAL] if c == features.COHORT_NEW}
+  assert new_ads == {'ad_new'}
   assert not new_ads & {ad for ad, _, _ in found[splits.TRAIN] + found[splits.VALIDATION]}
 
 
@@ -96,3 +103,15 @@ def test_every_shard_of_every_split_is_written_and_pieces_sort_like_the_whole(tm
   train = [row for shard in pieces[splits.TRAIN] for row in shard]
   assert train != sorted(train, key=lambda row: row[1])  # not in time (input) order
   assert _write(keyed, tmp_path / 'again', sort_bytes=2000) == pieces
+
+
+def test_cut_points_follow_the_rows_not_the_range_of_a_time_field(tmp_path):
+  """Times as YYMMDDHH (a gap of 77 between 23h and the next day's 0h): cuts at fractions of
+  the range would put 60 % of the range in the gap and every row of the second day in eval;
+  quantiles give eval and validation their shares of rows."""
+  hours = [day * 100 + hour for day in (14102100, 14102200) for hour in range(24)]
+  keyed = [(2, _example(f'ad_{i % 5}', hours[i % 48], i % 2)) for i in range(960)]
+  found = _split(keyed, tmp_path)
+  share = {name: len(rows) / len(keyed) for name, rows in found.items()}
+  assert abs(share[splits.EVAL] - 0.2) < 0.03 and abs(share[splits.VALIDATION] - 0.1) < 0.03
+  assert max(t for _, t, _ in found[splits.VALIDATION]) < min(t for _, t, _ in found[splits.EVAL])

@@ -25,9 +25,10 @@ Besides the Split-* folders, the executor writes under the output Examples URI:
       raw CSV text as read, undecodable bytes escaped)
   rejected_rows/accepted-<input>.txt                the number of accepted rows
 where <input> is the split pattern made file-name safe. `Do` then sets the integer
-custom properties `rows_accepted` and `rows_rejected` on the Examples artifact, its
-`span` (the latest span read) and `spans` (all spans read, e.g. "10,11,12"), and
-fails the run if the rejected share exceeds `max_rejected_fraction`.
+custom properties `rows_accepted` and `rows_rejected` on the Examples artifact, each split's
+rows of each label (`rows_<split>_label_<0|1>`), its `span` (the latest span read) and
+`spans` (all spans read, e.g. "10,11,12"), and fails the run if the rejected share exceeds
+`max_rejected_fraction` or the validation or eval split is empty.
 """
 import csv
 import io
@@ -37,6 +38,7 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 from absl import logging
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options import pipeline_options
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
@@ -67,7 +69,6 @@ REJECTED_COLUMNS = ('source_file', 'line_number', 'key', 'reason', 'line')
 _REJECTED_ROWS_DIR_KEY = '_rejected_rows_dir'
 _SPANS_KEY = '_spans'  # the spans Do picked, for the PTransform
 _SHUFFLE_DIR = '.shuffle'  # splits.WriteSplits' files between its passes, under the output
-_METRICS_NAMESPACE = 'ImageCsvExampleGen'
 _REJECTED_TAG = 'rejected'
 _FIRST_REJECTED_SHOWN = 5
 
@@ -129,8 +130,9 @@ class _ParseRow(beam.DoFn):
 
   def __init__(self, header: Sequence[str]):
     self._header = list(header)
-    self._rows_read = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, 'rows_read')
-    self._rows_rejected = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, 'rows_rejected')
+    self._rows_read = beam.metrics.Metrics.counter(splits.METRICS_NAMESPACE, 'rows_read')
+    self._rows_rejected = beam.metrics.Metrics.counter(splits.METRICS_NAMESPACE,
+                                                       'rows_rejected')
 
   def setup(self):
     self._parser = rows.RowParser(self._header)  # holds this worker's cache of creatives
@@ -231,6 +233,42 @@ def _select_spans(exec_properties: Dict[str, Any]) -> List[int]:
                                 pattern, range_config)
 
 
+def split_size_property(split: str, label: int) -> str:
+  """The Examples' int custom property: a split's rows of one label (0 or 1)."""
+  return f'rows_{split}_label_{label}'
+
+
+def _record_split_sizes(examples: types.Artifact, result) -> None:
+  """Sets each split's rows of each label on the artifact (from pass 2's Beam counters), and
+  refuses an empty validation or eval split in words (the Trainer would fail in calibration,
+  the Evaluator measure nothing)."""
+  counted = {c.key.metric.name: c.committed for c in result.metrics().query(
+      MetricsFilter().with_namespace(splits.METRICS_NAMESPACE))['counters']}
+  sizes = {}
+  for split in splits.NAMES:
+    for label in (0, 1):
+      sizes[split, label] = counted.get(splits.counter_name(split, label), 0)
+      examples.set_int_custom_property(split_size_property(split, label), sizes[split, label])
+  empty = [split for split in (splits.VALIDATION, splits.EVAL)
+           if not sizes[split, 0] + sizes[split, 1]]
+  if empty:
+    raise ValueError(
+        f'The {" and ".join(empty)} split{"s are" if len(empty) > 1 else " is"} empty '
+        f'({split_sizes_text(examples)}). Give the run more rows (a longer latest span or a '
+        'larger window) or larger eval_fraction and validation_fraction.')
+
+
+def split_sizes_text(examples: types.Artifact) -> str:
+  """E.g. 'train 2,100 rows (95 with label 1), validation 300 (14), eval 600 (31)'."""
+  parts = []
+  for split in splits.NAMES:
+    ones = examples.get_int_custom_property(split_size_property(split, 1))
+    rows = examples.get_int_custom_property(split_size_property(split, 0)) + ones
+    parts.append(f'{split} {rows:,}' + (' rows' if not parts else '') +
+                 (f' ({ones:,} with label 1)' if not parts else f' ({ones:,})'))
+  return ', '.join(parts)
+
+
 def _split_config(exec_properties: Dict[str, Any]) -> splits.SplitConfig:
   return splits.SplitConfig(eval_fraction=exec_properties[EVAL_FRACTION_KEY],
                             validation_fraction=exec_properties[VALIDATION_FRACTION_KEY])
@@ -251,7 +289,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                               input_config)
     examples.split_names = artifact_utils.encode_split_names(list(splits.NAMES))
     temp_dir = FileSystems.join(examples.uri, _SHUFFLE_DIR)
-    with self._make_beam_pipeline() as pipeline:
+    pipeline = self._make_beam_pipeline()
+    with pipeline:
       _ = (pipeline
            | 'InputToRecord' >> _ImageCsvToExample(exec_properties, input_config.splits[0].pattern)
            | 'WriteSplits' >> splits.WriteSplits(
@@ -266,6 +305,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
       FileSystems.delete(leftovers)
     if FileSystems.exists(temp_dir):
       FileSystems.delete([temp_dir])
+    _record_split_sizes(examples, pipeline.result)
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, write_split.to_file_format_str(
         example_gen_pb2.FORMAT_TFRECORDS_GZIP))

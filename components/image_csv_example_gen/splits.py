@@ -1,9 +1,13 @@
 """How ExampleGen splits the rows it read: out of time, so the eval split looks like next month.
 
 With a TIME field in features.py, rows of the latest span are cut by their time:
-  eval        the last `eval_fraction` of the latest span's time range
-  validation  the `validation_fraction` of that range just before it (early stopping, tuning)
+  eval        its latest `eval_fraction` of rows in time order
+  validation  the `validation_fraction` of rows just before them (early stopping, tuning)
   train       everything earlier, including every older span of the window
+The cut points are quantiles of the latest span's times (Beam's approximate quantiles, to
+1/QUANTILES of its rows), not fractions of their numeric range: a TIME field that is not
+linear (e.g. YYMMDDHH, whose range has gaps between days) or traffic that is not uniform in
+time still gets splits of the declared sizes. Rows sharing the time at a cut stay together.
 so neither the new model nor the served one (trained on earlier months) has seen an eval row,
 and eval rows are later than every row the model learned from, as next month's will be.
 With a cohort_key field too, every example gets the derived `cohort` field: `new` when its ad
@@ -44,9 +48,16 @@ TRAIN, VALIDATION, EVAL = 'train', 'validation', 'eval'
 NAMES = (TRAIN, VALIDATION, EVAL)
 SHARDS = 16  # files per split
 SORT_BYTES = 64 << 20  # rows a shard's writer sorts in memory at once
+QUANTILES = 1001  # of the latest span's times: cut points to 0.1 % of its rows
 # Seeds the rows' places on disk; not the hash of the hash split, so the two are independent.
 _PLACE_SEED = b'shards'
 _FILE_PREFIX = 'data_tfrecord'  # TFX's name for ExampleGen's files
+METRICS_NAMESPACE = 'ImageCsvExampleGen'
+
+
+def counter_name(split: str, label: int) -> str:
+  """The Beam counter of a split's rows of one label."""
+  return f'{split}_label_{label}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,17 +80,25 @@ def _key_value(example: tf.train.Example, name: str) -> bytes:
   return example.features.feature[name].bytes_list.value[0]
 
 
-def time_cuts(t_min: int, t_max: int, config: SplitConfig) -> Tuple[float, float]:
-  """(validation start, eval start) inside the latest span's time range [t_min, t_max]."""
+def time_cuts(quantiles: List[int], config: SplitConfig) -> Tuple[int, int]:
+  """(validation start, eval start) from the latest span's time quantiles (its minimum
+  first, its maximum last, evenly spaced in rows between)."""
+  if not quantiles:
+    raise ValueError('No row of the latest span was accepted: nothing to cut out of time.')
+  t_min, t_max = quantiles[0], quantiles[-1]
   if t_max <= t_min:
     raise ValueError(
         f'Every row of the latest span has the same {features.time_feature().name} '
         f'({t_min}): an out-of-time split needs a range of times. Give the rows their '
         'impression times, or remove the TIME field from models/features.py to split at '
         'random.')
-  span = t_max - t_min
-  return (t_min + (1 - config.eval_fraction - config.validation_fraction) * span,
-          t_min + (1 - config.eval_fraction) * span)
+  last = len(quantiles) - 1
+
+  def quantile(fraction: float) -> int:
+    return quantiles[round(last * fraction)]
+
+  return (quantile(1 - config.eval_fraction - config.validation_fraction),
+          quantile(1 - config.eval_fraction))
 
 
 def assign(span: int, time: int, latest_span: int, cuts: Tuple[float, float]) -> str:
@@ -88,9 +107,9 @@ def assign(span: int, time: int, latest_span: int, cuts: Tuple[float, float]) ->
   return VALIDATION if time < cuts[1] else EVAL
 
 
-# A row between the passes: its place, span, time (0 without a TIME field), cohort key length
-# and example length, then the key and the serialized example.
-_ROW_HEAD = struct.Struct('>QqqII')
+# A row between the passes: its place, span, time (0 without a TIME field), label, cohort key
+# length and example length, then the key and the serialized example.
+_ROW_HEAD = struct.Struct('>QqqbII')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +117,13 @@ class _Row:
   place: int
   span: int
   time: int
+  label: int
   key: bytes
   example: bytes  # serialized tf.Example
 
   def pack(self) -> bytes:
-    return (_ROW_HEAD.pack(self.place, self.span, self.time, len(self.key), len(self.example))
-            + self.key + self.example)
+    return (_ROW_HEAD.pack(self.place, self.span, self.time, self.label, len(self.key),
+                           len(self.example)) + self.key + self.example)
 
 
 def _read_rows(f: BinaryIO) -> Iterator[_Row]:
@@ -111,8 +131,8 @@ def _read_rows(f: BinaryIO) -> Iterator[_Row]:
     head = f.read(_ROW_HEAD.size)
     if not head:
       return
-    place, span, time, key_size, example_size = _ROW_HEAD.unpack(head)
-    yield _Row(place, span, time, f.read(key_size), f.read(example_size))
+    place, span, time, label, key_size, example_size = _ROW_HEAD.unpack(head)
+    yield _Row(place, span, time, label, f.read(key_size), f.read(example_size))
 
 
 def _place(serialized: bytes) -> int:
@@ -142,6 +162,7 @@ class _BucketRows(beam.DoFn):
     serialized = example.SerializeToString(deterministic=True)
     row = _Row(place=_place(serialized), span=span,
                time=_int_value(example, self._time.name) if self._time else 0,
+               label=_int_value(example, features.LABEL_KEY),
                key=_key_value(example, self._key.name) if self._key else b'',
                example=serialized)
     self._file(row.place % SHARDS).write(row.pack())
@@ -193,6 +214,8 @@ class _WriteShard(beam.DoFn):
     self._config = config
     self._split_uris = split_uris
     self._sort_bytes = sort_bytes
+    self._counters = {(name, label): beam.metrics.Metrics.counter(
+        METRICS_NAMESPACE, counter_name(name, label)) for name in NAMES for label in (0, 1)}
     self._timed = features.time_feature() is not None
     cohort = features.cohort_feature()
     self._cohorts = None
@@ -213,6 +236,7 @@ class _WriteShard(beam.DoFn):
     for row in _sorted_rows(paths, self._sort_bytes):
       split, example = self._split(row, cuts, first_seen)
       writers[split].write(example)
+      self._counters[split, row.label].inc()
     for writer in writers.values():
       writer.close()
 
@@ -243,13 +267,11 @@ def _side_inputs(keyed_examples: beam.PCollection, latest_span: int,
   time = features.time_feature()
   if time is None:
     return {}
-  latest_times = (keyed_examples
-                  | 'LatestSpan' >> beam.Filter(lambda kv: kv[0] == latest_span)
-                  | 'Time' >> beam.Map(lambda kv: _int_value(kv[1], time.name)))
-  t_min = latest_times | 'MinTime' >> beam.CombineGlobally(min)
-  t_max = latest_times | 'MaxTime' >> beam.CombineGlobally(max)
-  cuts = (t_min | 'Cuts' >> beam.Map(
-      lambda low, high: time_cuts(low, high, config), high=beam.pvalue.AsSingleton(t_max)))
+  cuts = (keyed_examples
+          | 'LatestSpan' >> beam.Filter(lambda kv: kv[0] == latest_span)
+          | 'Time' >> beam.Map(lambda kv: _int_value(kv[1], time.name))
+          | 'TimeQuantiles' >> beam.ApproximateQuantiles.Globally(QUANTILES)
+          | 'Cuts' >> beam.Map(time_cuts, config))
   side = {'cuts': beam.pvalue.AsSingleton(cuts)}
   key = features.cohort_key_feature()
   if key is not None and features.cohort_feature() is not None:
