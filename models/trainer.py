@@ -1,8 +1,8 @@
-"""run_fn for the TFX Trainer and the signatures of the exported SavedModel.
+"""run_fn for the TFX Trainer: the datasets, the fit, the calibration and the export.
 
 Training reads the raw examples and applies the Transform graph on the fly (Transform runs
 with materialize=False: materialized 32x32x3 float images would cost ~12 KB a row on disk).
-The SavedModel exports the signatures named in signatures.py.
+The SavedModel exports the signatures of signatures.py.
 """
 import json
 import os
@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 
 from models import features
 from models import model as model_lib
-from models import signatures as names
+from models import signatures
 
 HPARAMS_FILE = 'hparams.json'  # beside Format-Serving in the Model artifact: what was used
 
@@ -55,59 +55,6 @@ def count_rows(file_pattern) -> int:
   files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
   rows = files.interleave(_gzip_records, cycle_length=READ_FILES, num_parallel_calls=READ_FILES)
   return int(rows.reduce(np.int64(0), lambda count, _: count + 1))
-
-
-def _raw_serving_fn(model, tf_transform_output):
-  """serving_default: one [batch] tensor per raw field, named as in features.py."""
-  model.tft_layer = tf_transform_output.transform_features_layer()
-  specs = [tf.TensorSpec([None], features.tf_dtype(f), name=f.name)
-           for f in features.serving_features()]
-  model_names = {f.name for f in features.model_features()}
-
-  @tf.function(input_signature=specs)
-  def serve(*tensors):
-    raw = {spec.name: tf.reshape(t, [-1, 1]) for spec, t in zip(specs, tensors)
-           if spec.name in model_names}
-    return {names.PREDICTION_KEY: tf.reshape(model(model.tft_layer(raw)), [-1])}
-
-  return serve
-
-
-def _raw_spec(tf_transform_output, *drop_roles):
-  """The raw feature spec without ExampleGen's derived fields (callers' examples may lack
-  them) and without the fields of `drop_roles`."""
-  roles = (features.DERIVED,) + drop_roles
-  dropped = {f.name for f in features.example_features() if f.role in roles}
-  return {name: spec for name, spec in tf_transform_output.raw_feature_spec().items()
-          if name not in dropped}
-
-
-def _examples_serving_fn(model, tf_transform_output):
-  raw_spec = _raw_spec(tf_transform_output, features.LABEL)
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def serve(serialized):
-    raw = tf.io.parse_example(serialized, raw_spec)
-    return {names.PREDICTION_KEY: tf.reshape(model(model.tft_layer(raw)), [-1])}
-
-  return serve
-
-
-def _transform_features_fn(model, tf_transform_output):
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def transform(serialized):
-    raw = tf.io.parse_example(serialized, _raw_spec(tf_transform_output))
-    return model.tft_layer(raw)
-
-  return transform
-
-
-def signatures(model, tf_transform_output):
-  return {
-      names.SERVING_SIGNATURE: _raw_serving_fn(model, tf_transform_output),
-      names.EXAMPLES_SIGNATURE: _examples_serving_fn(model, tf_transform_output),
-      names.TRANSFORM_SIGNATURE: _transform_features_fn(model, tf_transform_output),
-  }
 
 
 def _read_json(uri: str) -> Optional[dict]:
@@ -182,7 +129,7 @@ def calibrate(model: tf.keras.Model, validation: tf.data.Dataset) -> Tuple[float
     logits.append(logit_model(x, training=False).numpy().reshape(-1))
     labels.append(y.numpy().reshape(-1))
   a, b = _fit_platt(np.concatenate(logits), np.concatenate(labels).astype(float))
-  layer = model.get_layer(names.PREDICTION_KEY)
+  layer = model.get_layer(signatures.PREDICTION_KEY)
   layer.scale.assign(a)
   layer.bias.assign(b)
   return a, b
@@ -237,7 +184,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
                       validation_data=validation, callbacks=callbacks(hparams), verbose=2)
   scale, bias = calibrate(model, validation) if hparams.calibrate else (1.0, 0.0)
   model.save(fn_args.serving_model_dir, save_format='tf',
-             signatures=signatures(model, tf_transform_output))
+             signatures=signatures.build(model, tf_transform_output))
   _write_json(os.path.join(os.path.dirname(fn_args.serving_model_dir), HPARAMS_FILE), {
       'hparams': hparams.in_use(), 'source': source,
       'epochs_trained': len(history.history['loss']),

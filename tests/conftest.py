@@ -89,11 +89,11 @@ def serving_model_dir(transformed, tmp_path_factory):
   graph and signatures, not good predictions (and fitting would take half a minute)."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from models import model as model_lib  # pylint: disable=g-import-not-at-top
-  from models import trainer  # pylint: disable=g-import-not-at-top
+  from models import signatures  # pylint: disable=g-import-not-at-top
   output = tft.TFTransformOutput(transformed[0])
   model = model_lib.build_model(output, model_lib.HParams())
   path = str(tmp_path_factory.mktemp('serving_model') / 'model')
-  model.save(path, save_format='tf', signatures=trainer.signatures(model, output))
+  model.save(path, save_format='tf', signatures=signatures.build(model, output))
   return path
 
 

@@ -34,14 +34,13 @@ def model_dir(transformed, tmp_path_factory):
   """The adclick model as the Trainer exports it, untrained, with a steep calibration."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from models import model as model_lib  # pylint: disable=g-import-not-at-top
-  from models import trainer  # pylint: disable=g-import-not-at-top
   output = tft.TFTransformOutput(transformed[0])
   model = model_lib.build_model(output, model_lib.HParams())
   calibration = model.get_layer(signatures.PREDICTION_KEY)
   calibration.scale.assign(SCALE)
   calibration.bias.assign(BIAS)
   path = str(tmp_path_factory.mktemp('edge_model') / 'model')
-  model.save(path, save_format='tf', signatures=trainer.signatures(model, output))
+  model.save(path, save_format='tf', signatures=signatures.build(model, output))
   return path
 
 

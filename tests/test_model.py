@@ -69,7 +69,7 @@ def exported(transformed, tmp_path_factory):
   calibration.scale.assign(SCALE)
   calibration.bias.assign(BIAS)
   path = str(tmp_path_factory.mktemp('model') / 'serving_model')
-  model.save(path, save_format='tf', signatures=trainer.signatures(model, output))
+  model.save(path, save_format='tf', signatures=signatures.build(model, output))
   return Exported(model, output, tf.saved_model.load(path))
 
 
