@@ -10,8 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from components.gate_rule import Estimate
-from pipeline import summary
+from components import evaluation_results
+from components.evaluation_results import Estimate
 
 RESAMPLES = 400
 
@@ -21,7 +21,7 @@ class _WeightedAuc:
 
   def __init__(self, labels: np.ndarray, scores: np.ndarray):
     # Rows with tied scores form one block; a positive beats the negatives of lower blocks
-    # and half those of its own (summary.auc's tie rule).
+    # and half those of its own (evaluation_results.auc's tie rule).
     _, self._block = np.unique(scores, return_inverse=True)
     self._positive = labels == 1
 
@@ -42,7 +42,7 @@ def auc_gap(labels: np.ndarray, scores: np.ndarray, reference: np.ndarray,
     return None
   _, cluster = np.unique(clusters, return_inverse=True)
   model, oracle = _WeightedAuc(labels, scores), _WeightedAuc(labels, reference)
-  value = summary.auc(labels, scores) - summary.auc(labels, reference)
+  value = evaluation_results.auc(labels, scores) - evaluation_results.auc(labels, reference)
   rng = np.random.default_rng(seed)
   gaps = []
   for _ in range(resamples):

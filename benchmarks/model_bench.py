@@ -53,16 +53,14 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 from sklearn.preprocessing import StandardScaler
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-import tensorflow_model_analysis as tfma
 from tfx.utils import path_utils
 
 import local_runner
 from benchmarks import auc_interval
 from benchmarks import component_io
 from components import data_gate
-from components import evaluation_report
-from components import gate_rule
-from components.gate_rule import Estimate
+from components import evaluation_results
+from components.evaluation_results import Estimate
 from components.image_csv_example_gen import executor
 from components.image_csv_example_gen import splits
 from datagen.generate import generate_span
@@ -157,14 +155,11 @@ def run_pipeline(label: str, data_root: str, output_root: str, span: int,
 def gate_figures(run: Run, cohort: str) -> Dict[str, Optional[Estimate]]:
   """The Evaluator's AUC of the new model and its paired AUC change vs the served model."""
   cohort_feature = features.cohort_feature()
-  slice_name = (evaluation_report.OVERALL if cohort == ALL
+  slice_name = (evaluation_results.OVERALL if cohort == ALL
                 else f'{cohort_feature.name}={cohort}')
-  metrics = evaluation_report.evaluation_metrics(run.artifacts.latest('ModelEvaluation').uri)
-  # TFMA names the models only when there is a baseline (as summary.model_metrics reads it).
-  auc = (metrics.get((slice_name, tfma.CANDIDATE_KEY, gate_rule.AUC, False)) or
-         metrics.get((slice_name, '', gate_rule.AUC, False)))
-  return {'gate_auc': auc,
-          'gate_gain': metrics.get((slice_name, tfma.CANDIDATE_KEY, gate_rule.AUC, True))}
+  results = evaluation_results.Results(run.artifacts.latest('ModelEvaluation').uri)
+  return {'gate_auc': results.new(slice_name, evaluation_results.AUC),
+          'gate_gain': results.change(slice_name, evaluation_results.AUC)}
 
 
 # ---------------------------------------------------------------- next month's rows
@@ -278,9 +273,9 @@ def peers() -> Dict[str, object]:
 
 def figures(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
   clicks = int(labels.sum())
-  return {'auc': summary.auc(labels, probabilities),
-          'logloss': summary.log_loss(labels, probabilities),
-          'calibration': probabilities.mean() / labels.mean() if clicks else float('nan'),
+  return {'auc': evaluation_results.auc(labels, probabilities),
+          'logloss': evaluation_results.log_loss(labels, probabilities),
+          'calibration': evaluation_results.calibration(labels, probabilities),
           'rows': len(labels), 'clicks': clicks}
 
 
@@ -421,7 +416,7 @@ def next_month_rows(size: str, data_root: str, months: int,
                                               scores[ORACLE][mask], clusters[mask])
       if name == ORACLE:
         oracle = gate_oracle.get('' if cohort == ALL else cohort)
-        row.gate_auc = Estimate(oracle['auc']) if oracle else None
+        row.gate_auc = Estimate(oracle[evaluation_results.AUC]) if oracle else None
       if name == model_n and model_served in results:
         row.next_gain = values['auc'] - results[model_served][cohort]['auc']
       table.append(row)

@@ -8,23 +8,9 @@ On the overall eval slice (out of time, see the ExampleGen's splits.py):
      That is: blessed unless the new model may be worse than the served one by more than the
      tolerance at 95 % confidence, so a difference smaller than the noise decides nothing.
 """
-import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-AUC, LOGLOSS = 'auc', 'binary_crossentropy'  # TFMA's metric names
-
-
-@dataclasses.dataclass(frozen=True)
-class Estimate:
-  value: float
-  lower: Optional[float] = None  # 95 % interval, when TFMA computed one
-  upper: Optional[float] = None
-
-  def words(self, signed: bool = False) -> str:
-    fmt = '{:+.4f}' if signed else '{:.4f}'
-    if self.lower is None:
-      return fmt.format(self.value)
-    return f'{fmt.format(self.value)} [{fmt.format(self.lower)}, {fmt.format(self.upper)}]'
+from components.evaluation_results import AUC, LOGLOSS, Estimate
 
 
 def rule_text(gate) -> str:

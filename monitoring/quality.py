@@ -9,19 +9,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 import numpy as np
-from sklearn import metrics as sk_metrics
 import tensorflow as tf
 
-from components import evaluation_report
-from components import gate_rule
+from components import evaluation_results
+from components.evaluation_results import AUC, CALIBRATION, LOGLOSS, MEAN_LABEL, MEAN_PREDICTION
 from models import data_layout
 from models import features
 from models import rows
 from models import signatures
 from monitoring.measures import DECAY, PREDICTION, Measure, Thresholds
 
-AUC, LOGLOSS, CALIBRATION = 'auc', 'logloss', 'calibration'
-MEAN_PREDICTION, MEAN_LABEL, ROWS = 'mean_prediction', 'mean_label', 'rows'
 QUALITY = (AUC, LOGLOSS, CALIBRATION)  # what decay compares, in the report's order
 LABELS = {AUC: 'AUC', LOGLOSS: 'log-loss', CALIBRATION: 'calibration'}  # measure names
 _BATCH = 512
@@ -59,39 +56,21 @@ def prediction_drift(served: np.ndarray, reference: np.ndarray,
 
 
 def quality(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
-  """AUC, log-loss, calibration (mean prediction / mean label) and their ingredients."""
-  labels, probabilities = np.asarray(labels), np.asarray(probabilities, dtype=float)
-  both = 0 < labels.sum() < len(labels)
-  return {
-      AUC: float(sk_metrics.roc_auc_score(labels, probabilities)) if both else float('nan'),
-      LOGLOSS: float(sk_metrics.log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7),
-                                         labels=[0, 1])),
-      CALIBRATION: float(probabilities.mean() / labels.mean()) if labels.any() else float('nan'),
-      MEAN_PREDICTION: float(probabilities.mean()), MEAN_LABEL: float(labels.mean()),
-      ROWS: int(len(labels)),
-  }
+  """The served model on labelled rows, by the figures its evaluation promised."""
+  return evaluation_results.figures(labels, probabilities)
 
 
 def evaluated(evaluation_uri: str, model_names: Sequence[str]) -> Optional[Dict[str, float]]:
-  """One model's overall metrics in an Evaluator's output (the first of model_names found)."""
-  found = evaluation_report.evaluation_metrics(evaluation_uri)
-  overall = evaluation_report.OVERALL
-  for name in model_names:
-    values = {key: found.get((overall, name, metric, False)) for key, metric in (
-        (AUC, gate_rule.AUC), (LOGLOSS, gate_rule.LOGLOSS), (MEAN_PREDICTION, 'mean_prediction'),
-        (MEAN_LABEL, 'mean_label'), (ROWS, 'example_count'))}
-    if None not in values.values():
-      result = {key: estimate.value for key, estimate in values.items()}
-      result[ROWS] = int(result[ROWS])
-      result[CALIBRATION] = result[MEAN_PREDICTION] / result[MEAN_LABEL]
-      return result
-  return None
+  """One model's overall figures in an Evaluator's output (the first of model_names found)."""
+  results = evaluation_results.Results(evaluation_uri)
+  return next(filter(None, map(results.overall, model_names)), None)
 
 
 def promised(evaluation_uri: str) -> Optional[Dict[str, float]]:
   """What the Evaluator measured for the model it evaluated (the candidate): what that
-  model promised if it was pushed. TFMA names the models only when there was a baseline."""
-  return evaluated(evaluation_uri, ('candidate', ''))
+  model promised if it was pushed."""
+  results = evaluation_results.Results(evaluation_uri)
+  return results.overall(results.candidate)
 
 
 def decay(observed: Dict[str, float], promised_metrics: Dict[str, float],

@@ -18,7 +18,6 @@ from typing import Callable, Dict, IO, Iterator, List, Optional
 from absl import logging as absl_logging
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-import tensorflow_model_analysis as tfma
 from tfx import types
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.example_validator import executor as example_validator_executor
@@ -27,9 +26,8 @@ from tfx.dsl.compiler import constants as compiler_constants
 from tfx.types import artifact_utils
 
 from components import data_gate
-from components import evaluation_report
-from components import gate_rule
 from components import served_baseline
+from components.evaluation_results import AUC, OVERALL, Results
 from components.image_csv_example_gen import executor as example_gen_executor
 from components.image_csv_example_gen import splits
 from models import trainer
@@ -81,16 +79,12 @@ def _model(artifact: types.Artifact) -> str:
 
 
 def _evaluation(artifact: types.Artifact) -> str:
-  metrics = evaluation_report.evaluation_metrics(artifact.uri)
-
-  def auc(*names):
-    found = [metrics.get((evaluation_report.OVERALL, n, gate_rule.AUC, False)) for n in names]
-    return next((estimate.value for estimate in found if estimate), None)
-
-  new, served = auc(tfma.CANDIDATE_KEY, ''), auc(tfma.BASELINE_KEY)
+  results = Results(artifact.uri)
+  new, served = results.new(OVERALL, AUC), results.served(OVERALL, AUC)
   if new is None:
     return ''
-  return f'AUC {new:.4f}' + (f' (served model {served:.4f})' if served is not None else '')
+  return f'AUC {new.value:.4f}' + (
+      f' (served model {served.value:.4f})' if served is not None else '')
 
 
 def _blessing(artifact: types.Artifact) -> str:

@@ -20,12 +20,13 @@ from apache_beam.io.filesystems import FileSystems
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 import numpy as np
-from scipy import stats
 import tensorflow as tf
 
 from components import data_gate
 from components import evaluation_report
+from components import evaluation_results
 from components import served_baseline
+from components.evaluation_results import AUC, EXAMPLE_COUNT, LOGLOSS
 from components.image_csv_example_gen import splits
 from components.image_csv_example_gen.executor import read_rejected_rows
 from components.image_csv_example_gen.executor import rejected_row_name
@@ -97,21 +98,6 @@ def _prop(artifact, name, default=None):
   return value.int_value if value.HasField('int_value') else value.string_value
 
 
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-  """Rank-based ROC AUC (ties averaged)."""
-  positives = labels == 1
-  n_pos, n_neg = positives.sum(), (~positives).sum()
-  if n_pos == 0 or n_neg == 0:
-    return float('nan')
-  ranks = stats.rankdata(scores)
-  return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-  p = np.clip(probabilities, 1e-7, 1 - 1e-7)
-  return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
-
-
 def read_split_rows(examples_uri: str, split: str) -> Dict[str, tuple]:
   """row id -> (label, cohort or None) for one split of an Examples artifact."""
   row_id, cohort = features.row_id_feature(), features.cohort_feature()
@@ -130,7 +116,8 @@ def read_split_rows(examples_uri: str, split: str) -> Dict[str, tuple]:
 
 
 def oracle_metrics(ground_truth_csv: str, rows: Dict[str, tuple]) -> Dict[str, Dict[str, float]]:
-  """AUC/log-loss of the true click probabilities on `rows`, overall ('') and per cohort."""
+  """evaluation_results.figures of the true click probabilities on `rows`, overall ('') and
+  per cohort."""
   with FileSystems.open(ground_truth_csv) as f:
     row_id, probability = data_layout.GROUND_TRUTH_COLUMNS
     truth = {r[row_id]: float(r[probability])
@@ -144,7 +131,7 @@ def oracle_metrics(ground_truth_csv: str, rows: Dict[str, tuple]) -> Dict[str, D
   for group, members in groups.items():
     y = np.array([rows[k][0] for k in members])
     p = np.array([truth[k] for k in members])
-    result[group] = {'auc': auc(y, p), 'logloss': log_loss(y, p), 'rows': len(members)}
+    result[group] = evaluation_results.figures(y, p)
   return result
 
 
@@ -157,24 +144,13 @@ def _oracle(examples, data_root: str) -> Optional[Dict[str, Dict[str, float]]]:
 
 
 def model_metrics(artifacts: RunArtifacts, data_root: str) -> Dict[str, object]:
-  """Overall AUC/log-loss of the new model, the baseline (None if none) and the oracle."""
-  evaluation = artifacts.latest('ModelEvaluation')
-  examples = artifacts.latest('Examples')
-  metrics = evaluation_report.evaluation_metrics(evaluation.uri)
-  overall = evaluation_report.OVERALL
-
-  def of(model_name):
-    values = {m: metrics.get((overall, model_name, name, False))
-              for m, name in (('auc', 'auc'), ('logloss', 'binary_crossentropy'))}
-    return {m: v.value for m, v in values.items()} if None not in values.values() else None
-
-  # TFMA names models only when there is a baseline to compare with.
-  candidate_name = 'candidate' if of('candidate') else ''
-  rows = metrics.get((overall, candidate_name, 'example_count', False))
+  """Overall figures of the new model, the baseline (None if none) and the oracle."""
+  results = evaluation_results.Results(artifacts.latest('ModelEvaluation').uri)
+  rows = results.new(evaluation_results.OVERALL, EXAMPLE_COUNT)
   return {
-      'candidate': of(candidate_name),
-      'baseline': of('baseline'),
-      'oracle': _oracle(examples, data_root),
+      'candidate': results.overall(results.candidate),
+      'baseline': results.overall(results.baseline),
+      'oracle': _oracle(artifacts.latest('Examples'), data_root),
       'rows': int(rows.value) if rows else 0,
   }
 
@@ -182,7 +158,7 @@ def model_metrics(artifacts: RunArtifacts, data_root: str) -> Dict[str, object]:
 def _fmt(metrics: Optional[Dict[str, float]]) -> str:
   if not metrics:
     return 'n/a'
-  return f"AUC {metrics['auc']:.4f}, log-loss {metrics['logloss']:.4f}"
+  return f"AUC {metrics[AUC]:.4f}, log-loss {metrics[LOGLOSS]:.4f}"
 
 
 def _hparams_lines(artifacts: RunArtifacts) -> List[str]:
@@ -267,7 +243,7 @@ def summarize(artifacts: RunArtifacts, data_root: str,
     else:
       lines.append(f"  oracle    : {_fmt(oracle[''])} (true click probabilities; best "
                    'achievable)')
-      lines += [f'  oracle, {group} ads: {_fmt(values)} on {values["rows"]} rows'
+      lines += [f'  oracle, {group} ads: {_fmt(values)} on {values[EXAMPLE_COUNT]} rows'
                 for group, values in sorted(oracle.items()) if group]
     report_path = FileSystems.join(evaluation.uri, evaluation_report.REPORT_FILE)
     with FileSystems.open(report_path) as f:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from benchmarks import auc_interval
-from pipeline import summary
+from components import evaluation_results
 
 
 def _month(rng, ads=100, rows_per_ad=120):
@@ -21,12 +21,12 @@ def test_weighted_auc_with_unit_weights_is_the_auc_ties_included():
   labels = rng.integers(0, 2, 500)
   scores = np.round(rng.random(500) + 0.3 * labels, 1)  # many ties
   weighted = auc_interval._WeightedAuc(labels, scores)  # pylint: disable=protected-access
-  assert weighted(np.ones(500)) == pytest.approx(summary.auc(labels, scores))
+  assert weighted(np.ones(500)) == pytest.approx(evaluation_results.auc(labels, scores))
   # Integer weights are repeated rows.
   weights = rng.integers(0, 3, 500)
   repeated = np.repeat(np.arange(500), weights)
   assert weighted(weights.astype(float)) == pytest.approx(
-      summary.auc(labels[repeated], scores[repeated]))
+      evaluation_results.auc(labels[repeated], scores[repeated]))
 
 
 def test_a_scorer_against_itself_has_a_zero_gap_and_a_one_class_month_none():
@@ -43,7 +43,8 @@ def test_the_interval_brackets_the_gap_and_is_wider_when_ads_are_resampled():
   blind = 1 / (1 + np.exp(-(-3 + row_effect)))
   by_ad = auc_interval.auc_gap(labels, blind, truth, ad)
   by_row = auc_interval.auc_gap(labels, blind, truth, np.arange(len(ad)))
-  assert by_ad.value == pytest.approx(summary.auc(labels, blind) - summary.auc(labels, truth))
+  assert by_ad.value == pytest.approx(
+      evaluation_results.auc(labels, blind) - evaluation_results.auc(labels, truth))
   assert by_ad.lower < by_ad.value < by_ad.upper < 0
   assert by_ad.value == by_row.value
   # Rows of one ad move together: resampling rows understates the noise.

@@ -1,28 +1,28 @@
 """The blessing rule: the floor, and paired intervals against the served model."""
 from components import gate_rule
-from components.gate_rule import Estimate
+from components.evaluation_results import AUC, LOGLOSS, Estimate
 from pipeline.config import GateConfig
 
 GATE = GateConfig(auc_floor=0.65, auc_tolerance=0.01, logloss_tolerance=0.01)
-NEW = {gate_rule.AUC: Estimate(0.70, 0.68, 0.72), gate_rule.LOGLOSS: Estimate(0.16)}
+NEW = {AUC: Estimate(0.70, 0.68, 0.72), LOGLOSS: Estimate(0.16)}
 
 
 def test_floor_alone_without_a_served_model():
   assert gate_rule.decide(NEW, {}, GATE) == (True, [])
-  blessed, reasons = gate_rule.decide({gate_rule.AUC: Estimate(0.64)}, {}, GATE)
+  blessed, reasons = gate_rule.decide({AUC: Estimate(0.64)}, {}, GATE)
   assert not blessed and 'floor is 0.6500' in reasons[0]
 
 
 def test_a_difference_inside_the_noise_does_not_block():
   # Point estimate slightly worse, interval reaching above -0.01: not worse at 95 %.
-  diff = {gate_rule.AUC: Estimate(-0.004, -0.009, 0.001),
-          gate_rule.LOGLOSS: Estimate(0.001, -0.002, 0.004)}
+  diff = {AUC: Estimate(-0.004, -0.009, 0.001),
+          LOGLOSS: Estimate(0.001, -0.002, 0.004)}
   assert gate_rule.decide(NEW, diff, GATE) == (True, [])
 
 
 def test_worse_beyond_the_tolerance_at_95_percent_blocks():
-  diff = {gate_rule.AUC: Estimate(-0.004, -0.015, 0.007),
-          gate_rule.LOGLOSS: Estimate(0.008, 0.002, 0.014)}
+  diff = {AUC: Estimate(-0.004, -0.015, 0.007),
+          LOGLOSS: Estimate(0.008, 0.002, 0.014)}
   blessed, reasons = gate_rule.decide(NEW, diff, GATE)
   assert not blessed and len(reasons) == 2
   assert 'AUC change' in reasons[0] and '[-0.0150, +0.0070]' in reasons[0]
@@ -30,5 +30,5 @@ def test_worse_beyond_the_tolerance_at_95_percent_blocks():
 
 
 def test_without_an_interval_the_point_estimate_decides():
-  assert not gate_rule.decide(NEW, {gate_rule.AUC: Estimate(-0.02)}, GATE)[0]
-  assert gate_rule.decide(NEW, {gate_rule.AUC: Estimate(-0.005)}, GATE)[0]
+  assert not gate_rule.decide(NEW, {AUC: Estimate(-0.02)}, GATE)[0]
+  assert gate_rule.decide(NEW, {AUC: Estimate(-0.005)}, GATE)[0]

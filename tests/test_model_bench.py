@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from benchmarks import model_bench
-from components.gate_rule import Estimate
+from components import evaluation_results
+from components.evaluation_results import Estimate
 from datagen.generate import generate_span
 from models import data_layout
 from models import features
@@ -26,7 +27,8 @@ def test_by_cohort_splits_rows_and_computes_each_figure():
   assert new['calibration'] == pytest.approx((0.9 + 0.2 + 0.05) / 3 / (1 / 3))
   assert established['auc'] == pytest.approx(0.5)
   assert established['calibration'] == pytest.approx((0.1 + 0.3 + 0.4) / 3 / (1 / 3))
-  assert established['logloss'] == pytest.approx(summary.log_loss(labels[2:5], p[2:5]))
+  assert established['logloss'] == pytest.approx(
+      evaluation_results.log_loss(labels[2:5], p[2:5]))
 
 
 def test_by_cohort_without_a_cohort_key_or_an_empty_group():
@@ -87,11 +89,11 @@ def test_peers_learn_the_tabular_signal_and_accept_unseen_categories():
   test, test_labels, truth = _tabular_frame(rng, 2000)
   unknown = next(f for f in features.with_role(features.CATEGORICAL) if not f.domain)
   test.loc[:9, unknown.name] = 'never_seen'
-  oracle = summary.auc(test_labels, truth)
+  oracle = evaluation_results.auc(test_labels, truth)
   for name, peer in model_bench.peers().items():
     peer.fit(train, train_labels)
     p = peer.predict_proba(test)[:, 1]
-    assert summary.auc(test_labels, p) > oracle - 0.03, name
+    assert evaluation_results.auc(test_labels, p) > oracle - 0.03, name
     assert abs(p.mean() / test_labels.mean() - 1) < 0.1, name
 
 

@@ -7,6 +7,7 @@ import subprocess
 from PIL import Image
 import pytest
 
+from components.evaluation_results import AUC, CALIBRATION, LOGLOSS
 from monitoring import history
 from monitoring import report
 from monitoring.measures import DECAY, DRIFT, PREDICTION, SKEW, Measure
@@ -25,8 +26,8 @@ def _record(span, auc, calibration, category_skew, dropped, lost=0):
   ]
   return history.CheckRecord(
       span=span, served_version=str(100 + span // 3), captured=1000 * span, dropped=dropped,
-      lost=lost, measures=measures, promised={'auc': 0.72, 'logloss': 0.17, 'calibration': 1.0},
-      observed={'auc': auc, 'logloss': 0.18, 'calibration': calibration},
+      lost=lost, measures=measures, promised={AUC: 0.72, LOGLOSS: 0.17, CALIBRATION: 1.0},
+      observed={AUC: auc, LOGLOSS: 0.18, CALIBRATION: calibration},
       mean_prediction=0.05, eval_mean_prediction=0.048, time=1.7e9 + span)
 
 

@@ -1,0 +1,175 @@
+"""The Evaluator's results, read one way, and the same metrics computed from labels.
+
+TFMA writes a ModelEvaluation's metrics per slice and model, each with its 95 % interval, and
+for the new model the paired change against the served one. `Results` reads them for the gate
+and the report, the run summary, the console and monitoring, under the metric and model names
+TFMA uses (defined here once). `figures` computes the same metrics from labels and
+probabilities, for what TFMA does not score (the oracle, the benchmark's peers, the served
+model on a new month), so that both sides are named and defined alike.
+"""
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from scipy import stats
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import calibration as tfma_calibration
+from tensorflow_model_analysis.metrics import confusion_matrix_metrics
+from tensorflow_model_analysis.metrics import cross_entropy_metrics
+from tensorflow_model_analysis.metrics import example_count
+
+# The names TFMA writes for the metrics pipeline.eval_config asks for.
+AUC = confusion_matrix_metrics.AUC_NAME
+LOGLOSS = cross_entropy_metrics.BINARY_CROSSENTROPY_NAME  # Keras' BinaryCrossentropy
+MEAN_LABEL = tfma_calibration.MEAN_LABEL_NAME
+MEAN_PREDICTION = tfma_calibration.MEAN_PREDICTION_NAME
+EXAMPLE_COUNT = example_count.EXAMPLE_COUNT_NAME
+# Mean prediction / mean label, TFMA's Calibration metric; derived here from the two means,
+# which the eval config computes anyway.
+CALIBRATION = tfma_calibration.CALIBRATION_NAME
+# What `figures` computes and `Results.overall` reads.
+FIGURES = (AUC, LOGLOSS, CALIBRATION, MEAN_PREDICTION, MEAN_LABEL, EXAMPLE_COUNT)
+
+OVERALL = ''  # the overall slice's name
+# TFMA names the models only when there is a baseline (the served model); a lone model is ''.
+CANDIDATE, BASELINE, LONE = tfma.CANDIDATE_KEY, tfma.BASELINE_KEY, ''
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+  value: float
+  lower: Optional[float] = None  # 95 % interval, when TFMA computed one
+  upper: Optional[float] = None
+
+  def words(self, signed: bool = False) -> str:
+    fmt = '{:+.4f}' if signed else '{:.4f}'
+    if self.lower is None:
+      return fmt.format(self.value)
+    return f'{fmt.format(self.value)} [{fmt.format(self.lower)}, {fmt.format(self.upper)}]'
+
+
+def _slice_name(slice_key) -> str:
+  return ', '.join(f'{c.column}={c.bytes_value.decode() or c.int64_value}'
+                   for c in slice_key.single_slice_keys) or OVERALL
+
+
+def evaluation_metrics(evaluation_uri: str) -> Dict[tuple, Estimate]:
+  """(slice, model_name, metric, is_diff) -> Estimate, from TFMA's metrics output."""
+  result = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    slice_name = _slice_name(metrics.slice_key)
+    for kv in metrics.metric_keys_and_values:
+      if not kv.value.HasField('double_value'):
+        continue
+      bounds = {}
+      if kv.HasField('confidence_interval'):
+        bounds = {'lower': kv.confidence_interval.lower_bound.double_value.value,
+                  'upper': kv.confidence_interval.upper_bound.double_value.value}
+      result[(slice_name, kv.key.model_name, kv.key.name, kv.key.is_diff)] = Estimate(
+          kv.value.double_value.value, **bounds)
+  return result
+
+
+def model_names(eval_config: tfma.EvalConfig) -> Tuple[str, Optional[str]]:
+  """(candidate, baseline or None) model names in the config TFMA ran with."""
+  candidate = next(s.name for s in eval_config.model_specs if not s.is_baseline)
+  baseline = next((s.name for s in eval_config.model_specs if s.is_baseline), None)
+  return candidate, baseline
+
+
+def _written_names(metrics: Dict[tuple, Estimate]) -> Tuple[str, Optional[str]]:
+  """(candidate, baseline or None) model names as TFMA wrote them."""
+  written = {key[1] for key in metrics}
+  return (CANDIDATE if CANDIDATE in written else LONE,
+          BASELINE if BASELINE in written else None)
+
+
+class Results:
+  """TFMA's metrics of the new model (the candidate) and the served model (the baseline).
+
+  The Evaluator passes the config TFMA ran with; a reader afterwards has only the output,
+  where the models' names tell whether there was a served model.
+  """
+
+  def __init__(self, evaluation_uri: str, eval_config: Optional[tfma.EvalConfig] = None):
+    self.metrics = evaluation_metrics(evaluation_uri)
+    self.candidate, self.baseline = (model_names(eval_config) if eval_config is not None
+                                     else _written_names(self.metrics))
+
+  def _get(self, slice_name: str, model: str, metric: str) -> Optional[Estimate]:
+    if metric == CALIBRATION:
+      prediction = self.metrics.get((slice_name, model, MEAN_PREDICTION, False))
+      label = self.metrics.get((slice_name, model, MEAN_LABEL, False))
+      if prediction is None or not label or not label.value:
+        return None
+      return Estimate(prediction.value / label.value)
+    return self.metrics.get((slice_name, model, metric, False))
+
+  def new(self, slice_name: str, metric: str) -> Optional[Estimate]:
+    return self._get(slice_name, self.candidate, metric)
+
+  def served(self, slice_name: str, metric: str) -> Optional[Estimate]:
+    if self.baseline is None:
+      return None
+    return self._get(slice_name, self.baseline, metric)
+
+  def change(self, slice_name: str, metric: str) -> Optional[Estimate]:
+    """The paired change, new minus served, on the same rows."""
+    if self.baseline is None:
+      return None
+    return self.metrics.get((slice_name, self.candidate, metric, True))
+
+  def overall(self, model: Optional[str]) -> Optional[Dict[str, float]]:
+    """One model's overall figures (the keys of `figures`), None unless TFMA wrote them all;
+    model: self.candidate or self.baseline."""
+    if model is None:
+      return None
+    values = {m: self._get(OVERALL, model, m) for m in FIGURES}
+    if None in values.values():
+      return None
+    result = {m: estimate.value for m, estimate in values.items()}
+    result[EXAMPLE_COUNT] = int(result[EXAMPLE_COUNT])
+    return result
+
+  def gate_inputs(self) -> Tuple[Dict[str, Estimate], Dict[str, Estimate]]:
+    metrics = (AUC, LOGLOSS)
+    new = {m: self.new(OVERALL, m) for m in metrics if self.new(OVERALL, m)}
+    diff = {m: self.change(OVERALL, m) for m in metrics if self.change(OVERALL, m)}
+    return new, diff
+
+  def slices(self, prefix: str = '') -> List[str]:
+    return sorted({key[0] for key in self.metrics if key[0] != OVERALL and
+                   key[0].startswith(prefix)})
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+  """Rank-based ROC AUC (ties averaged); NaN without both classes."""
+  positives = labels == 1
+  n_pos, n_neg = positives.sum(), (~positives).sum()
+  if n_pos == 0 or n_neg == 0:
+    return float('nan')
+  ranks = stats.rankdata(scores)
+  return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+  """Binary cross-entropy, probabilities clipped to [1e-7, 1 - 1e-7] as Keras clips them."""
+  p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+  return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def calibration(labels: np.ndarray, probabilities: np.ndarray) -> float:
+  """Mean prediction / mean label; NaN without a click."""
+  return float(probabilities.mean() / labels.mean()) if labels.any() else float('nan')
+
+
+def figures(labels, probabilities) -> Dict[str, float]:
+  """AUC, log-loss, calibration and their ingredients, under TFMA's names."""
+  labels, probabilities = np.asarray(labels), np.asarray(probabilities, dtype=float)
+  return {
+      AUC: auc(labels, probabilities),
+      LOGLOSS: log_loss(labels, probabilities),
+      CALIBRATION: calibration(labels, probabilities),
+      MEAN_PREDICTION: float(probabilities.mean()), MEAN_LABEL: float(labels.mean()),
+      EXAMPLE_COUNT: int(len(labels)),
+  }
