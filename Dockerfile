@@ -31,7 +31,9 @@ RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-cache-dir pip==24.2 \
     && pip install --no-cache-dir --only-binary=:all: --find-links /wheels -r requirements.lock
 COPY . .
-# kubeflow_runner.IMAGE_REPO_ROOT is /pipeline; TFX 1.16 needs Keras 2 before TF loads.
+# kubeflow_runner.IMAGE_REPO_ROOT is /pipeline. TFX 1.16 needs Keras 2 before TF loads: the
+# code sets it in models/__init__.py, but here TFX's executor entrypoint and Beam's workers
+# import TensorFlow first.
 ENV PYTHONPATH=/pipeline \
     TF_USE_LEGACY_KERAS=1 \
     TF_CPP_MIN_LOG_LEVEL=1

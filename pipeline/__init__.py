@@ -1,5 +1,2 @@
 """pipeline package."""
-import os
-
-# TFX 1.16 needs Keras 2 (tf-keras); must be set before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import models  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)

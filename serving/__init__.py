@@ -12,3 +12,4 @@ emulator/         a stand-in for tensorflow_model_server (make serve, tests); no
 The model name, ports and version layout are models/serving_layout.py's; pushes are made by
 components/safe_pusher.py.
 """
+import models  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)

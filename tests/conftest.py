@@ -1,8 +1,5 @@
 """Shared tiny fixtures: a handful of raw ad rows with real PNG creatives."""
 import io
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # before any TensorFlow import
 
 import numpy as np
 from PIL import Image
