@@ -69,7 +69,6 @@ def untrained_model(out: str, inputs: Dict[str, np.ndarray]):
   from tensorflow_transform.tf_metadata import metadata_io
   from models import model as model_lib
   from models import preprocessing
-  from models import trainer
   from schema import generate as schema_generate
   # pylint: enable=g-import-not-at-top
   graph = os.path.join(out, 'transform_graph')
@@ -89,7 +88,7 @@ def untrained_model(out: str, inputs: Dict[str, np.ndarray]):
   output = tft.TFTransformOutput(graph)
   model = model_lib.build_model(output, model_lib.HParams())
   saved = os.path.join(out, 'untrained_model')
-  model.save(saved, save_format='tf', signatures=trainer.signatures(model, output))
+  model.save(saved, save_format='tf', signatures=signatures.build(model, output))
   safe_pusher.push(saved, base, '1')
   return base, graph
 

@@ -9,7 +9,6 @@ from typing import List, Optional
 from components import gate_rule
 from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
 from components.evaluation_results import MEAN_PREDICTION, OVERALL, Estimate
-# gated_evaluator.py builds the Results it passes to render() by this name.
 from components.evaluation_results import Results
 from models import features
 

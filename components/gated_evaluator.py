@@ -35,6 +35,7 @@ from tfx.utils import json_utils
 from tfx.utils import proto_utils
 
 from components import evaluation_report
+from components import evaluation_results
 from components import gate_rule
 from components import served_baseline
 
@@ -156,7 +157,7 @@ class Executor(evaluator_executor.Executor):
         eval_config, has_baseline=bool(baselines), rubber_stamp=True)
     evaluation_uri = artifact_utils.get_single_uri(
         output_dict[standard_component_specs.EVALUATION_KEY])
-    results = evaluation_report.Results(evaluation_uri, eval_config)
+    results = evaluation_results.Results(evaluation_uri, eval_config)
     blessed, reasons = gate_rule.decide(*results.gate_inputs(), gate)
     _write_blessing(artifact_utils.get_single_instance(
         output_dict[standard_component_specs.BLESSING_KEY]), blessed)

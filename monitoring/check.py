@@ -30,6 +30,7 @@ from ml_metadata.proto import metadata_store_pb2
 import numpy as np
 from tfx.utils import path_utils
 
+from components import evaluation_results
 from components.image_csv_example_gen import splits
 from models import data_layout
 from models import rows
@@ -174,7 +175,7 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
   labelled = data_root and FileSystems.exists(data_layout.ads_csv(data_root, span))
   if labelled and record.promised and model_dir:
     examples, labels, left_out = quality.labelled_examples(data_root, span)
-    record.observed = quality.quality(labels, quality.score(model_dir, examples))
+    record.observed = evaluation_results.figures(labels, quality.score(model_dir, examples))
     measures += quality.decay(record.observed, record.promised, thresholds)
     if left_out:
       notes.append(f'{left_out} rows of the labelled month were left out, as ExampleGen '

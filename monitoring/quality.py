@@ -55,17 +55,6 @@ def prediction_drift(served: np.ndarray, reference: np.ndarray,
   ]
 
 
-def quality(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
-  """The served model on labelled rows, by the figures its evaluation promised."""
-  return evaluation_results.figures(labels, probabilities)
-
-
-def evaluated(evaluation_uri: str, model_names: Sequence[str]) -> Optional[Dict[str, float]]:
-  """One model's overall figures in an Evaluator's output (the first of model_names found)."""
-  results = evaluation_results.Results(evaluation_uri)
-  return next(filter(None, map(results.overall, model_names)), None)
-
-
 def promised(evaluation_uri: str) -> Optional[Dict[str, float]]:
   """What the Evaluator measured for the model it evaluated (the candidate): what that
   model promised if it was pushed."""

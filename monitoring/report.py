@@ -12,9 +12,9 @@ import math
 import os
 from typing import Dict, Optional, Sequence, Tuple
 
+from components import evaluation_results
 from monitoring import history
 from monitoring import lineage as lineage_lib
-from monitoring import quality
 from monitoring.measures import DECAY, DRIFT, SKEW
 
 _W, _H, _PAD = 380, 210, 44
@@ -206,9 +206,10 @@ def render(months: Sequence[history.Month]) -> str:
       line_chart(title, spans, [
           ('promised', _PROMISED, [_quality(m, 'promised', metric) for m in months]),
           ('observed', _OBSERVED, [_quality(m, 'observed', metric) for m in months])])
-      for title, metric in (('AUC', quality.AUC), ('log-loss', quality.LOGLOSS),
+      for title, metric in (('AUC', evaluation_results.AUC),
+                            ('log-loss', evaluation_results.LOGLOSS),
                             ('calibration (mean prediction / mean label)',
-                             quality.CALIBRATION))]
+                             evaluation_results.CALIBRATION))]
   checked = [m for m in months if m.check]
   traffic = [
       line_chart('mean predicted CTR', spans, [

@@ -6,11 +6,11 @@ split; what that model promised is its own evaluation, found through MLMD from i
 """
 from typing import Optional
 
+from components import evaluation_results
 from monitoring import lineage as lineage_lib
 from monitoring import quality
 from monitoring.measures import Thresholds
 
-BASELINE_MODEL = 'baseline'  # TFMA's name for the baseline model
 
 
 def served_on_new_month(connection_config, evaluation_uri: str,
@@ -25,15 +25,16 @@ def served_on_new_month(connection_config, evaluation_uri: str,
   """
   if served_version is None:
     return 'Served model on the new month: none is served yet.'
-  observed = quality.evaluated(evaluation_uri, (BASELINE_MODEL,))
+  results = evaluation_results.Results(evaluation_uri)
+  observed = results.overall(results.baseline)
   served = lineage_lib.Lineage(connection_config).served(str(served_version))
   promised = quality.promised(served.evaluation_uri) if served and served.evaluation_uri else None
   if observed is None:
     return f'Served model (version {served_version}) on the new month: not evaluated.'
   if promised is None:
     return (f'Served model (version {served_version}) on the new month: AUC '
-            f'{observed[quality.AUC]:.4f}, log-loss {observed[quality.LOGLOSS]:.4f}, '
-            f'calibration {observed[quality.CALIBRATION]:.3f}; what it promised is not in '
+            f'{observed[evaluation_results.AUC]:.4f}, log-loss {observed[evaluation_results.LOGLOSS]:.4f}, '
+            f'calibration {observed[evaluation_results.CALIBRATION]:.3f}; what it promised is not in '
             'this metadata store.')
   measures = quality.decay(observed, promised, thresholds)
   broken = [m.name for m in measures if m.broken]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from components import evaluation_results
 from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
 from components.evaluation_results import MEAN_PREDICTION
 from datagen import generate
@@ -58,7 +59,7 @@ def world(tmp_path_factory):
   model_dir = monitoring_fakes.save_month_model(str(root / 'model'),
                                                 data_layout.ads_csv(data_root, 1))
   examples, labels, _ = quality.labelled_examples(data_root, 1)
-  measured = quality.quality(labels, quality.score(model_dir, examples))
+  measured = evaluation_results.figures(labels, quality.score(model_dir, examples))
   # TFMA's output holds no calibration: the reader derives it from the two means.
   promised = {name: value for name, value in measured.items() if name != CALIBRATION}
   schema = schema_lib.build_schema()
