@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import logging
 import os
+import resource
 import time
 import traceback
 from typing import Callable, Dict, IO, Iterator, List, Optional
@@ -174,6 +175,9 @@ class Progress(logging.Handler):
       traceback.print_exc()  # to the log
       state, figure = 'done', f'(no figure: {type(e).__name__}: {e})'
     self._component_line(node_id, f'{state:<7}{seconds:6.1f} s', figure)
+    # The run's components share this process: its peak after each says which raised it.
+    absl_logging.info('%s %s; peak memory of the run so far: %.2f GiB', node_id, state,
+                      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 
   def outcome(self, node_id: str):
     """(state word, key figure) of the latest execution of node_id, from MLMD."""
