@@ -492,17 +492,18 @@ def scale_lines(run: Run, data_root: str) -> List[List[str]]:
 
 SCALE_HEADER = ['rows read', 'component', 's', 'ms a row', 'rows (the "a row" of its line)',
                 'B written a row', 'B given a row', 'peak RSS GiB']
-SCALE_NOTES = """One pipeline run per size (local_runner.py in its own process, the default config{settings},
-a fresh output root, so nothing cached) on month {n} with the default window of {window}
-months: a size of R rows read is R / {window} rows a month. s: the component's wall time
-(MLMD). ms a row and B a row: per row read, except the Evaluator's, per row of the eval split
-it scores (StatisticsGen's count). B written: bytes on disk of the component's output
-artifacts; B given: of its input artifacts, counting only the splits its properties name
+SCALE_NOTES = """One pipeline run per size (local_runner.py in its own process, the default
+config{settings}, a fresh output root, so nothing cached) on month {n} with the default window
+of {window} months:
+a size of R rows read is R / {window} rows a month. s: the component's wall time (MLMD). ms a
+row and B a row: per row read, except the Evaluator's, per row of the eval split it scores
+(StatisticsGen's count). B written: bytes on disk of the component's output artifacts; B given:
+of its input artifacts, counting only the splits its properties name
 (benchmarks/component_io.py), plus, for ExampleGen, the window's CSVs and creatives (DataGate
 is given the Examples but opens only their rejected rows, and reads two months' CSVs, not
-counted); a split read more than once (the Trainer's epochs) counts once. Whole run: the process, imports
-included, its peak RSS, the bytes all components wrote and the data read. {cores} cores; the
-1-min load average just before each run says what else was running."""
+counted); a split read more than once (the Trainer's epochs) counts once. Whole run: the
+process, imports included, its peak RSS, the bytes all components wrote and the data read.
+{cores} cores; the 1-min load average just before each run says what else was running."""
 
 
 def bench_scale(out: str, sizes: Sequence[int], seed: int, settings: Sequence[str] = (),

@@ -32,10 +32,11 @@ def served_on_new_month(connection_config, evaluation_uri: str,
   if observed is None:
     return f'Served model (version {served_version}) on the new month: not evaluated.'
   if promised is None:
-    return (f'Served model (version {served_version}) on the new month: AUC '
-            f'{observed[evaluation_results.AUC]:.4f}, log-loss {observed[evaluation_results.LOGLOSS]:.4f}, '
-            f'calibration {observed[evaluation_results.CALIBRATION]:.3f}; what it promised is not in '
-            'this metadata store.')
+    auc, logloss, calibration = (observed[name] for name in (
+        evaluation_results.AUC, evaluation_results.LOGLOSS, evaluation_results.CALIBRATION))
+    return (f'Served model (version {served_version}) on the new month: AUC {auc:.4f}, '
+            f'log-loss {logloss:.4f}, calibration {calibration:.3f}; what it promised is not '
+            'in this metadata store.')
   measures = quality.decay(observed, promised, thresholds)
   broken = [m.name for m in measures if m.broken]
   figures = ', '.join(f'{m.name} {m.value:.4f} (promised {m.reference:.4f})' for m in measures)
