@@ -494,7 +494,8 @@ SCALE_HEADER = ['rows read', 'component', 's', 'ms a row', 'rows (the "a row" of
                 'B written a row', 'B given a row', 'peak RSS GiB']
 SCALE_NOTES = """One pipeline run per size (local_runner.py in its own process, the default
 config{settings}, a fresh output root, so nothing cached) on month {n} with the default window
-of {window} months: a size of R rows read is R / {window} rows a month. s: the component's wall time (MLMD). ms a
+of {window} months: a size of R rows read is R / {window} rows a month. s: the component's
+wall time (MLMD). ms a
 row and B a row: per row read, except the Evaluator's, per row of the eval split it scores
 (StatisticsGen's count). B written: bytes on disk of the component's output artifacts; B given:
 of its input artifacts, counting only the splits its properties name
