@@ -175,12 +175,12 @@ def run_fn(fn_args: tfx.components.FnArgs):
   hparams, source = resolve_hparams(fn_args)
   tf.keras.utils.set_random_seed(hparams.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  train, validation, steps_per_epoch = datasets(fn_args, tf_transform_output, hparams)
+  train, validation, steps = datasets(fn_args, tf_transform_output, hparams)
 
   model = model_lib.build_model(tf_transform_output, hparams)
   logging.info('Training up to %d epochs, hparams %s (from %s)', hparams.max_epochs, hparams,
                source)
-  history = model.fit(train, epochs=hparams.max_epochs, steps_per_epoch=steps_per_epoch,
+  history = model.fit(train, epochs=hparams.max_epochs, steps_per_epoch=steps,
                       validation_data=validation, callbacks=callbacks(hparams), verbose=2)
   scale, bias = calibrate(model, validation) if hparams.calibrate else (1.0, 0.0)
   model.save(fn_args.serving_model_dir, save_format='tf',
