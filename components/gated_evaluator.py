@@ -176,8 +176,12 @@ class GatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
   }
 
 
-class Evaluator(base_beam_component.BaseBeamComponent):
-  """tfx.components.Evaluator's inputs and outputs, the executor above, and the gate's values."""
+class GatedEvaluator(base_beam_component.BaseBeamComponent):
+  """tfx.components.Evaluator's inputs and outputs, the executor above, and the gate's values.
+
+  Named apart from TFX's own Evaluator; the pipeline gives its node the id `Evaluator`, the
+  step's name in MLMD, the console and the KFP graph.
+  """
 
   SPEC_CLASS = GatedEvaluatorSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)

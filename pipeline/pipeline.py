@@ -8,7 +8,7 @@ from tfx.proto import range_config_pb2
 
 from components.data_gate import DataGate
 from components.edge_export import EdgeExport
-from components.gated_evaluator import Evaluator
+from components.gated_evaluator import GatedEvaluator
 from components.image_csv_example_gen import splits
 from components.image_csv_example_gen.component import ImageCsvExampleGen
 from components.safe_pusher import SafePusher
@@ -127,14 +127,14 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
 
   # The model being served, read from the push destination (no Resolver: see the component).
   baseline = ServedModelBaseline(model_root=model_root)
-  evaluator = Evaluator(
+  evaluator = GatedEvaluator(
       examples=example_gen.outputs['examples'],
       example_splits=[splits.EVAL],
       model=trainer_component.outputs['model'],
       baseline_model=baseline.outputs['model'],
       eval_config=eval_config(config),
       gate=dataclasses.asdict(config.gate),
-      eval_fraction=config.split.eval_fraction)
+      eval_fraction=config.split.eval_fraction).with_id('Evaluator')
 
   # Stock Pusher inputs/outputs; the copy is staged so TF Serving never sees a partial version.
   pusher = SafePusher(
