@@ -8,19 +8,29 @@ On the overall eval slice (out of time, see the ExampleGen's splits.py):
      That is: blessed unless the new model may be worse than the served one by more than the
      tolerance at 95 % confidence, so a difference smaller than the noise decides nothing.
 """
+import dataclasses
 from typing import Dict, List, Tuple
 
 from components.evaluation_results import AUC, LOGLOSS, Estimate
 
 
-def rule_text(gate) -> str:
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+  """The rule's values (PipelineConfig.gate; every runner sets them with --set gate.NAME=V)."""
+  auc_floor: float = 0.65  # absolute quality floor
+  auc_tolerance: float = 0.01  # allowed AUC drop against the served model
+  logloss_tolerance: float = 0.01  # allowed log-loss rise against the served model
+
+
+def rule_text(gate: GateConfig) -> str:
   return (f'AUC >= {gate.auc_floor:.2f}; against the served model, paired on the same rows '
           f'with 95 % intervals: AUC change lower bound >= {-gate.auc_tolerance:+.3f} and '
           f'log-loss change upper bound <= {gate.logloss_tolerance:+.3f} (blessed unless '
           'the new model may be worse by more than that).')
 
 
-def decide(new: Dict[str, Estimate], diff: Dict[str, Estimate], gate) -> Tuple[bool, List[str]]:
+def decide(new: Dict[str, Estimate], diff: Dict[str, Estimate],
+           gate: GateConfig) -> Tuple[bool, List[str]]:
   """(blessed, reasons it was not); `diff` is empty without a served model."""
   reasons = []
   auc = new.get(AUC)

@@ -4,10 +4,10 @@ Three additions to tfx.components.Evaluator, all in its executor so they hold un
 orchestrator:
 * An empty baseline (ServedModelBaseline found nothing served) is dropped before TFMA
   runs; the Evaluator then treats the run as having no baseline.
-* TFMA computes every metric with 95 % jackknife intervals (eval_config); its own validation
-  checks only the AUC floor. The blessing is then decided by gate_rule.py, which also uses the
-  paired intervals of the change against the served model, and written the way TFX writes it
-  (BLESSED / NOT_BLESSED file and the `blessed` property the Pusher reads).
+* TFMA computes every metric with 95 % jackknife intervals (eval_config) and is given no
+  threshold: the blessing is decided once, by gate_rule.py from the GateConfig (the floor and
+  the paired intervals of the change against the served model), and written the way TFX
+  writes it (BLESSED / NOT_BLESSED file and the `blessed` property the Pusher reads).
 * `evaluation_report.md` in the ModelEvaluation artifact states the protocol, the rule, the
   decision and each metric overall, per cohort and per slice (evaluation_report.py).
 And one change to how TFMA's AUC histograms travel between Beam stages (HistogramAccumulator,
@@ -42,15 +42,6 @@ from components import served_baseline
 _BASELINE_KEY = standard_component_specs.BASELINE_MODEL_KEY
 GATE_KEY = 'gate'  # JSON of the GateConfig fields
 EVAL_FRACTION_KEY = 'eval_fraction'
-
-
-class _Gate:
-  """GateConfig's fields, as the executor receives them (components do not import pipeline/)."""
-
-  def __init__(self, values: Dict[str, float]):
-    self.auc_floor = values['auc_floor']
-    self.auc_tolerance = values['auc_tolerance']
-    self.logloss_tolerance = values['logloss_tolerance']
 
 
 def _served_words(baseline: types.Artifact) -> str:
@@ -144,7 +135,7 @@ class Executor(evaluator_executor.Executor):
     baselines = [m for m in input_dict.get(_BASELINE_KEY, []) if served_baseline.has_model(m)]
     input_dict[_BASELINE_KEY] = baselines
     exec_properties = dict(exec_properties)
-    gate = _Gate(json.loads(exec_properties.pop(GATE_KEY)))
+    gate = gate_rule.GateConfig(**json.loads(exec_properties.pop(GATE_KEY)))
     eval_fraction = exec_properties.pop(EVAL_FRACTION_KEY)
     _use_histogram_accumulator()
     super().Do(input_dict, output_dict, exec_properties)

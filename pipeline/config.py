@@ -7,6 +7,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from components.gate_rule import GateConfig
 from components.image_csv_example_gen import splits
 from models import serving_layout
 from models.model import HParams
@@ -19,19 +20,6 @@ SCHEMA_FILE = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.trainer.run_fn'
 TUNER_FN = 'models.tuner.tuner_fn'
-
-
-@dataclasses.dataclass(frozen=True)
-class GateConfig:
-  """When the Evaluator blesses a model, on the out-of-time eval split (all must hold).
-
-  Against the served model the comparison is paired on the same eval rows, with TFMA's 95 %
-  jackknife intervals: the new model is blessed when it is not worse than the served one by
-  more than a tolerance at that confidence (components/gate_rule.py states the rule).
-  """
-  auc_floor: float = 0.65  # absolute quality floor
-  auc_tolerance: float = 0.01  # allowed AUC drop against the served model
-  logloss_tolerance: float = 0.01  # allowed log-loss rise against the served model
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,17 +36,13 @@ def range_config(config: PipelineConfig) -> Optional[range_config_pb2.RangeConfi
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   """Metrics with 95 % jackknife intervals (paired when there is a baseline).
 
-  TFMA's own validation checks only the AUC floor; the Evaluator then applies the whole rule,
-  intervals included (components/gate_rule.py). Calibration (mean prediction / mean label) is
-  derived from the two means in the report.
+  No threshold is given to TFMA: the Evaluator decides the blessing once, from config.gate
+  (components/gate_rule.py). Calibration (mean prediction / mean label) is derived from the
+  two means in the report.
   """
   # 1,000 thresholds instead of TFMA's 10,000: the jackknife recomputes AUC from them per
   # slice and sample in Python, and 10,000 made the Evaluator take minutes on 4,000 rows.
-  auc = tfma.MetricConfig(class_name='AUC', config='{"num_thresholds": 1000}',
-                          per_slice_thresholds=[
-      tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=(
-          tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-              lower_bound={'value': config.gate.auc_floor}))))])
+  auc = tfma.MetricConfig(class_name='AUC', config='{"num_thresholds": 1000}')
   return tfma.EvalConfig(
       # A generic SavedModel to TFMA: as a Keras model it would also re-evaluate the compiled
       # Keras metrics, loading the model once per jackknife combiner (minutes, not seconds).

@@ -1,7 +1,7 @@
 """The blessing rule: the floor, and paired intervals against the served model."""
 from components import gate_rule
 from components.evaluation_results import AUC, LOGLOSS, Estimate
-from pipeline.config import GateConfig
+from components.gate_rule import GateConfig
 
 GATE = GateConfig(auc_floor=0.65, auc_tolerance=0.01, logloss_tolerance=0.01)
 NEW = {AUC: Estimate(0.70, 0.68, 0.72), LOGLOSS: Estimate(0.16)}
