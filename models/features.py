@@ -44,6 +44,14 @@ class Feature:
   row_id: bool = False  # KEY: names one impression (joins the oracle's ground truth)
   cohort_key: bool = False  # KEY: the ad whose first appearance makes it 'new'
 
+  def __post_init__(self):
+    if self.role == CATEGORICAL and self.default == '':
+      # tft.vocabulary leaves empty strings out, so every row missing this field would fall
+      # into the OOV buckets beside unseen values instead of having an embedding of its own.
+      raise ValueError(
+          f"features.py: {self.name}: a CATEGORICAL default of '' is dropped from the "
+          "vocabulary; declare a visible value instead, e.g. default='<missing>'.")
+
 
 CATEGORIES = ('apparel', 'automotive', 'beauty', 'electronics', 'finance', 'food',
               'gaming', 'health', 'home', 'travel')
