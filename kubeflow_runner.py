@@ -18,7 +18,8 @@ from pipeline/options.py; tuned hyperparameters are kept at <gcs-root>/tuned_hpa
 Every step runs in --image (Dockerfile: the repo on requirements.lock), in a pod sized by the
 config's `resources` (pipeline/resources.py). Beam steps run in that container (DirectRunner,
 one worker per requested CPU) by default, or on Dataflow with --dataflow, whose workers then
-use the same image.
+use the same image, sized by the config's `dataflow` (machine types per step, max workers,
+disk, service account, subnetwork, public IPs: pipeline/resources.py).
 
 --schedule uploads the spec and makes sure one recurring run starts it at 00:00 on the 1st
 of every month, without catch-up and never two at once (pipeline/kfp_schedule.py).
@@ -39,7 +40,6 @@ from pipeline import kfp_options
 from pipeline import kfp_schedule
 from pipeline import options
 from pipeline.pipeline import create_pipeline
-from pipeline.resources import ResourcesConfig
 
 # Where the Dockerfile puts the repository inside the image.
 IMAGE_REPO_ROOT = '/pipeline'
@@ -70,8 +70,11 @@ def task_kind(component) -> str:
   return 'default'
 
 
-def size_tasks(tfx_pipeline: tfx.dsl.Pipeline, resources: ResourcesConfig, dataflow: bool):
-  """Sets each task's CPU and memory, and a Beam task's DirectRunner workers to its CPUs."""
+def size_tasks(tfx_pipeline: tfx.dsl.Pipeline, config: config_lib.PipelineConfig,
+               dataflow: bool):
+  """Sets each task's CPU and memory, and a Beam task's DirectRunner workers to its CPUs
+  or, on Dataflow, its worker machine type where it is not the default."""
+  resources = config.resources
   for component in tfx_pipeline.components:
     kind = task_kind(component)
     size = resources.pod(kind)
@@ -82,6 +85,9 @@ def size_tasks(tfx_pipeline: tfx.dsl.Pipeline, resources: ResourcesConfig, dataf
             memory_limit=_gb(size.memory_limit_gib)))
     if kind == 'beam' and not dataflow:
       component.with_beam_pipeline_args([f'--direct_num_workers={resources.beam_workers()}'])
+    machine_type = config.dataflow.machine_type_of(component.id)
+    if kind == 'beam' and dataflow and machine_type != config.dataflow.machine_type:
+      component.with_beam_pipeline_args([f'--machine_type={machine_type}'])
 
 
 def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
@@ -92,9 +98,9 @@ def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
   tfx_pipeline = create_pipeline(
       pipeline_root=args.pipeline_root, data_root=args.data_root,
       serving_root=args.serving_root, config=config,
-      beam_pipeline_args=kfp_options.beam_pipeline_args(args),
+      beam_pipeline_args=kfp_options.beam_pipeline_args(args, config.dataflow),
       schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt'))
-  size_tasks(tfx_pipeline, config.resources, args.dataflow)
+  size_tasks(tfx_pipeline, config, args.dataflow)
   job = runner.run(tfx_pipeline, write_out=False)
   spec = job['pipelineSpec']
   # TFX leaves the pipeline root to each run; naming it in the spec makes every run (the

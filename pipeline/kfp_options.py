@@ -6,12 +6,15 @@ layout, Dataflow and the schedule:
 
     --gcs-root gs://BUCKET/adclick   the roots below it, each settable on its own (--data-root ...)
     --image IMAGE  --output SPEC.yaml
-    [--dataflow --project P --region R]
+    [--dataflow --project P --region R]   Dataflow's sizes, network and service account: the
+                                          config's `dataflow` (pipeline/resources.py)
     [--schedule --host https://KFP_ENDPOINT [--experiment NAME] [--cron '...']]
 Plain Python (no TensorFlow), so that a compiler that needs no model loads fast.
 """
 import argparse
 from typing import Iterable, List, Optional
+
+from pipeline.resources import DataflowConfig
 
 DEFAULT_IMAGE = 'adclick-pipeline:latest'
 DEFAULT_GCS_ROOT = 'gs://adclick-pipelines'
@@ -61,8 +64,11 @@ def finish_kfp_args(parser: argparse.ArgumentParser,
   return args
 
 
-def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
-  """The Beam flags of every Beam step: DirectRunner in the step's container, or Dataflow."""
+def beam_pipeline_args(args: argparse.Namespace,
+                       dataflow: DataflowConfig = DataflowConfig()) -> List[str]:
+  """The Beam flags of every Beam step: DirectRunner in the step's container, or Dataflow
+  (with the workers of `dataflow`, at its default machine type: a step that needs another
+  appends its own --machine_type, which Beam takes over this one)."""
   if not args.dataflow:
     # The worker count comes per task from its pod's CPU request; 0 would start one worker
     # per core of the node.
@@ -76,4 +82,5 @@ def beam_pipeline_args(args: argparse.Namespace) -> List[str]:
       f'--sdk_container_image={args.image}',
       '--sdk_location=container',
       '--experiments=use_runner_v2',
-  ]
+      f'--machine_type={dataflow.machine_type}',
+  ] + dataflow.beam_args()

@@ -1,4 +1,7 @@
-"""CPU and memory of each Kubeflow task's pod, by kind of task (kubeflow_runner.py applies it).
+"""Where the Kubeflow tasks run and how big: pod sizes, and Dataflow's workers with --dataflow.
+
+ResourcesConfig (PipelineConfig.resources): CPU and memory of each task's pod, by kind of task
+(kubeflow_runner.py applies it):
 
   trainer  Trainer and Tuner: TensorFlow training, images included
   beam     Beam components (ExampleGen, StatisticsGen, DataGate, Transform, Evaluator): on
@@ -9,8 +12,14 @@
 Change a value with `--set resources.trainer_memory_limit_gib=24` (either runner; the local
 runner ignores it) or a `--config` file. CPU in cores, memory in GiB; a limit is the most the
 pod may use (memory beyond it kills the pod), a request what the scheduler reserves.
+
+DataflowConfig (PipelineConfig.dataflow): the Dataflow workers of the Beam steps when a spec
+is compiled with --dataflow (pipeline/kfp_options.py turns it into Beam flags), e.g.
+`--set dataflow.max_num_workers=40 --set dataflow.subnetwork=regions/R/subnetworks/S
+--set dataflow.use_public_ips=false`.
 """
 import dataclasses
+from typing import List, Optional
 
 KINDS = ('trainer', 'beam', 'default')
 
@@ -55,3 +64,45 @@ class ResourcesConfig:
   def beam_workers(self) -> int:
     """DirectRunner worker processes of a Beam task: one per requested CPU (at least one)."""
     return max(1, int(self.beam_cpu_request))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataflowConfig:
+  """The Dataflow job of each Beam step (ExampleGen, StatisticsGen, DataGate, Transform,
+  Evaluator, batch scoring); the project, region and image are the compiler's flags."""
+  max_num_workers: int = 20  # autoscaling's ceiling, which bounds a month's cost
+  machine_type: str = 'n1-standard-4'
+  # Transform holds its analyzers' state (vocabularies, quantiles) and decoded images, the
+  # Evaluator a model per worker and the jackknife's per-slice combiners: both need more
+  # memory per core than the steps that only read and count.
+  transform_machine_type: str = 'n1-highmem-8'
+  evaluator_machine_type: str = 'n1-highmem-8'
+  disk_size_gb: int = 50  # per worker: the shuffle of images and the container image
+  # Who the workers run as (None: the project's Compute Engine default service account).
+  service_account_email: Optional[str] = None
+  # The workers' subnetwork, `regions/REGION/subnetworks/NAME` or its full URL (None: the
+  # project's default network); with use_public_ips=false the subnetwork needs Private
+  # Google Access for the workers to reach GCS and the image registry.
+  subnetwork: Optional[str] = None
+  use_public_ips: bool = True
+
+  def __post_init__(self):
+    for name in ('max_num_workers', 'disk_size_gb'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'dataflow.{name} must be >= 1; got {getattr(self, name)}')
+
+  def machine_type_of(self, component_id: str) -> str:
+    """The worker machine type of the Beam step with this node id."""
+    return {'Transform': self.transform_machine_type,
+            'Evaluator': self.evaluator_machine_type}.get(component_id, self.machine_type)
+
+  def beam_args(self) -> List[str]:
+    """The Beam flags every step shares (the step's machine type is its own: machine_type_of)."""
+    args = [f'--max_num_workers={self.max_num_workers}', f'--disk_size_gb={self.disk_size_gb}']
+    if self.service_account_email:
+      args.append(f'--service_account_email={self.service_account_email}')
+    if self.subnetwork:
+      args.append(f'--subnetwork={self.subnetwork}')
+    if not self.use_public_ips:
+      args.append('--no_use_public_ips')
+    return args

@@ -4,6 +4,8 @@ import pytest
 import kubeflow_runner
 from batch import kfp_batch
 from monitoring import kfp_monitor
+from pipeline import kfp_options
+from pipeline.resources import DataflowConfig
 
 
 def _refused(compiler, argv, capsys):
@@ -38,3 +40,29 @@ def test_each_root_defaults_below_gcs_root_unless_set_on_its_own():
   assert (args.data_root, args.scores_root, args.serving_root) == (
       'gs://b/r/data', 'gs://s/out', 'gs://b/r/serving')
   assert not hasattr(args, 'pipeline_root')  # only the roots a compiler has a flag for
+
+
+def test_without_dataflow_the_beam_steps_stay_in_their_container():
+  args = kubeflow_runner.parse_args([])
+  assert kfp_options.beam_pipeline_args(args, DataflowConfig(use_public_ips=False)) == [
+      '--direct_running_mode=multi_processing']
+
+
+def test_every_compiler_gets_the_dataflow_workers_of_the_config():
+  """The batch compiler passes no config: it gets the defaults, at the default machine type."""
+  args = kfp_batch.parse_args(['--dataflow', '--project', 'p'])
+  flags = kfp_options.beam_pipeline_args(args)
+  default = DataflowConfig()
+  assert f'--machine_type={default.machine_type}' in flags
+  assert f'--max_num_workers={default.max_num_workers}' in flags
+  assert not [f for f in flags if f.startswith(('--subnetwork', '--service_account_email',
+                                                '--no_use_public_ips'))]
+  private = DataflowConfig(subnetwork='regions/r/subnetworks/s', use_public_ips=False)
+  assert {'--subnetwork=regions/r/subnetworks/s', '--no_use_public_ips'} <= set(
+      kfp_options.beam_pipeline_args(args, private))
+
+
+@pytest.mark.parametrize('field', ['max_num_workers', 'disk_size_gb'])
+def test_dataflow_sizes_must_be_positive(field):
+  with pytest.raises(ValueError, match=field):
+    DataflowConfig(**{field: 0})

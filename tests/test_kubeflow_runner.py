@@ -9,6 +9,10 @@ import json
 import shutil
 import urllib.parse
 
+from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import WorkerOptions
 import kfp
 from kfp.pipeline_spec import pipeline_spec_pb2
 from google.protobuf import json_format
@@ -20,7 +24,7 @@ import local_runner
 from pipeline import kfp_schedule
 from pipeline import options
 from pipeline.pipeline import create_pipeline
-from pipeline.resources import ResourcesConfig
+from pipeline.resources import DataflowConfig, ResourcesConfig
 from serving.emulator import http_stub
 
 GCS_ROOT = 'gs://adclick-test/prod'
@@ -81,16 +85,58 @@ def test_spec_has_gcs_roots_and_beam_args(spec_path):
   assert '--direct_running_mode=multi_processing' in args['Transform_executor']
 
 
+def _beam_options(executor):
+  """The Beam options a task's executor runs with, as Beam parses them (the last of a
+  repeated flag wins): its arguments after the TFX launcher's own."""
+  args = executor['container']['args']
+  return PipelineOptions(args[args.index('--json_serialized_inputs_spec_args') + 2:])
+
+
+BEAM_TASKS = ('ImageCsvExampleGen', 'StatisticsGen', 'DataGate', 'Transform', 'Evaluator')
+DATAFLOW_SETTINGS = {'dataflow.max_num_workers': 40, 'dataflow.disk_size_gb': 120,
+                     'dataflow.service_account_email': 'beam@adclick-prod.iam.gserviceaccount.com',
+                     'dataflow.subnetwork': 'regions/europe-west4/subnetworks/pipelines',
+                     'dataflow.use_public_ips': 'false',
+                     'dataflow.evaluator_machine_type': 'n2-highmem-16'}
+
+
 def test_dataflow_flags_reach_every_beam_step(tmp_path):
-  spec = _spec(_compile(tmp_path, '--dataflow', '--project', 'adclick-prod'))
-  args = _executor_args(spec)
-  for executor in ('ImageCsvExampleGen_executor', 'StatisticsGen_executor',
-                   'Transform_executor', 'Evaluator_executor'):
-    assert '--runner=DataflowRunner' in args[executor]
-    assert '--project=adclick-prod' in args[executor]
-    assert f'--sdk_container_image={IMAGE}' in args[executor]
-    assert f'--temp_location={GCS_ROOT}/beam-tmp' in args[executor]
+  settings = [arg for name, value in DATAFLOW_SETTINGS.items()
+              for arg in ('--set', f'{name}={value}')]
+  spec = _spec(_compile(tmp_path, '--dataflow', '--project', 'adclick-prod',
+                        '--region', 'europe-west4', *settings))
+  executors, args = spec['deploymentSpec']['executors'], _executor_args(spec)
+  machine_types = {}
+  for task in BEAM_TASKS:
+    options = _beam_options(executors[f'{task}_executor'])
+    google, worker = options.view_as(GoogleCloudOptions), options.view_as(WorkerOptions)
+    assert options.view_as(StandardOptions).runner == 'DataflowRunner'
+    assert (google.project, google.region, google.temp_location) == (
+        'adclick-prod', 'europe-west4', f'{GCS_ROOT}/beam-tmp')
+    assert google.service_account_email == DATAFLOW_SETTINGS['dataflow.service_account_email']
+    assert (worker.sdk_container_image, worker.max_num_workers, worker.disk_size_gb) == (
+        IMAGE, 40, 120)
+    assert worker.subnetwork == DATAFLOW_SETTINGS['dataflow.subnetwork']
+    assert worker.use_public_ips is False
+    machine_types[task] = worker.machine_type
+  default = DataflowConfig()
+  assert machine_types == {'ImageCsvExampleGen': default.machine_type,
+                           'StatisticsGen': default.machine_type,
+                           'DataGate': default.machine_type,
+                           'Transform': default.transform_machine_type,
+                           'Evaluator': 'n2-highmem-16'}
   assert not any(_workers(a) for a in args.values())  # Dataflow sizes its own workers
+
+
+def test_dataflow_defaults_keep_public_ips_and_the_default_service_account(tmp_path):
+  spec = _spec(_compile(tmp_path, '--dataflow', '--project', 'adclick-prod'))
+  options = _beam_options(spec['deploymentSpec']['executors']['Transform_executor'])
+  worker = options.view_as(WorkerOptions)
+  assert (worker.max_num_workers, worker.disk_size_gb, worker.machine_type) == (
+      DataflowConfig().max_num_workers, DataflowConfig().disk_size_gb,
+      DataflowConfig().transform_machine_type)
+  assert worker.use_public_ips is None and worker.subnetwork is None
+  assert options.view_as(GoogleCloudOptions).service_account_email is None
 
 
 # Tasks whose kind is certain, by kind (pipeline/resources.py).
