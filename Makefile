@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL := 1
 .PHONY: venv chromium data demo tune test test-quick bench serve rollback label schema \
         check-csv kfp kfp-batch monitor score clean
 
-venv: $(STAMP) chromium
+venv: $(STAMP)
 $(STAMP): requirements.lock
 	@$(PY310) -c 'import sys; assert sys.version_info[:2] == (3, 10), \
 	  "Python 3.10 is required (pyenv 3.10.13, see .python-version); got " + sys.version'
@@ -25,8 +25,8 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install -q -r requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
 
-# Debian's chromium: the monitoring report's test renders the report in it. Installed once;
-# afterwards this is one `command -v`.
+# Debian's chromium: the tests render the monitoring and evaluation reports in it (only the
+# tests need it, not `make demo`). Installed once; afterwards this is one `command -v`.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
@@ -45,11 +45,11 @@ demo: venv data
 tune: venv data
 	$(PY) local_runner.py --data-root $(DATA_ROOT) --output-root outputs --tune $(RUN_ARGS)
 
-test: venv
+test: venv chromium
 	$(PY) -m pytest -q tests
 
 # The edit loop: everything but the end-to-end pipeline runs.
-test-quick: venv
+test-quick: venv chromium
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Gate vs next month at 20,000 and 100,000 rows a month; the cost per component, row and byte
