@@ -3,7 +3,7 @@
     python kubeflow_runner.py [--gcs-root gs://BUCKET/adclick] [--image IMAGE]
         [--output outputs/kfp/adclick_pipeline.yaml]
         [--span N] [--window-spans K] [--tune] [--set NAME=VALUE ...] [--config FILE.json]
-        [--dataflow --project P --region R]
+        [--dataflow --project P --region R] [--vertex --project P --region R]
         [--schedule --host https://KFP_ENDPOINT [--experiment adclick]]
 
 Compiles the same create_pipeline(...) as local_runner.py to a KFP pipeline spec (YAML,
@@ -20,6 +20,11 @@ config's `resources` (pipeline/resources.py). Beam steps run in that container (
 one worker per requested CPU) by default, or on Dataflow with --dataflow, whose workers then
 use the same image, sized by the config's `dataflow` (machine types per step, max workers,
 disk, service account, subnetwork, public IPs: pipeline/resources.py).
+
+--vertex compiles the Trainer (and the Tuner) as TFX's ai_platform components: their task
+starts a Vertex AI Training custom job in --project/--region, whose replicas run the same
+executor in --image, and waits for it. The job's worker pools (machine type, replicas beside
+the chief, accelerator) are the config's `vertex`, e.g. `--set vertex.workers=3`.
 
 --schedule uploads the spec and makes sure one recurring run starts it at 00:00 on the 1st
 of every month, without catch-up and never two at once (pipeline/kfp_schedule.py).
@@ -39,7 +44,7 @@ from pipeline import config as config_lib
 from pipeline import kfp_options
 from pipeline import kfp_schedule
 from pipeline import options
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import VertexTraining, create_pipeline
 
 # Where the Dockerfile puts the repository inside the image.
 IMAGE_REPO_ROOT = '/pipeline'
@@ -52,8 +57,13 @@ def parse_args(argv=None):
   kfp_options.add_kfp_flags(parser, output=DEFAULT_OUTPUT,
                             experiment=config_lib.PipelineConfig.pipeline_name,
                             roots=('pipeline', 'data', 'serving'))
+  parser.add_argument('--vertex', action='store_true',
+                      help='run the Trainer and Tuner on Vertex AI Training (needs --project)')
   options.add_run_options(parser)
-  return kfp_options.finish_kfp_args(parser, parser.parse_args(argv))
+  args = kfp_options.finish_kfp_args(parser, parser.parse_args(argv))
+  if args.vertex and not args.project:
+    parser.error('--vertex needs --project')
+  return args
 
 
 def _gb(gib: float) -> float:
@@ -61,22 +71,23 @@ def _gb(gib: float) -> float:
   return gib * 2**30 / 1e9
 
 
-def task_kind(component) -> str:
-  """Which pod size of pipeline/resources.py a component's task gets."""
+def task_kind(component, vertex: bool) -> str:
+  """Which pod size of pipeline/resources.py a component's task gets; on Vertex the Trainer's
+  and Tuner's tasks only start the training job and wait."""
   if isinstance(component, (tfx.components.Trainer, tfx.components.Tuner)):
-    return 'trainer'
+    return 'default' if vertex else 'trainer'
   if isinstance(component, base_beam_component.BaseBeamComponent):
     return 'beam'
   return 'default'
 
 
 def size_tasks(tfx_pipeline: tfx.dsl.Pipeline, config: config_lib.PipelineConfig,
-               dataflow: bool):
+               dataflow: bool, vertex: bool):
   """Sets each task's CPU and memory, and a Beam task's DirectRunner workers to its CPUs
   or, on Dataflow, its worker machine type where it is not the default."""
   resources = config.resources
   for component in tfx_pipeline.components:
-    kind = task_kind(component)
+    kind = task_kind(component, vertex)
     size = resources.pod(kind)
     component.with_platform_config(
         pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
@@ -99,8 +110,9 @@ def compile_pipeline(args, config: config_lib.PipelineConfig) -> str:
       pipeline_root=args.pipeline_root, data_root=args.data_root,
       serving_root=args.serving_root, config=config,
       beam_pipeline_args=kfp_options.beam_pipeline_args(args, config.dataflow),
-      schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt'))
-  size_tasks(tfx_pipeline, config, args.dataflow)
+      schema_file=os.path.join(IMAGE_REPO_ROOT, 'schema', 'schema.pbtxt'),
+      vertex=VertexTraining(args.project, args.region, args.image) if args.vertex else None)
+  size_tasks(tfx_pipeline, config, args.dataflow, args.vertex)
   job = runner.run(tfx_pipeline, write_out=False)
   spec = job['pipelineSpec']
   # TFX leaves the pipeline root to each run; naming it in the spec makes every run (the

@@ -11,7 +11,7 @@ from components.gate_rule import GateConfig
 from components.image_csv_example_gen import splits
 from models import serving_layout
 from models.model import HParams
-from pipeline.resources import DataflowConfig, ResourcesConfig
+from pipeline.resources import DataflowConfig, ResourcesConfig, VertexConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_FILE = os.path.join(REPO_ROOT, 'schema', 'schema.pbtxt')
@@ -41,6 +41,7 @@ class PipelineConfig:
   tuned_hparams_uri: Optional[str] = None  # runners default it beside their outputs
   resources: ResourcesConfig = ResourcesConfig()  # Kubeflow pod sizes (pipeline/resources.py)
   dataflow: DataflowConfig = DataflowConfig()  # Dataflow workers, with --dataflow (same file)
+  vertex: VertexConfig = VertexConfig()  # Vertex AI Training pools, with --vertex (same file)
   # TFX caching: a repeated run over unchanged inputs reuses finished components (the
   # served-model baseline is always re-read).
   enable_cache: bool = True

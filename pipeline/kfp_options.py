@@ -34,8 +34,8 @@ def add_kfp_flags(parser: argparse.ArgumentParser, *, output: str, experiment: s
   parser.add_argument('--output', default=output, help='the spec to write (.yaml)')
   if dataflow:
     parser.add_argument('--dataflow', action='store_true', help='run Beam steps on Dataflow')
-    parser.add_argument('--project', help='GCP project (Dataflow)')
-    parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow)')
+    parser.add_argument('--project', help='GCP project (Dataflow, Vertex AI)')
+    parser.add_argument('--region', default='us-central1', help='GCP region (Dataflow, Vertex AI)')
   parser.add_argument('--schedule', action='store_true',
                       help='upload the spec and create the recurring run')
   parser.add_argument('--host', help='KFP API endpoint (with --schedule)')

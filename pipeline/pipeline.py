@@ -4,6 +4,7 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.v1.extensions import google_cloud_ai_platform as ai_platform
 from tfx.proto import range_config_pb2
 
 from components.data_gate import DataGate
@@ -60,12 +61,46 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
       options=tfma.Options(compute_confidence_intervals={'value': True}))
 
 
+@dataclasses.dataclass(frozen=True)
+class VertexTraining:
+  """Where the Trainer and Tuner run when they run on Vertex AI Training (kubeflow_runner.py
+  --vertex); how big is config.vertex (pipeline/resources.py)."""
+  project: str
+  region: str
+  image: str  # the pipeline image: every replica runs the TFX executor from it
+
+
+def _vertex_job(vertex: VertexTraining, args_key: str, pools: List[dict]) -> dict:
+  """The custom_config entries that make an ai_platform Trainer or Tuner launch its executor
+  as a Vertex AI custom job and wait for it (the task's own pod does no training)."""
+  return {ai_platform.ENABLE_VERTEX_KEY: True, ai_platform.VERTEX_REGION_KEY: vertex.region,
+          args_key: {'project': vertex.project, 'job_spec': {'worker_pool_specs': pools}}}
+
+
+def training_components(config: PipelineConfig, vertex: Optional[VertexTraining]):
+  """(Trainer class, its custom_config, Tuner class, its custom_config): TFX's own, in the
+  task's process, or with `vertex` the ai_platform ones, which run the same executor on
+  Vertex AI Training. The Trainer gets all of config.vertex's pools; the Tuner the chief's
+  alone, as its trials run one after another."""
+  custom_config = config.trainer_custom_config()
+  tuner_config = dict(custom_config, tuner_trials=config.tuner_trials)
+  if vertex is None:
+    return tfx.components.Trainer, custom_config, tfx.components.Tuner, tuner_config
+  pools = config.vertex.worker_pool_specs(vertex.image)
+  return (ai_platform.Trainer,
+          dict(custom_config, **_vertex_job(vertex, ai_platform.TRAINING_ARGS_KEY, pools)),
+          ai_platform.Tuner,
+          dict(tuner_config, **_vertex_job(vertex, ai_platform.experimental.TUNING_ARGS_KEY,
+                                           pools[:1])))
+
+
 def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
                     config: PipelineConfig = PipelineConfig(),
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     schema_file: str = SCHEMA_FILE,
-                    fingerprints: Optional[cache_keys.Fingerprints] = None) -> tfx.dsl.Pipeline:
+                    fingerprints: Optional[cache_keys.Fingerprints] = None,
+                    vertex: Optional[VertexTraining] = None) -> tfx.dsl.Pipeline:
   """The pipeline; every root may be a local path or gs://.
 
   Args:
@@ -80,6 +115,7 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
     fingerprints: What the run reads that TFX's cache key misses (cache_keys.py), computed
       by the runner just before the run. Caching (config.enable_cache) needs them: without
       them (Kubeflow, whose spec is compiled once for many monthly runs) it is off.
+    vertex: Run the Trainer and Tuner on Vertex AI Training; None: in their own process.
   """
   model_root = serving_layout.model_root(serving_root, config.model_name)
   example_gen = ImageCsvExampleGen(
@@ -103,23 +139,24 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
       disable_statistics=True)
   transform.add_upstream_node(data_gate)  # bad data stops the run here
 
-  custom_config = config.trainer_custom_config()
+  trainer_class, trainer_config, tuner_class, tuner_config = training_components(
+      config, vertex)
   train_args = tfx.proto.TrainArgs(splits=[splits.TRAIN])
   eval_args = tfx.proto.EvalArgs(splits=[splits.VALIDATION])
   tuner = None
   if config.tune:
-    tuner = tfx.components.Tuner(
+    tuner = tuner_class(
         tuner_fn=TUNER_FN, examples=example_gen.outputs['examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_gen.outputs['schema'], train_args=train_args, eval_args=eval_args,
-        custom_config=dict(custom_config, tuner_trials=config.tuner_trials))
-  trainer_component = tfx.components.Trainer(
+        custom_config=tuner_config)
+  trainer_component = trainer_class(
       run_fn=RUN_FN,
       examples=example_gen.outputs['examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
-      train_args=train_args, eval_args=eval_args, custom_config=custom_config)
+      train_args=train_args, eval_args=eval_args, custom_config=trainer_config)
 
   # The model being served, read from the push destination (no Resolver: see the component).
   baseline = ServedModelBaseline(model_root=model_root)

@@ -17,6 +17,10 @@ DataflowConfig (PipelineConfig.dataflow): the Dataflow workers of the Beam steps
 is compiled with --dataflow (pipeline/kfp_options.py turns it into Beam flags), e.g.
 `--set dataflow.max_num_workers=40 --set dataflow.subnetwork=regions/R/subnetworks/S
 --set dataflow.use_public_ips=false`.
+
+VertexConfig (PipelineConfig.vertex): the Vertex AI Training job the Trainer (and Tuner) run
+as when a spec is compiled with --vertex, e.g. `--set vertex.workers=3
+--set vertex.accelerator_type=NVIDIA_TESLA_T4 --set vertex.accelerator_count=1`.
 """
 import dataclasses
 from typing import List, Optional
@@ -106,3 +110,31 @@ class DataflowConfig:
     if not self.use_public_ips:
       args.append('--no_use_public_ips')
     return args
+
+
+@dataclasses.dataclass(frozen=True)
+class VertexConfig:
+  """Worker pools of the Vertex AI Training job (CustomJob) of the Trainer: pool 0 the chief,
+  pool 1 `workers` more replicas of the same machine. Vertex sets TF_CONFIG on each, from
+  which run_fn picks its tf.distribute strategy (models/trainer.py)."""
+  machine_type: str = 'n1-standard-8'
+  workers: int = 0  # 0: the chief trains alone
+  accelerator_type: Optional[str] = None  # per replica, e.g. NVIDIA_TESLA_T4 (None: CPU only)
+  accelerator_count: int = 1  # of accelerator_type, per replica
+
+  def __post_init__(self):
+    for name, least in (('workers', 0), ('accelerator_count', 1)):
+      if getattr(self, name) < least:
+        raise ValueError(f'vertex.{name} must be >= {least}; got {getattr(self, name)}')
+
+  def worker_pool_specs(self, image: str) -> List[dict]:
+    """The job's worker_pool_specs: every replica runs the TFX executor in `image`."""
+    return [self._pool(image, 1)] + ([self._pool(image, self.workers)] if self.workers else [])
+
+  def _pool(self, image: str, replicas: int) -> dict:
+    machine = {'machine_type': self.machine_type}
+    if self.accelerator_type:
+      machine.update(accelerator_type=self.accelerator_type,
+                     accelerator_count=self.accelerator_count)
+    return {'machine_spec': machine, 'replica_count': replicas,
+            'container_spec': {'image_uri': image}}

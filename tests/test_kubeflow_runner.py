@@ -24,7 +24,7 @@ import local_runner
 from pipeline import kfp_schedule
 from pipeline import options
 from pipeline.pipeline import create_pipeline
-from pipeline.resources import DataflowConfig, ResourcesConfig
+from pipeline.resources import DataflowConfig, ResourcesConfig, VertexConfig
 from serving.emulator import http_stub
 
 GCS_ROOT = 'gs://adclick-test/prod'
@@ -234,6 +234,73 @@ def test_pod_sizes_set_in_the_config_reach_the_spec(tmp_path):
   assert _pod_sizes(spec)['Transform'][:2] == (2, 3)
   assert _pod_sizes(spec)['Trainer'][3] == 24
   assert _workers(_executor_args(spec)['Transform_executor']) == ['--direct_num_workers=2']
+
+
+VERTEX_FLAGS = ['--vertex', '--project', 'adclick-prod', '--region', 'europe-west4', '--tune',
+                '--set', 'vertex.machine_type=n1-standard-16', '--set', 'vertex.workers=3',
+                '--set', 'vertex.accelerator_type=NVIDIA_TESLA_T4',
+                '--set', 'vertex.accelerator_count=2', '--set', 'hparams.learning_rate=0.0042']
+
+
+def _executor_class(spec, task):
+  args = spec['deploymentSpec']['executors'][f'{task}_executor']['container']['args']
+  return args[args.index('--executor_class_path') + 1]
+
+
+def test_vertex_runs_the_trainer_and_tuner_as_vertex_training_jobs(tmp_path):
+  spec = _spec(_compile(tmp_path, *VERTEX_FLAGS))
+  assert _executor_class(spec, 'Trainer') == (
+      'tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor')
+  assert _executor_class(spec, 'Tuner') == (
+      'tfx.extensions.google_cloud_ai_platform.tuner.executor.Executor')
+  machine = {'machine_type': 'n1-standard-16', 'accelerator_type': 'NVIDIA_TESLA_T4',
+             'accelerator_count': 2}
+  chief = {'machine_spec': machine, 'replica_count': 1, 'container_spec': {'image_uri': IMAGE}}
+  trainer = json.loads(_task_parameter(spec, 'Trainer', 'custom_config'))
+  assert trainer['ai_platform_enable_vertex'] is True
+  assert trainer['ai_platform_vertex_region'] == 'europe-west4'
+  assert trainer['ai_platform_training_args'] == {
+      'project': 'adclick-prod',
+      'job_spec': {'worker_pool_specs': [chief, dict(chief, replica_count=3)]}}
+  tuner = json.loads(_task_parameter(spec, 'Tuner', 'custom_config'))
+  assert (tuner['ai_platform_enable_vertex'], tuner['ai_platform_vertex_region']) == (
+      True, 'europe-west4')
+  assert tuner['ai_platform_tuning_args'] == {
+      'project': 'adclick-prod', 'job_spec': {'worker_pool_specs': [chief]}}
+  for custom in (trainer, tuner):  # what run_fn and tuner_fn read is still there
+    assert custom['hparams']['learning_rate'] == 0.0042
+    assert custom['tuned_hparams_uri'] == f'{GCS_ROOT}/tuned_hparams.json'
+  # The tasks only start the job and wait: the smallest pod.
+  sizes = _pod_sizes(spec)
+  assert sizes['Trainer'] == sizes['Tuner'] == sizes['ImportSchemaGen']
+
+
+def test_without_vertex_the_trainer_trains_in_its_own_task(spec_path):
+  spec = _spec(spec_path)
+  assert _executor_class(spec, 'Trainer') == 'tfx.components.trainer.executor.GenericExecutor'
+  assert not [key for key in json.loads(_task_parameter(spec, 'Trainer', 'custom_config'))
+              if key.startswith('ai_platform')]
+
+
+def test_vertex_pools_without_workers_or_accelerator_are_the_chief_on_cpu():
+  assert VertexConfig(machine_type='n1-highmem-8').worker_pool_specs('img') == [
+      {'machine_spec': {'machine_type': 'n1-highmem-8'}, 'replica_count': 1,
+       'container_spec': {'image_uri': 'img'}}]
+
+
+def test_vertex_needs_project(capsys):
+  with pytest.raises(SystemExit):
+    kubeflow_runner.parse_args(['--vertex'])
+  assert 'error: --vertex needs --project' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'workers': -1}, 'vertex.workers'),
+    ({'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 0}, 'accelerator_count'),
+])
+def test_vertex_pools_are_checked(fields, message):
+  with pytest.raises(ValueError, match=message):
+    VertexConfig(**fields)
 
 
 class _FakeKfp(http_stub.JsonHandler):
