@@ -2,9 +2,11 @@
 
     python local_runner.py [--data-root data] [--output-root outputs] [--verbose] [--span N]
                            [--window-spans K] [--tune] [--set NAME=VALUE ...] [--config F]
+                           [--beam-workers N]
 Prints a line when each component starts and ends (with its key figure), then the run
 summary; everything TFX, Beam and TensorFlow print goes to <output-root>/logs/run-<time>.log
-(--verbose shows it on the console instead). A repeated run over unchanged inputs reuses the
+(--verbose shows it on the console instead). --beam-workers N runs every Beam step in N
+worker processes, as Dataflow runs it (pipeline/options.py). A repeated run over unchanged inputs reuses the
 components that finished (TFX caching, see pipeline/cache_keys.py); the served model is
 re-read every run.
 
@@ -26,7 +28,7 @@ import dataclasses
 import datetime
 import os
 import traceback
-from typing import Optional
+from typing import Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -48,6 +50,7 @@ def parse_args(argv):
                       help='show the TFX, Beam and TensorFlow output on the console '
                       'instead of writing it to the run\'s log')
   options.add_run_options(parser)
+  options.add_beam_workers_option(parser)
   return parser.parse_args(argv)
 
 
@@ -75,7 +78,8 @@ def _summary(metadata, data_root: str, error: Optional[BaseException]) -> str:
 
 
 def run(data_root: str, output_root: str, config: config_lib.PipelineConfig,
-        verbose: bool = False, preamble: bytes = b'') -> bool:
+        verbose: bool = False, preamble: bytes = b'',
+        beam_pipeline_args: Sequence[str] = ()) -> bool:
   """Runs the pipeline once, prints and saves the summary; True if it completed.
 
   Without `verbose`, what TFX, Beam and TensorFlow print goes to the run's log (after
@@ -96,7 +100,8 @@ def run(data_root: str, output_root: str, config: config_lib.PipelineConfig,
         tfx.orchestration.LocalDagRunner().run(create_pipeline(
             pipeline_root=os.path.join(output_root, 'pipeline'), data_root=data_root,
             serving_root=os.path.join(output_root, 'serving'), config=config,
-            metadata_connection_config=metadata, fingerprints=fingerprints))
+            metadata_connection_config=metadata, fingerprints=fingerprints,
+            beam_pipeline_args=list(beam_pipeline_args)))
     except BaseException as e:  # pylint: disable=broad-except
       traceback.print_exc()  # to the log
       watcher.failed(e, log)
@@ -119,7 +124,8 @@ def main(argv=None):
   if config.tuned_hparams_uri is None:
     config = dataclasses.replace(config, tuned_hparams_uri=tuned_hparams_uri(args.output_root))
   try:
-    ok = run(args.data_root, args.output_root, config, args.verbose, preamble)
+    ok = run(args.data_root, args.output_root, config, args.verbose, preamble,
+             options.beam_workers_args(args.beam_workers))
   except KeyboardInterrupt:
     sys.exit(130)  # the component lines said where; the traceback is in the log
   sys.exit(0 if ok else 1)

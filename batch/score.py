@@ -1,7 +1,8 @@
 """Batch scoring: a span's ads.csv and creatives -> click probabilities, on Beam.
 
     python -m batch.score --input data/span-2 --output scores/span-2
-        [--model-base-path outputs/serving/adclick] [--version N] [Beam flags ...]
+        [--model-base-path outputs/serving/adclick] [--version N] [--beam-workers N]
+        [Beam flags ...]
     python -m batch.score --data-root data --output scores ...   (latest span -> scores/span-<N>)
 
 Reads the span's ads.csv and the images it names with ImageCsvExampleGen's reader, by the
@@ -11,7 +12,8 @@ it), and scores the accepted rows
 with the served SavedModel through tfx-bsl's RunInference on its serving_examples signature:
 by default the newest complete version under --model-base-path, the one TF Serving serves
 (models/serving_layout.py). Any other flag goes to Beam, so the training pipeline's
-DirectRunner and Dataflow flags work here too (e.g. --runner=DataflowRunner --project=...).
+DirectRunner and Dataflow flags work here too (e.g. --runner=DataflowRunner --project=...);
+--beam-workers N runs it in N worker processes, as local_runner.py does (pipeline/options.py).
 
 The output folder holds
   scores-SSSSS-of-NNNNN.csv   header impression_id,ad_id,click_probability,model_version
@@ -49,6 +51,7 @@ from models import rows
 from models import serving_layout
 from models import signatures
 from models import storage
+from pipeline import options
 
 MODEL_VERSION_COLUMN = 'model_version'
 MANIFEST = storage.MANIFEST
@@ -186,7 +189,9 @@ def parse_args(argv=None):
   parser.add_argument('--model-base-path', default=DEFAULT_MODEL_BASE_PATH,
                       help='TF Serving\'s model base path, <serving_root>/<model_name>')
   parser.add_argument('--version', type=int, help='default: the newest complete version')
-  return parser.parse_known_args(argv)
+  options.add_beam_workers_option(parser)
+  args, beam_args = parser.parse_known_args(argv)
+  return args, beam_args + options.beam_workers_args(args.beam_workers)
 
 
 def main(argv=None):

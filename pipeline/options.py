@@ -6,14 +6,18 @@
     --config FILE.json                             the same as a JSON object of NAME: VALUE
 Values are parsed as JSON where they can be (numbers, true/false, null, [lists]) and taken as
 strings otherwise; each is checked against the field's type.
+
+Runners that run Beam on this machine (local_runner.py, batch/score.py) also take
+`--beam-workers N` (add_beam_workers_option): the Beam steps then run in N worker processes.
 """
 import argparse
 import dataclasses
 import json
+import os
 import typing
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
-from pipeline.config import PipelineConfig
+from pipeline.config import REPO_ROOT, PipelineConfig
 
 # Flags for the fields a monthly operator changes most; every other field goes through --set.
 _FLAGS = {'span': 'span', 'window_spans': 'window-spans', 'tune': 'tune'}
@@ -34,6 +38,37 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                      help='set any config field, e.g. hparams.learning_rate=0.002')
   group.add_argument('--config', metavar='FILE.json',
                      help='a JSON object of config fields (NAME: VALUE), applied before --set')
+
+
+def add_beam_workers_option(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+      '--beam-workers', type=int, default=None, metavar='N',
+      help='run every Beam step in N worker processes (DirectRunner multi_processing: '
+      "Dataflow's worker harness, on this machine); default: in this process")
+
+
+def beam_workers_args(workers: Optional[int]) -> List[str]:
+  """The Beam flags of --beam-workers N: [] for None (Beam's DirectRunner in this process).
+
+  In multi_processing mode the DirectRunner runs each step in N Python worker processes
+  through the Fn API harness that Dataflow's runner v2 uses, so a step gets its functions
+  pickled, its module state fresh in every worker and its bundles retried as on Dataflow.
+  The workers are started with this process's environment and must import this
+  repository's modules: the repository root is added to PYTHONPATH for them (on Dataflow,
+  the pipeline image has it).
+  """
+  if workers is None:
+    return []
+  if workers < 1:
+    raise ValueError(f'--beam-workers {workers}: expected a number of processes >= 1')
+  _repo_on_python_path()
+  return ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
+
+
+def _repo_on_python_path() -> None:
+  paths = [path for path in os.environ.get('PYTHONPATH', '').split(os.pathsep) if path]
+  if REPO_ROOT not in paths:
+    os.environ['PYTHONPATH'] = os.pathsep.join([REPO_ROOT] + paths)
 
 
 def field_names(config_class=PipelineConfig, prefix: str = '') -> Dict[str, Any]:

@@ -119,6 +119,14 @@ def test_data_root_scores_the_latest_span(raw_rows, model_base, tmp_path):
       r['impression_id'] for r in raw_rows[3:7]}
 
 
+def test_beam_workers_and_other_beam_flags_go_to_beam():
+  args, beam_args = score.parse_args(['--input', 'in', '--output', 'out', '--beam-workers', '2',
+                                      '--direct_num_threads=3'])
+  assert (args.input, args.output) == ('in', 'out')
+  assert beam_args == ['--direct_num_threads=3', '--direct_running_mode=multi_processing',
+                       '--direct_num_workers=2']
+
+
 def test_a_missing_or_incomplete_version_is_a_clear_error(model_base, tmp_path, capsys):
   with pytest.raises(ValueError, match='Version 7 .* missing or incomplete'):
     score.resolve_version(model_base, 7)

@@ -1,10 +1,11 @@
 """Run options: every config field settable, typed, unknown names refused."""
 import argparse
+import os
 
 import pytest
 
 from pipeline import options
-from pipeline.config import PipelineConfig
+from pipeline.config import REPO_ROOT, PipelineConfig
 
 
 def _config(*argv, **overrides):
@@ -43,3 +44,16 @@ def test_every_field_is_reachable():
 def test_bad_values_are_refused_in_words(item, message):
   with pytest.raises(ValueError, match=message):
     _config('--set', item)
+
+
+def test_beam_workers_become_direct_runner_flags(monkeypatch):
+  parser = argparse.ArgumentParser()
+  options.add_beam_workers_option(parser)
+  assert options.beam_workers_args(parser.parse_args([]).beam_workers) == []
+  monkeypatch.setenv('PYTHONPATH', '/elsewhere')
+  assert options.beam_workers_args(parser.parse_args(['--beam-workers', '3']).beam_workers) == [
+      '--direct_running_mode=multi_processing', '--direct_num_workers=3']
+  # The workers start with this environment and import the repository's modules.
+  assert os.environ['PYTHONPATH'].split(os.pathsep) == [REPO_ROOT, '/elsewhere']
+  with pytest.raises(ValueError, match='expected a number of processes'):
+    options.beam_workers_args(0)
