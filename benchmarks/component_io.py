@@ -15,18 +15,18 @@ import os
 from typing import Dict, Optional, Sequence
 
 from ml_metadata.proto import metadata_store_pb2
+from tfx import types
 
-from pipeline import summary
+from pipeline import run_result
 
-Artifact = metadata_store_pb2.Artifact
 SPLIT_NAMES = 'split_names'  # TFX's artifact property, a JSON list
 
 
-def bytes_written(component: summary.ComponentRun) -> int:
+def bytes_written(component: run_result.Component) -> int:
   return sum(tree_bytes(artifact.uri) for artifact in component.outputs)
 
 
-def bytes_read(component: summary.ComponentRun) -> int:
+def bytes_read(component: run_result.Component) -> int:
   return sum(artifact_bytes(artifact, splits_read(component.execution))
              for artifact in component.inputs)
 
@@ -53,12 +53,13 @@ def splits_read(execution: metadata_store_pb2.Execution) -> Optional[Dict[str, b
   return None
 
 
-def artifact_bytes(artifact: Artifact, splits: Optional[Dict[str, bool]]) -> int:
+def artifact_bytes(artifact: types.Artifact, splits: Optional[Dict[str, bool]]) -> int:
   """The artifact's bytes on disk; of an artifact with splits, those of the splits read:
   the ones `splits` names True, or all but those it names False."""
-  if splits is None or SPLIT_NAMES not in artifact.properties:
+  properties = artifact.mlmd_artifact.properties
+  if splits is None or SPLIT_NAMES not in properties:
     return tree_bytes(artifact.uri)
-  names = json.loads(artifact.properties[SPLIT_NAMES].string_value)
+  names = json.loads(properties[SPLIT_NAMES].string_value)
   included = any(splits.values())
   return sum(tree_bytes(os.path.join(artifact.uri, f'Split-{name}')) for name in names
              if splits.get(name, not included))

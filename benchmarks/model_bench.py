@@ -61,13 +61,13 @@ from benchmarks import component_io
 from components import data_gate
 from components import evaluation_results
 from components.evaluation_results import Estimate
-from components.image_csv_example_gen import executor
 from components.image_csv_example_gen import splits
 from datagen.generate import generate_span
 from models import data_layout
 from models import features
 from models import signatures
 from pipeline import config as config_lib
+from pipeline import run_result
 from pipeline import summary
 
 OUT = 'bench_out'
@@ -84,24 +84,19 @@ EVALUATOR = 'Evaluator'  # its cost is per eval row
 
 @dataclasses.dataclass
 class Run:
-  """One pipeline run: its artifacts (MLMD), wall time and peak RSS of its process."""
+  """One pipeline run: its result (MLMD), wall time and peak RSS of its process."""
   label: str
-  artifacts: summary.RunArtifacts
+  result: run_result.RunResult
   wall_s: float
   peak_rss_gib: float
   load_before: float  # the machine's 1-min load average when it started: what shared it
 
   def model_dir(self) -> str:
     """The Trainer's SavedModel (what the Pusher copies when the model is blessed)."""
-    return path_utils.serving_model_path(self.artifacts.latest('Model', '/Trainer/').uri)
+    return path_utils.serving_model_path(self.result.training.model_uri)
 
   def pushed(self) -> bool:
-    pushed = self.artifacts.latest('PushedModel')
-    return bool(pushed and pushed.custom_properties['pushed'].int_value)
-
-  def examples_property(self, name: str):
-    value = self.artifacts.latest('Examples').custom_properties[name]
-    return value.int_value if value.HasField('int_value') else value.string_value
+    return bool(self.result.push and self.result.push.pushed)
 
 
 @dataclasses.dataclass
@@ -148,7 +143,7 @@ def run_pipeline(label: str, data_root: str, output_root: str, span: int,
     raise RuntimeError(f'[{label}] the pipeline failed (exit {process.returncode}); see '
                        f'{log_path} and {output_root}/last_run_summary.md')
   print(f'[{label}] {wall_s:.0f} s', flush=True)
-  return Run(label, summary.run_artifacts(local_runner.metadata_config(output_root)),
+  return Run(label, run_result.read(local_runner.metadata_config(output_root)),
              wall_s, usage.ru_maxrss / 2**20, load_before)  # ru_maxrss: KiB on Linux
 
 
@@ -157,7 +152,7 @@ def gate_figures(run: Run, cohort: str) -> Dict[str, Optional[Estimate]]:
   cohort_feature = features.cohort_feature()
   slice_name = (evaluation_results.OVERALL if cohort == ALL
                 else f'{cohort_feature.name}={cohort}')
-  results = evaluation_results.Results(run.artifacts.latest('ModelEvaluation').uri)
+  results = evaluation_results.Results(run.result.evaluation.uri)
   return {'gate_auc': results.new(slice_name, evaluation_results.AUC),
           'gate_gain': results.change(slice_name, evaluation_results.AUC)}
 
@@ -327,14 +322,14 @@ def quality_table(rows: Sequence[Row]) -> str:
 def timing_table(runs: Sequence[Run]) -> str:
   total = collections.Counter()
   for run in runs:
-    total.update(run.artifacts.seconds)
+    total.update(run.result.seconds)
   components = [name for name, _ in total.most_common()]  # the slowest first
   header = (['run', 'rows read'] + [f'{name} s' for name in components] +
             ['components s', 'whole run s', 'peak RSS GiB', 'pushed'])
   lines = []
   for run in runs:
-    seconds = run.artifacts.seconds
-    lines.append([run.label, str(run.examples_property(executor.ROWS_ACCEPTED_PROPERTY))] +
+    seconds = run.result.seconds
+    lines.append([run.label, str(run.result.data.rows_accepted)] +
                  [_cell(seconds.get(name), '{:.0f}') for name in components] +
                  [f'{sum(seconds.values()):.0f}', f'{run.wall_s:.0f}',
                   f'{run.peak_rss_gib:.2f}', 'yes' if run.pushed() else 'no'])
@@ -386,7 +381,7 @@ def next_month_rows(size: str, data_root: str, months: int,
   print(f'[{size}] scoring month {months + 1} and training the peers ...', flush=True)
   month = read_month(data_root, months + 1)
   labels = month[features.LABEL_KEY].to_numpy()
-  training = read_examples(new.artifacts.latest('Examples').uri,
+  training = read_examples(new.result.data.examples_uri,
                            (splits.TRAIN, splits.VALIDATION))
   is_new = new_ads(month, training)
   inputs = serving_inputs(month, data_layout.span_dir(data_root, months + 1))
@@ -403,7 +398,7 @@ def next_month_rows(size: str, data_root: str, months: int,
   key = features.cohort_key_feature()
   clusters = month[key.name].to_numpy() if key else np.arange(len(month))
   masks = cohort_masks(len(month), is_new)
-  gate_oracle = summary.model_metrics(new.artifacts, data_root)['oracle'] or {}
+  gate_oracle = summary.oracle(new.result, data_root) or {}
   table = []
   for name, by_name in results.items():
     for cohort, values in by_name.items():
@@ -447,13 +442,12 @@ generator's true click probabilities."""
 
 def rows_read(run: Run) -> int:
   """Rows ExampleGen read: those it accepted and those it rejected."""
-  return (run.examples_property(executor.ROWS_ACCEPTED_PROPERTY) +
-          run.examples_property(executor.ROWS_REJECTED_PROPERTY))
+  return run.result.data.rows_read
 
 
 def eval_rows(run: Run) -> int:
   """Rows of the eval split (what the Evaluator scores), as StatisticsGen counted them."""
-  statistics = run.artifacts.latest('ExampleStatistics')
+  statistics = run.result.component('StatisticsGen').output('ExampleStatistics')
   return tfdv.load_stats_binary(os.path.join(
       statistics.uri, f'Split-{splits.EVAL}', data_gate.STATISTICS_FILE)).datasets[0].num_examples
 
@@ -467,17 +461,17 @@ def scale_lines(run: Run, data_root: str) -> List[List[str]]:
   """The cost table's lines of one run: one per component in the order they ran, then the
   whole run. Per row read, except the Evaluator's figures, per eval row."""
   read, evaluated = rows_read(run), eval_rows(run)
-  examples = run.artifacts.latest('Examples')
-  spans = str(run.examples_property(executor.SPANS_PROPERTY)).split(',')
-  data = component_io.window_bytes([data_layout.span_dir(data_root, int(s)) for s in spans])
+  examples_uri = run.result.data.examples_uri
+  data = component_io.window_bytes([data_layout.span_dir(data_root, span)
+                                    for span in run.result.data.spans])
   size = f'{read:,}'
   lines, written = [], 0
-  for component in run.artifacts.components:
+  for component in run.result.components:
     per_eval_row = component.name == EVALUATOR
     rows = evaluated if per_eval_row else read
-    seconds = run.artifacts.seconds[component.name]
+    seconds = component.seconds
     given = component_io.bytes_read(component)
-    if examples.id in {a.id for a in component.outputs}:  # ExampleGen reads the data root
+    if examples_uri in {a.uri for a in component.outputs}:  # ExampleGen reads the data root
       given += data
     written += component_io.bytes_written(component)
     lines.append([size, component.name, f'{seconds:.0f}', f'{1000 * seconds / rows:.3f}',

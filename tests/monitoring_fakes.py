@@ -1,6 +1,7 @@
 """Fakes for the monitoring tests: a tiny model fit on one generated month, and the MLMD
 lineage and Evaluator output a pipeline run that pushed it would have left."""
 import csv
+import json
 import os
 from typing import Dict, List
 
@@ -15,11 +16,15 @@ from components.image_csv_example_gen import splits
 from models import features
 from models import serving_layout
 from models import signatures
+from models import trainer
 from monitoring import lineage as lineage_lib
 
 # The month-1 model sees these fields only: blind to the category mix, as a model is to any
 # shift it was not trained on.
 MODEL_FIELDS = ('placement', 'device', 'country')
+# What the Trainer records beside a model it trained (models/trainer.py HPARAMS_FILE).
+TRAINED_WITH = {'hparams': {'learning_rate': 0.01, 'max_epochs': 3}, 'source': 'a stand-in run',
+                'epochs_trained': 2, 'calibration': {'scale': 1.0, 'bias': 0.0}}
 
 
 def _logit(p):
@@ -78,14 +83,19 @@ def write_examples(uri: str, split: str, examples: List[bytes]) -> None:
       writer.write(example)
 
 
+def writable_config(path: str) -> metadata_store_pb2.ConnectionConfig:
+  """A SQLite MLMD store at `path`, created if missing."""
+  config = lineage_lib.sqlite_config(path)
+  config.sqlite.connection_mode = (
+      metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+  return config
+
+
 class FakeStore:
   """An MLMD store holding what the pipeline records, written by hand."""
 
   def __init__(self, path: str):
-    config = lineage_lib.sqlite_config(path)
-    config.sqlite.connection_mode = (
-        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
-    self.store = metadata_store.MetadataStore(config)
+    self.store = metadata_store.MetadataStore(writable_config(path))
     self.run_type = self.store.put_context_type(metadata_store_pb2.ContextType(name='pipeline_run'))
 
   def artifact(self, type_name: str, uri: str, **properties) -> metadata_store_pb2.Artifact:
@@ -122,8 +132,11 @@ def pushed_run(root: str, store: FakeStore, span: int, version: str, model_dir: 
   """Records a run on `span` that trained, evaluated and pushed model_dir as `version`."""
   run = store.new_run(f'run-{span}')
   base = os.path.join(root, f'run-{span}')
-  examples = store.artifact('Examples', os.path.join(base, 'examples'), span=span)
+  examples = store.artifact('Examples', os.path.join(base, 'examples'), span=span,
+                            spans=str(span), rows_accepted=len(eval_examples) * 5,
+                            rows_rejected=1)
   write_examples(examples.uri, splits.EVAL, eval_examples)
+  store.execution('ImageCsvExampleGen', run, [], [examples])
   stats = store.artifact('ExampleStatistics', os.path.join(base, 'statistics'))
   os.makedirs(os.path.join(stats.uri, f'Split-{splits.TRAIN}'))
   with open(os.path.join(stats.uri, f'Split-{splits.TRAIN}', lineage_lib.STATS_FILE),
@@ -132,6 +145,8 @@ def pushed_run(root: str, store: FakeStore, span: int, version: str, model_dir: 
   store.execution('StatisticsGen', run, [examples], [stats])
   model = store.artifact('Model', os.path.join(base, 'model'))
   tf.io.gfile.makedirs(model.uri)
+  with open(os.path.join(model.uri, trainer.HPARAMS_FILE), 'w') as f:
+    json.dump(TRAINED_WITH, f)
   store.execution('Trainer', run, [examples], [model])
   evaluation = store.artifact('ModelEvaluation', os.path.join(base, 'evaluation'))
   write_evaluation(evaluation.uri, promised)

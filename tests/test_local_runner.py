@@ -1,11 +1,10 @@
-"""local_runner.py: one screen per run (log file, component lines, failures) and TFX caching."""
+"""local_runner.py: one screen per run (log file, a line per component, a summary within its
+budget, failures), TFX caching, and the lineage command on the run it recorded."""
 import os
 import re
 import subprocess
 import sys
 
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 import pytest
 
 import local_runner
@@ -14,6 +13,8 @@ from pipeline import cache_keys
 from pipeline import config as config_lib
 from pipeline import console
 from pipeline import progress
+from pipeline import run_result
+from pipeline import summary
 from pipeline.pipeline import create_pipeline
 
 RUNNER = os.path.join(config_lib.REPO_ROOT, 'local_runner.py')
@@ -105,21 +106,20 @@ def _run(data, out, *extra):
 
 
 def _states_of_latest_run(out):
-  """{node id: execution state} of the latest pipeline run, from MLMD."""
-  store = metadata_store.MetadataStore(local_runner.metadata_config(out))
-  run = max(store.get_contexts_by_type('pipeline_run'), key=lambda c: c.id)
-  nodes = {c.id: c.name.split('.', 1)[1] for c in store.get_contexts_by_type('node')}
-  states = {}
-  for execution in store.get_executions_by_context(run.id):
-    node = next(nodes[c.id] for c in store.get_contexts_by_execution(execution.id)
-                if c.id in nodes)
-    states[node] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-  return states
+  """{node id: state} of the latest pipeline run, from its run result."""
+  return {c.name: c.state for c in run_result.read(local_runner.metadata_config(out)).components}
 
 
 def _component_lines(text, node, word):
   return [line for line in text.splitlines() if re.match(rf'\d\d:\d\d:\d\d  {node} +{word}',
                                                            line)]
+
+
+def _summary_lines(text):
+  """The summary's lines on the console: from its title to the log's line."""
+  lines = text.rstrip().splitlines()
+  start = next(i for i, line in enumerate(lines) if ' Run summary ' in line)
+  return lines[start:-2]  # a blank line and the log's path end the screen
 
 
 def _log_path(text):
@@ -139,33 +139,42 @@ def test_one_screen_per_run_and_caching(tmp_path):
   first = _run(data, out)
   assert first.returncode == 0, first.stdout + first.stderr
   screen = first.stdout
-  for node in BEFORE_MODEL + EVERY_RUN:
-    assert len(_component_lines(screen, node, 'started')) == 1, (node, screen)
+  for node in BEFORE_MODEL + EVERY_RUN:  # one line per component, when it ends
+    assert len(_component_lines(screen, node, '')) == 1, (node, screen)
     assert len(_component_lines(screen, node, r'done +\d+\.\d s')) == 1, (node, screen)
-  assert f'spans 1,2: {2 * ROWS} rows read' in _component_lines(
-      screen, 'ImageCsvExampleGen', 'done')[0]
-  assert '1 epoch trained' in _component_lines(screen, 'Trainer', 'done')[0]
-  assert 'no anomalies' in _component_lines(screen, 'ExampleValidator', 'done')[0]
-  assert 'no model is served yet' in _component_lines(screen, 'ServedModelBaseline', 'done')[0]
-  assert re.search(r'AUC 0\.\d{4}, BLESSED$', _component_lines(screen, 'Evaluator', 'done')[0])
-  pushed = re.search(r'pushed version (\d+)$', _component_lines(screen, 'SafePusher', 'done')[0])
-  assert 'Run summary' in screen
+  assert len(_summary_lines(screen)) <= summary.MAX_LINES, screen
   assert not NOISE.search(screen + first.stderr), screen + first.stderr
   with open(_log_path(screen)) as f:
     log = f.read()
   assert 'Component Trainer is running.' in log and 'FutureWarning' in log
+  result = run_result.read(local_runner.metadata_config(out))
+  assert _states_of_latest_run(out) == {n: 'done' for n in BEFORE_MODEL + EVERY_RUN}
+  assert all(c.peak_memory_gib > 0.1 for c in result.components)
+  assert result.data.spans == [1, 2] and result.data.rows_read == 2 * ROWS
+  assert sum(size.rows for size in result.data.splits.values()) == result.data.rows_accepted
+  assert result.anomalous_splits == [] and result.data_validation_passed
+  assert result.training.epochs == 1 and result.served.version is None
+  assert result.evaluation.blessed and result.push.pushed
+  pushed = result.push.version
+  # What trained the served model, from MLMD, by one command.
+  lineage = subprocess.run([sys.executable, '-m', 'monitoring.lineage', '--output-root', out],
+                           capture_output=True, text=True, cwd=config_lib.REPO_ROOT,
+                           env=dict(os.environ, PYTHONPATH=config_lib.REPO_ROOT), check=False)
+  assert lineage.returncode == 0, lineage.stdout + lineage.stderr
+  assert lineage.stdout.startswith(f'Served version {pushed}: pushed by pipeline run '
+                                   f'{result.run_id} '), lineage.stdout
+  assert f'{2 * ROWS:,} rows read' in lineage.stdout and 'max_epochs=1' in lineage.stdout
 
   second = _run(data, out)
   assert second.returncode == 0, second.stdout + second.stderr
   states = _states_of_latest_run(out)
-  assert states == {**{n: 'CACHED' for n in BEFORE_MODEL},
-                    **{n: 'COMPLETE' for n in EVERY_RUN}}, states
+  assert states == {**{n: 'cached' for n in BEFORE_MODEL},
+                    **{n: 'done' for n in EVERY_RUN}}, states
   for node in BEFORE_MODEL:
     assert len(_component_lines(second.stdout, node, 'cached')) == 1, second.stdout
   assert _log_path(second.stdout) != _log_path(screen)
   # The baseline was read again: it is now the model the first run pushed.
-  assert f'served version {pushed[1]}' in _component_lines(
-      second.stdout, 'ServedModelBaseline', 'done')[0]
+  assert run_result.read(local_runner.metadata_config(out)).served.version == int(pushed)
 
   # Changed data under the same root: ExampleGen must read it again, not reuse the cache.
   csv_path = os.path.join(data, 'span-2', 'ads.csv')
@@ -181,5 +190,6 @@ def test_one_screen_per_run_and_caching(tmp_path):
   assert 'The run stopped: ImageCsvExampleGen failed.' in screen
   assert '  ValueError: ImageCsvExampleGen rejected' in screen
   assert f'  Full log: {_log_path(screen)}' in screen
-  assert 'Run summary' in screen and 'The run STOPPED' in screen
+  assert 'The run STOPPED: ValueError: ImageCsvExampleGen rejected' in screen
+  assert len(_summary_lines(screen)) <= summary.MAX_LINES, screen
   assert not NOISE.search(screen + third.stderr), screen + third.stderr

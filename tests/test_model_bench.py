@@ -11,7 +11,7 @@ from components.evaluation_results import Estimate
 from datagen.generate import generate_span
 from models import data_layout
 from models import features
-from pipeline import summary
+from pipeline import run_result
 from tests.conftest import to_example
 
 
@@ -205,7 +205,7 @@ def _recorded_run(root):
 
 def test_component_io_counts_the_splits_each_execution_reads(tmp_path):
   from benchmarks import component_io  # pylint: disable=import-outside-toplevel
-  components = summary.run_artifacts(_recorded_run(str(tmp_path))).components
+  components = run_result.read(_recorded_run(str(tmp_path))).components
   assert [(c.name, component_io.bytes_read(c), component_io.bytes_written(c))
           for c in components] == [
       ('ImageCsvExampleGen', 0, 157),  # the splits and the rejected rows
@@ -222,10 +222,12 @@ def test_scale_lines_divide_by_rows_read_and_the_evaluator_by_eval_rows(tmp_path
   data = str(tmp_path / 'data')
   for span, size in ((1, 40), (2, 60), (3, 1000)):  # span 3 is outside the window read
     _write(os.path.join(data_layout.span_dir(data, span), 'ads.csv'), size)
-  artifacts = summary.run_artifacts(config)
-  artifacts.seconds = {'ImageCsvExampleGen': 3.0, 'StatisticsGen': 1.0, 'Transform': 0.5,
-                       'Trainer': 20.0, 'Evaluator': 2.0}
-  run = model_bench.Run('r', artifacts, wall_s=40.0, peak_rss_gib=1.234, load_before=0.5)
+  result = run_result.read(config)
+  seconds = {'ImageCsvExampleGen': 3.0, 'StatisticsGen': 1.0, 'Transform': 0.5,
+             'Trainer': 20.0, 'Evaluator': 2.0}
+  for component in result.components:
+    component.seconds = seconds[component.name]
+  run = model_bench.Run('r', result, wall_s=40.0, peak_rss_gib=1.234, load_before=0.5)
   lines = model_bench.scale_lines(run, data)
   table = model_bench.markdown(model_bench.SCALE_HEADER, lines).split('\n')
   assert len({line.count('|') for line in table}) == 1
@@ -233,7 +235,7 @@ def test_scale_lines_divide_by_rows_read_and_the_evaluator_by_eval_rows(tmp_path
   assert lines[3] == ['10', 'Trainer', '20', '2000.000', '10 read', '5.00', '13', '']
   # 4 eval rows (StatisticsGen's count): 2 s and 70 bytes given over 4 rows.
   assert lines[4] == ['10', 'Evaluator', '2', '500.000', '4 eval', '0.00', '18', '']
-  written = sum(component_io.bytes_written(c) for c in artifacts.components)
+  written = sum(component_io.bytes_written(c) for c in result.components)
   assert lines[5] == ['10', 'whole run (1-min load 0.5 before)', '40', '4000.000', '10 read',
                       f'{written / 10:,.0f}', '10', '1.23']
 

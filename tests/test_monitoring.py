@@ -88,6 +88,22 @@ def test_lineage_leads_from_the_served_version_to_its_training_data_and_evaluati
   assert lineage_lib.Lineage(lineage_lib.sqlite_config(world.metadata)).served('42') is None
 
 
+def test_the_lineage_command_says_what_trained_the_served_model(world, capsys):
+  served = lineage_lib.Lineage(lineage_lib.sqlite_config(world.metadata)).served(VERSION)
+  data, training = served.run.data, served.run.training
+  assert data.spans == [1] and data.rows_read == data.rows_accepted + 1
+  assert training.hparams == monitoring_fakes.TRAINED_WITH['hparams']
+  assert served.run.evaluation.new[EXAMPLE_COUNT] == ROWS
+  code = lineage_lib.main(['--output-root', 'unused', '--serving-root', world.serving_root,
+                           '--metadata-db', world.metadata])
+  out = capsys.readouterr().out
+  assert code == 0, out
+  assert out.startswith(f'Served version {VERSION}: pushed by pipeline run {served.run.run_id}')
+  assert f'{data.rows_read:,} rows read' in out and 'learning_rate=0.01' in out, out
+  assert lineage_lib.main(['--output-root', 'unused', '--serving-root', world.serving_root,
+                           '--metadata-db', world.metadata, '--version', '42']) == 1
+
+
 def test_a_clean_month_passes(world, tmp_path, capsys):
   capture_root = str(tmp_path / 'capture')
   world.capture(capture_root, world.data_root, 1)

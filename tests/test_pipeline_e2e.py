@@ -7,11 +7,12 @@ from ml_metadata import metadata_store
 import pytest
 
 import local_runner
-from components import evaluation_report
 from datagen import generate
 from datagen.generate import generate_span
 from models import model as model_lib
 from pipeline import config as config_lib
+from pipeline import run_result
+from pipeline import summary
 from tests import fake_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -45,15 +46,22 @@ def test_gate_against_the_served_model(tmp_path, capsys):
   shutil.copy(os.path.join(model_root, '1', 'saved_model.pb'), os.path.join(model_root, '5'))
 
   assert local_runner.run(data, out, CONFIG)
-  first = capsys.readouterr().out
-  assert f"Baseline: the served model, version 1 ({os.path.join(model_root, '1')})" in first
-  assert 'Decision: BLESSED' in first and 'oracle' in first and 'span 2' in first
-  assert '| category=' in first and '| device=' in first and '| placement=' in first
+  screen = capsys.readouterr().out
+  first = run_result.read(local_runner.metadata_config(out))
+  assert first.served.version == 1 and first.data.span == 2
+  assert first.evaluation.blessed and first.push.pushed
+  assert summary.oracle(first, data) is not None  # the sample has true probabilities
+  with open(first.evaluation.report_path) as f:
+    report = f.read()
+  assert '| category=' in report and '| device=' in report and '| placement=' in report
+  # The console: the summary within its budget; the slices stay in the report.
+  text = screen[screen.index(' Run summary '):]
+  assert len(text.splitlines()) <= summary.MAX_LINES and '| category=' not in text, text
   # The served model's line: version 1 was not pushed by a run this store knows.
-  assert 'Served model (version 1) on the new month: AUC ' in first
-  assert 'what it promised is not in this metadata store' in first
+  assert 'Served model (version 1) on the new month: AUC ' in screen
+  assert 'what it promised is not in this metadata store' in screen
   pushed = _versions(out)[-1]
-  assert _versions(out) == ['1', '5', pushed]
+  assert _versions(out) == ['1', '5', pushed] and first.push.version == pushed
   assert os.path.exists(os.path.join(model_root, pushed, 'saved_model.pb'))
 
   # Same data, an untrained model (tiny learning rate, no calibration): clearly worse than the
@@ -61,18 +69,18 @@ def test_gate_against_the_served_model(tmp_path, capsys):
   worse = dataclasses.replace(CONFIG, hparams=model_lib.HParams(
       max_epochs=1, learning_rate=1e-7, calibrate=False))
   assert local_runner.run(data, out, worse)
-  second = capsys.readouterr().out
-  assert f'Baseline: the served model, version {pushed} (' in second
+  screen = capsys.readouterr().out
+  second = run_result.read(local_runner.metadata_config(out))
+  assert second.served.version == int(pushed)
   # Pushed by the first run: its evaluation's promise is in MLMD (same span, so no decay).
-  assert (f"Served model (version {pushed}) on the new month's eval split: AUC " in second and
-          '(promised ' in second and 'no decay' in second), second
-  assert 'Decision: NOT blessed' in second, second
-  assert 'change against the served model is' in second and '95 % confidence' in second
-  assert 'Pushed: nothing' in second
+  assert (f"Served model (version {pushed}) on the new month's eval split: AUC " in screen and
+          '(promised ' in screen and 'no decay' in screen), screen
+  assert second.evaluation.blessed is False and not second.push.pushed
+  assert any('served model' in reason for reason in second.evaluation.reasons), second
   assert _versions(out) == ['1', '5', pushed]  # nothing new pushed
   with open(os.path.join(out, 'last_run_summary.md')) as f:
     saved = f.read()
-  assert 'NOT blessed' in saved and evaluation_report.REPORT_FILE in saved
+  assert 'NOT blessed' in saved and second.evaluation.report_path in saved
 
 
 def test_drifted_span_stops_before_transform(tmp_path, capsys):
@@ -82,9 +90,11 @@ def test_drifted_span_stops_before_transform(tmp_path, capsys):
 
   assert not local_runner.run(data, out, CONFIG)
   text = capsys.readouterr().out
-  assert 'STOPPED' in text and 'Span 2 failed data validation' in text
+  result = run_result.read(local_runner.metadata_config(out))
+  assert result.failed == ['DataGate'] and result.data_validation_passed is False
+  assert result.data.rows_rejected > 0  # the rows with missing / corrupt images
+  assert 'Span 2 failed data validation' in text
   assert 'advertiser' in text and 'category' in text  # drifted fields named in words
-  assert 'rejected' in text  # the rows with missing / corrupt images are reported
   executions = _executions(out)
   assert executions.get('DataGate') == 1
   assert 'Transform' not in executions and 'Trainer' not in executions

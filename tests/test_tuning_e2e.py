@@ -6,11 +6,13 @@ from ml_metadata import metadata_store
 import pytest
 
 import local_runner
+from components.evaluation_results import CALIBRATION
 from datagen import generate
 from datagen.generate import generate_span
 from models import model as model_lib
 from models import tuner
 from pipeline import config as config_lib
+from pipeline import run_result
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
@@ -23,7 +25,7 @@ def _execution_counts(output_root):
           for t in store.get_execution_types()}
 
 
-def test_tune_once_then_reuse_the_stored_values(tmp_path, capsys):
+def test_tune_once_then_reuse_the_stored_values(tmp_path):
   data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
   for span in (1, 2):
     generate_span(data, span, ROWS)
@@ -33,19 +35,18 @@ def test_tune_once_then_reuse_the_stored_values(tmp_path, capsys):
       hparams=model_lib.HParams(max_epochs=1), gate=config_lib.GateConfig(auc_floor=0.0))
 
   assert local_runner.run(data, out, config)
-  first = capsys.readouterr().out
   with open(store) as f:
     tuned = json.load(f)['hparams']
   assert set(tuned) == set(tuner.SEARCH_SPACE)
-  assert f"Hyperparameters (from this run's Tuner search, stored at {store})" in first
+  first = run_result.read(local_runner.metadata_config(out))
+  assert first.training.source == f"this run's Tuner search, stored at {store}"
   assert _execution_counts(out)['Tuner'] == 1
   # Calibration is fitted and reported; cohorts are reported next to the overall figures.
-  assert 'calibration scale' in first and 'calibration (mean prediction / mean label)' in first
-  assert '| cohort=established |' in first
+  assert first.training.calibration['scale'] > 0 and CALIBRATION in first.evaluation.new
+  assert 'cohort=established' in first.evaluation.cohorts
 
   assert local_runner.run(data, out, dataclasses.replace(config, tune=False))
-  second = capsys.readouterr().out
-  assert f'Hyperparameters (from an earlier Tuner search, read from {store})' in second
-  for name, value in tuned.items():
-    assert f'{name}={value}' in second
+  second = run_result.read(local_runner.metadata_config(out))
+  assert second.training.source == f'an earlier Tuner search, read from {store}'
+  assert {name: second.training.hparams[name] for name in tuned} == tuned
   assert _execution_counts(out)['Tuner'] == 1  # no second search

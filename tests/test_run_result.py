@@ -1,0 +1,142 @@
+"""The run result (pipeline/run_result.py) and what is rendered from it: the summary's line
+budget, the split's words, the console's figures, the peak memory recorded on executions."""
+import os
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx.types import standard_artifacts
+
+from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, Estimate
+from components.image_csv_example_gen import executor
+from models import features
+from pipeline import progress
+from pipeline import run_result
+from pipeline import summary
+from tests import monitoring_fakes
+
+FIGURES = {AUC: 0.72, LOGLOSS: 0.16, CALIBRATION: 0.98, EXAMPLE_COUNT: 4000}
+
+
+def _examples(uri: str, accepted: int = 8, rejected: int = 2) -> standard_artifacts.Examples:
+  examples = standard_artifacts.Examples()
+  examples.uri = uri
+  examples.set_int_custom_property('span', 2)
+  examples.set_string_custom_property(executor.SPANS_PROPERTY, '1,2')
+  examples.set_int_custom_property(executor.ROWS_ACCEPTED_PROPERTY, accepted)
+  examples.set_int_custom_property(executor.ROWS_REJECTED_PROPERTY, rejected)
+  for split, rows, clicks in (('train', 6, 2), ('validation', 1, 0), ('eval', 1, 1)):
+    examples.set_int_custom_property(executor.split_size_property(split, 0), rows - clicks)
+    examples.set_int_custom_property(executor.split_size_property(split, 1), clicks)
+  return examples
+
+
+def _component(name, outputs=(), inputs=(), state='done') -> run_result.Component:
+  return run_result.Component(name, state, 1.5, None, metadata_store_pb2.Execution(),
+                              list(inputs), list(outputs))
+
+
+def _write_rejected(examples_uri: str, count: int) -> None:
+  folder = executor.rejected_rows_dir(examples_uri)
+  os.makedirs(folder)
+  with open(os.path.join(folder, 'rejected-00000.csv'), 'w') as f:
+    f.write(','.join(executor.REJECTED_COLUMNS) + '\n')
+    for line in range(count):
+      f.write(f'ads.csv,{line + 2},imp-{line},too few columns,"a,b"\n')
+
+
+def _longest(tmp_path) -> run_result.RunResult:
+  """A run with every optional line: rejected rows, a rollback, a served model beaten by
+  the new one on every reason, an oracle with cohorts."""
+  examples_uri = str(tmp_path / 'examples')
+  _write_rejected(examples_uri, 40)
+  result = run_result.RunResult(1, 0.0, [
+      _component(name) for name in ('ImageCsvExampleGen', 'StatisticsGen', 'ImportSchemaGen',
+                                    'ExampleValidator', 'DataGate', 'Transform', 'Trainer',
+                                    'ServedModelBaseline', 'Evaluator', 'SafePusher',
+                                    'EdgeExport')])
+  result.components[6].peak_memory_gib = 3.2
+  result.data = run_result.data_of(_examples(examples_uri, accepted=4000, rejected=40))
+  result.data_validation_passed = True
+  result.training = run_result.Training('model', {f'h{i}': i for i in range(14)}, 'config',
+                                        7, {'scale': 0.8, 'bias': -0.6})
+  result.served = run_result.Served(5, {'to': 5, 'from': 6, 'who': 'alice', 'when': 'noon',
+                                        'reason': 'log-loss up', 'moved_to': 'aside'})
+  result.evaluation = run_result.Evaluation(
+      'eval', 'eval/evaluation_report.md', 4000, FIGURES, FIGURES,
+      {AUC: Estimate(-0.02, -0.03, -0.01), LOGLOSS: Estimate(0.02, 0.01, 0.03)},
+      {'cohort=new': FIGURES, 'cohort=established': FIGURES}, False,
+      ['AUC change lower bound -0.030 < -0.010.', 'log-loss change upper bound +0.030.',
+       'AUC 0.55 below the floor 0.65.'])
+  result.push = run_result.Push(False, None, None)
+  return result
+
+
+def test_the_summary_keeps_to_its_line_budget_at_its_longest(tmp_path):
+  result = _longest(tmp_path)
+  oracle = {'': FIGURES, 'new': FIGURES, 'established': FIGURES}
+  text = summary.render(result, oracle, 'Served model (version 5) on the new month: no decay.')
+  lines = text.splitlines()
+  assert len(lines) <= summary.MAX_LINES, text
+  assert 'Data: spans 1,2 (window ending at span 2), 4040 rows read, 4000 accepted, 40 ' in text
+  assert sum(line.startswith('  rejected: ads.csv line ') for line in lines) == 2
+  assert '  ... 38 more in ' in text
+  assert 'peak memory 3.2 GiB (by the end of Trainer)' in text
+  assert any(line.startswith('Rollback: the served model is version 5') for line in lines)
+  assert 'Decision: NOT blessed: AUC change lower bound' in text
+  assert 'Report (cohorts and slices): eval/evaluation_report.md' in text
+  assert lines[-1] == 'Pushed: nothing (the model was not blessed).'
+
+
+def test_a_stopped_run_says_where_in_one_line(tmp_path):
+  result = _longest(tmp_path)
+  text = summary.render(result, error=ValueError('Span 2 failed\n' + 'detail\n' * 50))
+  assert text.splitlines()[-1].startswith('The run STOPPED: ValueError: Span 2 failed (')
+  assert len(text.splitlines()) <= summary.MAX_LINES
+
+
+def test_the_eval_split_is_random_without_a_time_field(tmp_path, monkeypatch):
+  result = _longest(tmp_path)
+  assert result.data.split_kind == run_result.OUT_OF_TIME
+  assert 'Eval split: 4000 rows, out of time' in summary.render(result)
+  monkeypatch.setattr(features, 'time_feature', lambda: None)
+  result.data = run_result.data_of(_examples(result.data.examples_uri))
+  assert result.data.split_kind == run_result.RANDOM
+  text = summary.render(result)
+  assert 'Eval split: 4000 rows, random split (features.py has no TIME field' in text
+  assert 'out of time' not in text
+
+
+def test_each_component_line_figure_comes_from_its_run_result(tmp_path):
+  examples = _examples(str(tmp_path / 'examples'))
+  assert progress.key_figure(_component('ImageCsvExampleGen', [examples])) == (
+      'spans 1,2: 10 rows read, 8 accepted, 2 rejected; train 6 rows (2 with label 1), '
+      'validation 1 (0), eval 1 (1)')
+  assert progress.key_figure(_component('DataGate', [standard_artifacts.ExampleAnomalies()],
+                                        [examples])) == 'passed'
+  anomalies = standard_artifacts.ExampleAnomalies()
+  anomalies.set_json_value_custom_property('blessed', {'train': 1, 'eval': 0})
+  assert progress.key_figure(_component('ExampleValidator', [anomalies])) == (
+      'anomalies in split eval')
+  baseline = standard_artifacts.Model()
+  assert progress.key_figure(_component('ServedModelBaseline', [baseline])) == (
+      'no model is served yet')
+  pushed = standard_artifacts.PushedModel()
+  pushed.set_int_custom_property('pushed', 1)
+  pushed.set_string_custom_property('pushed_version', '17')
+  assert progress.key_figure(_component('SafePusher', [pushed])) == 'pushed version 17'
+
+
+def test_the_peak_memory_progress_records_is_read_back(tmp_path):
+  fake = monitoring_fakes.FakeStore(str(tmp_path / 'metadata.db'))
+  run = fake.new_run('run-1')
+  examples = fake.artifact('Examples', str(tmp_path / 'examples'), span=1, rows_accepted=3,
+                           rows_rejected=0, spans='1')
+  fake.execution('ImageCsvExampleGen', run, [], [examples])
+  config = monitoring_fakes.writable_config(str(tmp_path / 'metadata.db'))
+  [component] = run_result.read(config).components
+  assert component.name == 'ImageCsvExampleGen' and component.peak_memory_gib is None
+  assert component.state == 'done' and component.outputs[0].uri == examples.uri
+  run_result.record_peak_memory(config, component.execution, 1.23456)
+  result = run_result.read(config)
+  assert result.components[0].peak_memory_gib == 1.235
+  assert result.data.rows_read == 3 and result.data.spans == [1]
+  assert result.evaluation is None and result.push is None
