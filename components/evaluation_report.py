@@ -4,7 +4,7 @@ the served model, overall, per cohort (new vs established ads) and per slice, fr
 Only the overall slice gates; cohort and slice rows are reported, not gated: small groups are
 too noisy to block a release on.
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from components import gate_rule
 from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
@@ -13,6 +13,7 @@ from components.evaluation_results import Results
 from models import features
 
 REPORT_FILE = 'evaluation_report.md'
+TITLE = 'Evaluation of the new model'
 # TFMA metric name -> words; the order of the tables.
 METRIC_LABELS = {
     AUC: 'AUC',
@@ -60,17 +61,54 @@ def _group_table(results: Results, slice_names: List[str]) -> List[str]:
       f'{_label(m).split(" (")[0]} | served' for m in _GROUP_METRICS) + ' |',
            '|---|---|---|' + '---|---|' * len(_GROUP_METRICS)]
   for slice_name in slice_names:
-    count = results.new(slice_name, EXAMPLE_COUNT)
-    rows = count.value if count else 0
-    ctr = results.new(slice_name, MEAN_LABEL)
     # With a handful of clicks a group's AUC says little; the count lets a reader judge.
-    clicks = rows * (ctr.value if ctr else 0)
-    # Without clicks (or without non-clicks) AUC and calibration are undefined, not 0.
-    defined = 0 < round(clicks) < rows
+    rows, clicks = results.rows_and_clicks(slice_name)
     cells = [f'{_words(results.new(slice_name, m))} | {_words(results.served(slice_name, m))}'
-             if defined or m == LOGLOSS else 'n/a | n/a' for m in _GROUP_METRICS]
+             if results.ranks(slice_name) or m == LOGLOSS else 'n/a | n/a'
+             for m in _GROUP_METRICS]
     lines.append(f'| {slice_name} | {rows:.0f} | {clicks:.0f} | ' + ' | '.join(cells) + ' |')
   return lines
+
+
+def groups(results: Results) -> Tuple[List[str], List[str]]:
+  """The cohort slices (new vs established ads) and the other slices."""
+  cohort = features.cohort_feature()
+  cohorts = results.slices(f'{cohort.name}=') if cohort is not None else []
+  return cohorts, [s for s in results.slices() if s not in cohorts]
+
+
+def verdict(gate, eval_fraction: float, served: Optional[str], blessed: bool,
+            reasons: List[str]) -> str:
+  """Markdown paragraphs: the protocol, the rule, the baseline and the decision with its
+  reasons (the arguments of `render`)."""
+  paragraphs = [protocol_text(eval_fraction), f'Rule: {gate_rule.rule_text(gate)}']
+  if served:
+    paragraphs.append(f'Baseline: {served}.')
+  else:
+    paragraphs.append('Baseline: none. No complete model version is served yet, so only the '
+                      'AUC floor applies.')
+  if blessed:
+    paragraphs.append('Decision: BLESSED: the rule holds.')
+  else:
+    paragraphs.append('Decision: NOT blessed, because:\n\n' +
+                      '\n'.join(f'- {reason}' for reason in reasons))
+  return '\n\n'.join(paragraphs) + '\n'
+
+
+def tables(results: Results) -> str:
+  """Markdown tables: overall (gated), per cohort and per slice (reported)."""
+  rows = results.new(OVERALL, EXAMPLE_COUNT)
+  lines = [f'Overall (gated), {rows.value:.0f} eval rows:' if rows else 'Overall (gated):', '']
+  lines += _overall_table(results)
+  cohorts, others = groups(results)
+  if cohorts:
+    lines += ['', f'Cohorts: ads first seen in the eval period ({features.COHORT_NEW}) vs '
+              f'ads seen before ({features.COHORT_ESTABLISHED}); reported, not gated:', '']
+    lines += _group_table(results, cohorts)
+  if others:
+    lines += ['', 'Per slice (reported, not gated: small slices are too noisy to gate on):', '']
+    lines += _group_table(results, others)
+  return '\n'.join(lines) + '\n'
 
 
 def render(results: Results, gate, eval_fraction: float, served: Optional[str],
@@ -84,29 +122,5 @@ def render(results: Results, gate, eval_fraction: float, served: Optional[str],
     served: Words naming the served model compared with, None when nothing was served.
     blessed, reasons: gate_rule.decide's verdict.
   """
-  lines = ['## Evaluation of the new model', '', protocol_text(eval_fraction),
-           f'Rule: {gate_rule.rule_text(gate)}']
-  if served:
-    lines.append(f'Baseline: {served}.')
-  else:
-    lines.append('Baseline: none. No complete model version is served yet, so only the '
-                 'AUC floor applies.')
-  if blessed:
-    lines.append('Decision: BLESSED: the rule holds.')
-  else:
-    lines.append('Decision: NOT blessed, because:')
-    lines += [f'- {reason}' for reason in reasons]
-  rows = results.new(OVERALL, EXAMPLE_COUNT)
-  lines += ['', f'Overall (gated), {rows.value:.0f} eval rows:' if rows else 'Overall (gated):',
-            '']
-  lines += _overall_table(results)
-  cohort = features.cohort_feature()
-  if cohort is not None and results.slices(f'{cohort.name}='):
-    lines += ['', f'Cohorts: ads first seen in the eval period ({features.COHORT_NEW}) vs '
-              f'ads seen before ({features.COHORT_ESTABLISHED}); reported, not gated:', '']
-    lines += _group_table(results, results.slices(f'{cohort.name}='))
-  others = [s for s in results.slices() if cohort is None or not s.startswith(f'{cohort.name}=')]
-  if others:
-    lines += ['', 'Per slice (reported, not gated: small slices are too noisy to gate on):', '']
-    lines += _group_table(results, others)
-  return '\n'.join(lines) + '\n'
+  return f'## {TITLE}\n\n' + verdict(gate, eval_fraction, served, blessed, reasons) + '\n' + (
+      tables(results))

@@ -1,13 +1,15 @@
 """The Evaluator's results, read one way, and the same metrics computed from labels.
 
 TFMA writes a ModelEvaluation's metrics per slice and model, each with its 95 % interval, and
-for the new model the paired change against the served one. `Results` reads them for the gate
-and the report, the run summary, the console and monitoring, under the metric and model names
-TFMA uses (defined here once). `figures` computes the same metrics from labels and
+for the new model the paired change against the served one; with a CalibrationPlot in the eval
+config, also each model's calibration histogram. `Results` reads them for the gate and the
+reports, the run summary, the console and monitoring, under the metric and model names TFMA
+uses (defined here once). `figures` computes the same metrics from labels and
 probabilities, for what TFMA does not score (the oracle, the benchmark's peers, the served
 model on a new month), so that both sides are named and defined alike.
 """
 import dataclasses
+import functools
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -46,6 +48,59 @@ class Estimate:
     if self.lower is None:
       return fmt.format(self.value)
     return f'{fmt.format(self.value)} [{fmt.format(self.lower)}, {fmt.format(self.upper)}]'
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationBin:
+  """Eval rows whose predictions fall in one range: how many, what the model predicted for
+  them on average, and how often they were clicked (with its 95 % interval)."""
+  rows: float
+  mean_prediction: float
+  click_rate: Estimate
+
+
+def click_rate(clicks: float, rows: float, z: float = 1.96) -> Estimate:
+  """clicks / rows with its 95 % Wilson interval, which stays inside [0, 1] and is not empty
+  at 0 or all clicks, unlike the normal approximation on a few dozen rows."""
+  rate = clicks / rows
+  centre = (rate + z * z / (2 * rows)) / (1 + z * z / rows)
+  half = z / (1 + z * z / rows) * np.sqrt(rate * (1 - rate) / rows + z * z / (4 * rows * rows))
+  return Estimate(rate, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def reliability(histogram: np.ndarray, bins: int) -> List[CalibrationBin]:
+  """A reliability diagram's points: adjacent histogram buckets merged into about `bins`
+  bins of equal rows, so that each point rests on enough rows to mean something (CTRs
+  crowd the predictions near 0, where equal-width bins would be nearly all rows and the rest
+  nearly empty). A bucket is never split: it goes to the bin its middle row falls in, so a
+  heavy bucket (many rows with one prediction) is one point, and there may be fewer bins.
+
+  Args:
+    histogram: Rows of (clicks, summed predictions, rows) in prediction order.
+    bins: How many bins at most.
+  """
+  filled = histogram[histogram[:, 2] > 0]
+  middle = np.cumsum(filled[:, 2]) - filled[:, 2] / 2  # rows up to each bucket's middle
+  group = np.floor(bins * middle / filled[:, 2].sum()).astype(int)
+  result = []
+  for index in np.unique(group):
+    clicks, predictions, rows = filled[group == index].sum(axis=0)
+    result.append(CalibrationBin(rows, predictions / rows, click_rate(clicks, rows)))
+  return result
+
+
+def calibration_histograms(evaluation_uri: str) -> Dict[Tuple[str, str], np.ndarray]:
+  """(slice, model_name) -> TFMA's CalibrationPlot buckets as rows of (clicks, summed
+  predictions, rows) in prediction order; empty when the eval config had no CalibrationPlot."""
+  result = {}
+  for plots in tfma.load_plots(evaluation_uri):
+    for kv in plots.plot_keys_and_values:
+      if kv.value.HasField('calibration_histogram_buckets'):
+        buckets = kv.value.calibration_histogram_buckets.buckets
+        result[(_slice_name(plots.slice_key), kv.key.model_name)] = np.array(
+            [(b.total_weighted_label.value, b.total_weighted_refined_prediction.value,
+              b.num_weighted_examples.value) for b in buckets], np.float64).reshape(-1, 3)
+  return result
 
 
 def _slice_name(slice_key) -> str:
@@ -92,6 +147,7 @@ class Results:
   """
 
   def __init__(self, evaluation_uri: str, eval_config: Optional[tfma.EvalConfig] = None):
+    self.uri = evaluation_uri
     self.metrics = evaluation_metrics(evaluation_uri)
     self.candidate, self.baseline = (model_names(eval_config) if eval_config is not None
                                      else _written_names(self.metrics))
@@ -136,6 +192,32 @@ class Results:
     new = {m: self.new(OVERALL, m) for m in metrics if self.new(OVERALL, m)}
     diff = {m: self.change(OVERALL, m) for m in metrics if self.change(OVERALL, m)}
     return new, diff
+
+  def rows_and_clicks(self, slice_name: str) -> Tuple[float, float]:
+    """A slice's eval rows and clicks (the same rows for both models); 0, 0 when TFMA wrote
+    no count."""
+    count, ctr = self.new(slice_name, EXAMPLE_COUNT), self.new(slice_name, MEAN_LABEL)
+    rows = count.value if count else 0.0
+    return rows, rows * (ctr.value if ctr else 0.0)
+
+  def ranks(self, slice_name: str) -> bool:
+    """Whether the slice has clicks and non-clicks: without both, AUC and calibration are
+    undefined (not 0), whatever TFMA wrote."""
+    rows, clicks = self.rows_and_clicks(slice_name)
+    return 0 < round(clicks) < rows
+
+  @functools.cached_property
+  def _histograms(self) -> Dict[Tuple[str, str], np.ndarray]:
+    return calibration_histograms(self.uri)  # read on first use: only the reports draw it
+
+  def reliability(self, slice_name: str, model: Optional[str],
+                  bins: int = 10) -> Optional[List[CalibrationBin]]:
+    """One model's reliability diagram in a slice (see `reliability`); None without a
+    CalibrationPlot for it. model: self.candidate or self.baseline."""
+    histogram = self._histograms.get((slice_name, model))
+    if histogram is None or not histogram[:, 2].any():
+      return None
+    return reliability(histogram, bins)
 
   def slices(self, prefix: str = '') -> List[str]:
     return sorted({key[0] for key in self.metrics if key[0] != OVERALL and

@@ -9,7 +9,9 @@ orchestrator:
   the paired intervals of the change against the served model), and written the way TFX
   writes it (BLESSED / NOT_BLESSED file and the `blessed` property the Pusher reads).
 * `evaluation_report.md` in the ModelEvaluation artifact states the protocol, the rule, the
-  decision and each metric overall, per cohort and per slice (evaluation_report.py).
+  decision and each metric overall, per cohort and per slice (evaluation_report.py);
+  `evaluation_report.html` beside it adds the charts: the reliability diagram and AUC per
+  cohort and per slice, new vs served (evaluation_report_html.py).
 And one change to how TFMA's AUC histograms travel between Beam stages (HistogramAccumulator,
 Histogram: pickled whole, not bucket by bucket),
 which changes no figure.
@@ -35,6 +37,7 @@ from tfx.utils import json_utils
 from tfx.utils import proto_utils
 
 from components import evaluation_report
+from components import evaluation_report_html
 from components import evaluation_results
 from components import gate_rule
 from components import served_baseline
@@ -152,11 +155,12 @@ class Executor(evaluator_executor.Executor):
     blessed, reasons = gate_rule.decide(*results.gate_inputs(), gate)
     _write_blessing(artifact_utils.get_single_instance(
         output_dict[standard_component_specs.BLESSING_KEY]), blessed)
-    report = evaluation_report.render(results, gate, eval_fraction,
-                                      _served_words(baselines[0]) if baselines else None,
-                                      blessed, reasons)
-    io_utils.write_string_file(
-        os.path.join(evaluation_uri, evaluation_report.REPORT_FILE), report)
+    verdict = (results, gate, eval_fraction,
+               _served_words(baselines[0]) if baselines else None, blessed, reasons)
+    io_utils.write_string_file(os.path.join(evaluation_uri, evaluation_report.REPORT_FILE),
+                               evaluation_report.render(*verdict))
+    io_utils.write_string_file(os.path.join(evaluation_uri, evaluation_report_html.HTML_FILE),
+                               evaluation_report_html.render(*verdict))
 
 
 class GatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):

@@ -34,6 +34,27 @@ def _write(uri, rows):
       writer.write(metrics.SerializeToString())
 
 
+def write_plots(uri, histograms):
+  """TFMA's plots output, as a CalibrationPlot writes it: {(slice column or None, value, model):
+  [(upper threshold, clicks, summed predictions, rows)] in prediction order}."""
+  with tf.io.TFRecordWriter(os.path.join(uri, 'plots-00000-of-00001.tfrecord')) as writer:
+    for (column, value, model), buckets in histograms.items():
+      plots = metrics_for_slice_pb2.PlotsForSlice()
+      if column:
+        plots.slice_key.single_slice_keys.add(column=column, bytes_value=value.encode())
+      kv = plots.plot_keys_and_values.add()
+      kv.key.model_name = model
+      lower = float('-inf')
+      for upper, clicks, predictions, rows in buckets:
+        kv.value.calibration_histogram_buckets.buckets.add(
+            lower_threshold_inclusive=lower, upper_threshold_exclusive=upper,
+            total_weighted_label={'value': clicks},
+            total_weighted_refined_prediction={'value': predictions},
+            num_weighted_examples={'value': rows})
+        lower = upper
+      writer.write(plots.SerializeToString())
+
+
 def _model_rows(column, value, model, auc, mean_prediction):
   return [(column, value, model, AUC, False, Estimate(auc, auc - 0.02, auc + 0.02)),
           (column, value, model, LOGLOSS, False, Estimate(0.17)),
@@ -73,6 +94,46 @@ def test_a_lone_model_has_no_served_figures(tmp_path):
   assert results.overall(results.baseline) is None
   assert results.served(OVERALL, AUC) is None and results.change(OVERALL, AUC) is None
   assert results.gate_inputs()[1] == {}
+
+
+def test_click_rate_has_the_wilson_interval():
+  # Textbook values of the 95 % Wilson score interval.
+  assert results_lib.click_rate(0, 10) == Estimate(0.0, 0.0, pytest.approx(0.2775, abs=1e-4))
+  half = results_lib.click_rate(5, 10)
+  assert (half.lower, half.upper) == (pytest.approx(0.2366, abs=1e-4),
+                                      pytest.approx(0.7634, abs=1e-4))
+  assert results_lib.click_rate(10, 10).upper == pytest.approx(1.0)
+
+
+def test_reliability_bins_hold_about_equal_rows_and_never_split_a_bucket():
+  # (clicks, summed predictions, rows) per bucket: 100 rows at 0.01, 0.02, ... 0.10, then
+  # one empty bucket and one heavy bucket of 500 rows at 0.5.
+  histogram = np.array([(i, 100 * 0.01 * i, 100) for i in range(1, 11)] + [(0, 0, 0)] +
+                       [(260, 250, 500)], np.float64)
+  bins = results_lib.reliability(histogram, bins=5)
+  # 1,500 rows, 300 a bin; a bucket goes where its middle row falls: the heavy one alone.
+  assert [b.rows for b in bins] == [300, 300, 300, 100, 500]
+  assert bins[0].mean_prediction == pytest.approx(0.02)
+  assert bins[0].click_rate == results_lib.click_rate(6, 300)
+  assert bins[-1].mean_prediction == 0.5 and bins[-1].click_rate.value == 0.52
+
+
+def test_reliability_from_the_calibration_plot_per_model_and_slice(tmp_path):
+  uri = str(tmp_path / 'evaluation')
+  _write(uri, _model_rows(None, None, 'candidate', 0.71, 0.06) +
+         _model_rows(None, None, 'baseline', 0.70, 0.05))
+  buckets = [(0.1, 3, 4.0, 80), (0.2, 10, 7.5, 50), (float('inf'), 0, 0, 0)]
+  write_plots(uri, {(None, None, 'candidate'): buckets,
+                    ('device', 'mobile', 'candidate'): buckets[:1]})
+  results = results_lib.Results(uri)
+  overall = results.reliability(OVERALL, results.candidate, bins=2)
+  assert [(b.rows, b.mean_prediction, b.click_rate.value) for b in overall] == [
+      (80, 0.05, 3 / 80), (50, 0.15, 0.2)]
+  assert len(results.reliability('device=mobile', results.candidate)) == 1
+  assert results.reliability(OVERALL, results.baseline) is None  # no plot for it
+  no_plots = str(tmp_path / 'no_plots')
+  _write(no_plots, _model_rows(None, None, '', 0.71, 0.06))
+  assert results_lib.Results(no_plots).reliability(OVERALL, '') is None
 
 
 def test_figures_match_a_pairwise_auc_and_the_textbook_log_loss():

@@ -1,0 +1,179 @@
+"""The evaluation report as a page: self-contained, its charts drawn by a real headless
+Chromium from a real (tiny) evaluation, the served model beside the new one when there is one."""
+import dataclasses
+import json
+import os
+
+from PIL import Image
+import pytest
+import tensorflow as tf
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from components import evaluation_report_html
+from components import evaluation_results
+from components import gated_evaluator
+from components import served_baseline
+from components.evaluation_results import AUC, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
+from components.evaluation_results import MEAN_PREDICTION, Estimate
+from components.image_csv_example_gen import splits
+from models import features
+from pipeline import config as config_lib
+from pipeline import pipeline as pipeline_lib
+from tests import fake_models
+from tests.test_evaluation_results import _model_rows, _write, write_plots
+from tests.test_monitoring_report import _chromium
+from tests.test_served_baseline import GATE, _model
+
+ROWS = 240
+SLICES = {'category': features.CATEGORIES[:3], 'device': features.DEVICES[:2],
+          'placement': features.PLACEMENTS[:2]}
+COHORTS = (features.COHORT_NEW, features.COHORT_ESTABLISHED)
+
+
+def _ids(dom: str, *parts: str) -> int:
+  """How many drawn series' ids start with these parts (evaluation_report_html._gid)."""
+  return dom.count('id="' + ':'.join(parts).replace(' ', '_'))
+
+
+def _assert_self_contained(page: str):
+  assert '<script' not in page and '<link' not in page and 'src=' not in page
+  assert 'href="http' not in page  # only in-page references (#id) remain
+
+
+def _render(results, blessed=True, served=None):
+  return evaluation_report_html.render(results, GATE, 0.2, served, blessed,
+                                       [] if blessed else ['the AUC change may be below -0.01'])
+
+
+def test_a_lone_model_without_a_calibration_plot(tmp_path):
+  """TFMA output written by hand: no served model, no CalibrationPlot, a slice with no clicks."""
+  uri = str(tmp_path / 'evaluation')
+  no_clicks = [('device', 'tablet', '', m, False, Estimate(v)) for m, v in (
+      (AUC, 0.0), (LOGLOSS, 0.01), (MEAN_PREDICTION, 0.04), (MEAN_LABEL, 0.0),
+      (EXAMPLE_COUNT, 30))]
+  _write(uri, _model_rows(None, None, '', 0.71, 0.06) +
+         _model_rows('device', 'mobile', '', 0.68, 0.05) + no_clicks)
+  page = _render(evaluation_results.Results(uri))
+  _assert_self_contained(page)
+  assert 'No calibration plot in this evaluation' in page
+  assert page.count('<svg') == 1 and 'data-chart="AUC per slice"' in page
+  assert _ids(page, 'slice', 'new model', 'device=mobile') == 1
+  assert _ids(page, 'slice', 'new model') == 1  # tablet has no AUC: written, not drawn
+  assert 'new model: n/a (no clicks or no non-clicks)' in page
+  assert 'served' not in page.split('<div class="charts">')[1].split('<h2>Figures')[0]
+  assert 'Decision: BLESSED' in page and '<table>' in page
+
+
+def test_intervals_are_clipped_to_what_auc_can_be(tmp_path):
+  uri = str(tmp_path / 'evaluation')
+  _write(uri, _model_rows(None, None, '', 0.71, 0.06) +
+         [('device', 'mobile', '', m, False, e) for m, e in (
+             (AUC, Estimate(0.99, 0.97, 1.03)), (MEAN_LABEL, Estimate(0.05)),
+             (EXAMPLE_COUNT, Estimate(800)))])
+  write_plots(uri, {(None, None, ''): [(0.5, 1, 0.3, 2), (float('inf'), 2, 1.9, 2)]})
+  results = evaluation_results.Results(uri)
+  figure = evaluation_report_html.auc_figure(results, ['device=mobile'], 'slice')
+  bars = figure.axes[0].collections[0].get_segments()[0]  # the interval's line
+  assert bars[0][0] == pytest.approx(0.97) and bars[1][0] == 1.0
+  reliability = evaluation_report_html.reliability_figure(results)
+  for segment in reliability.axes[0].collections[0].get_segments():
+    assert 0 <= segment[0][1] <= segment[1][1] <= 1  # the Wilson interval, inside [0, 1]
+
+
+def _examples(uri):
+  """Tiny eval rows with the slice fields and the cohort, clicks every fifth row."""
+  examples = standard_artifacts.Examples()
+  examples.uri = str(uri)
+  examples.split_names = artifact_utils.encode_split_names([splits.EVAL])
+  examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+  examples_utils.set_file_format(
+      examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+  split_dir = artifact_utils.get_split_uri([examples], splits.EVAL)
+  os.makedirs(split_dir)
+  with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'), options='GZIP') as writer:
+    for i in range(ROWS):
+      values = {name: domain[i % len(domain)] for name, domain in SLICES.items()}
+      values[features.cohort_feature().name] = COHORTS[i % 4 != 0]
+      feature = {k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+                 for k, v in values.items()}
+      feature[features.LABEL_KEY] = tf.train.Feature(
+          int64_list=tf.train.Int64List(value=[i % 5 == 0]))
+      writer.write(tf.train.Example(
+          features=tf.train.Features(feature=feature)).SerializeToString())
+  return examples
+
+
+def _save_graded(path):
+  """A test stand-in for a trained model: predictions spread over [0.03, 0.53], higher for
+  clicks, so the reliability diagram has all its bins and AUC is between chance and 1."""
+  return fake_models.save(path, lambda label: 0.03 + 0.2 * label + 0.3 * (
+      tf.random.stateless_uniform(tf.shape(label), seed=[7, 1])))
+
+
+def _eval_config():
+  """The pipeline's eval config, with the CalibrationPlot the reliability diagram reads."""
+  config = pipeline_lib.eval_config(config_lib.PipelineConfig(gate=GATE))
+  metrics = config.metrics_specs[0].metrics
+  if not any(m.class_name == 'CalibrationPlot' for m in metrics):
+    metrics.add(class_name='CalibrationPlot', config='{"num_buckets": 1000}')
+  return config
+
+
+@pytest.fixture(scope='module')
+def evaluated(tmp_path_factory):
+  """The Evaluator's executor on tiny rows: the graded stand-in against a served model that
+  reads the label; returns the HTML report's path."""
+  tmp = tmp_path_factory.mktemp('evaluated')
+  baseline = _model(tmp / 'baseline', fake_models.save_peeking)
+  baseline.set_int_custom_property(served_baseline.SERVED_VERSION_PROPERTY, 42)
+  baseline.set_string_custom_property(served_baseline.SERVED_PATH_PROPERTY, '/serving/42')
+  evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+  evaluation.uri, blessing.uri = str(tmp / 'evaluation'), str(tmp / 'blessing')
+  os.makedirs(blessing.uri)
+  gated_evaluator.Executor().Do(
+      {standard_component_specs.EXAMPLES_KEY: [_examples(tmp / 'examples')],
+       standard_component_specs.MODEL_KEY: [_model(tmp / 'model', _save_graded)],
+       standard_component_specs.BASELINE_MODEL_KEY: [baseline]},
+      {standard_component_specs.EVALUATION_KEY: [evaluation],
+       standard_component_specs.BLESSING_KEY: [blessing]},
+      {standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(_eval_config()),
+       standard_component_specs.EXAMPLE_SPLITS_KEY: json.dumps([splits.EVAL]),
+       gated_evaluator.GATE_KEY: json.dumps(dataclasses.asdict(GATE)),
+       gated_evaluator.EVAL_FRACTION_KEY: 0.2})
+  return os.path.join(evaluation.uri, evaluation_report_html.HTML_FILE)
+
+
+@pytest.mark.slow
+def test_chromium_renders_every_chart_new_against_served(evaluated):
+  with open(evaluated) as f:
+    _assert_self_contained(f.read())
+  dom = _chromium('--dump-dom', f'file://{evaluated}').stdout.decode()
+  for title in ('reliability diagram, all eval rows', 'AUC per cohort', 'AUC per slice'):
+    assert f'data-chart="{title}"' in dom, title
+  assert dom.count('<svg') == 3
+  slices = sum(len(values) for values in SLICES.values())
+  for words in (evaluation_report_html.NEW, evaluation_report_html.SERVED):
+    assert _ids(dom, 'reliability', words) == 1, words
+    assert _ids(dom, 'slice', words) == slices, words
+    assert _ids(dom, 'cohort', words) == len(COHORTS), words
+    for value in SLICES['device']:
+      assert _ids(dom, 'slice', words, f'device={value}') == 1
+  assert f'{evaluation_report_html.NEW}: {evaluation_report_html.RELIABILITY_BINS} bins' in dom
+  assert f'{evaluation_report_html.SERVED}: 2 bins' in dom  # it predicts 0.02 or 0.98
+  assert 'Charts: the new model against the served model' in dom
+  assert 'Baseline: the served model, version 42 (/serving/42).' in dom
+
+
+@pytest.mark.slow
+def test_chromium_screenshot_shows_both_models(evaluated, tmp_path):
+  png = str(tmp_path / 'report.png')
+  _chromium(f'--screenshot={png}', '--window-size=1300,1400', f'file://{evaluated}')
+  colours = set(Image.open(png).convert('RGB').getdata())
+  for colour in evaluation_report_html.COLOURS.values():
+    assert tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5)) in colours, colour
