@@ -118,7 +118,7 @@ def describe(served: ServedModel) -> List[str]:
                  f'{data.rows_rejected:,} rejected.')
     if data.splits:
       lines.append(f'Splits: {data.splits_text()}; the eval split is {data.split_kind}.')
-    lines.append('Code revision: ' + (data.code_revision or 'not recorded by this run') +
+    lines.append('Code revision: ' + (result.code_revision or 'not recorded by this run') +
                  (f'; data and code fingerprint {data.fingerprint[:16]}' if data.fingerprint
                   else '') + '.')
   training = result.training

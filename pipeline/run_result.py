@@ -48,7 +48,7 @@ STATES = {metadata_store_pb2.Execution.COMPLETE: 'done',
 # component raised it. Absent where nothing watched the run (Kubeflow).
 PEAK_MEMORY_PROPERTY = 'peak_memory_gib'
 OUT_OF_TIME, RANDOM = 'out of time', 'random'  # how the eval split was cut
-# On the Examples, where the runner records it: the repository's revision the run ran.
+# On an output of the run, where the runner records it: the repository's revision it ran.
 CODE_REVISION_PROPERTY = 'code_revision'
 
 
@@ -85,7 +85,6 @@ class Data:
   split_kind: str  # OUT_OF_TIME, or RANDOM when features.py has no TIME field
   examples_uri: str
   fingerprint: Optional[str]  # of the data and the code read (pipeline/cache_keys.py)
-  code_revision: Optional[str]  # CODE_REVISION_PROPERTY, where the runner recorded it
 
   def splits_text(self) -> str:
     """E.g. 'train 2,100 rows (95 with label 1), validation 300 (14), eval 600 (31)'."""
@@ -146,6 +145,7 @@ class RunResult:
   served: Optional[Served] = None
   evaluation: Optional[Evaluation] = None
   push: Optional[Push] = None
+  code_revision: Optional[str] = None  # CODE_REVISION_PROPERTY; None where not recorded
 
   def component(self, name: str) -> Optional[Component]:
     return next((c for c in self.components if c.name == name), None)
@@ -221,8 +221,7 @@ def data_of(examples: types.Artifact) -> Data:
               rows_read=accepted + rejected, rows_accepted=accepted, rows_rejected=rejected,
               splits=sizes, split_kind=OUT_OF_TIME if features.time_feature() else RANDOM,
               examples_uri=examples.uri,
-              fingerprint=_prop(examples, cache_keys.DATA_PROPERTY),
-              code_revision=_prop(examples, CODE_REVISION_PROPERTY))
+              fingerprint=_prop(examples, cache_keys.DATA_PROPERTY))
 
 
 def _training(model: types.Artifact) -> Training:
@@ -289,6 +288,9 @@ def _trainer_and_baseline(components: List[Component]):
 def from_components(run_id: int, started: float, components: List[Component]) -> RunResult:
   """The run's typed fields from its components' executions and artifacts."""
   result = RunResult(run_id, started, components)
+  result.code_revision = next((_prop(a, CODE_REVISION_PROPERTY) for c in components
+                               for a in c.outputs if a.has_custom_property(
+                                   CODE_REVISION_PROPERTY)), None)
   for component in components:
     if component.output('Examples') is not None and result.data is None:
       result.data = data_of(component.output('Examples'))

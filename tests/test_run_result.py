@@ -125,11 +125,12 @@ def test_each_component_line_figure_comes_from_its_run_result(tmp_path):
   assert progress.key_figure(_component('SafePusher', [pushed])) == 'pushed version 17'
 
 
-def test_the_peak_memory_progress_records_is_read_back(tmp_path):
+def test_the_peak_memory_progress_records_and_the_code_revision_are_read_back(tmp_path):
   fake = monitoring_fakes.FakeStore(str(tmp_path / 'metadata.db'))
   run = fake.new_run('run-1')
   examples = fake.artifact('Examples', str(tmp_path / 'examples'), span=1, rows_accepted=3,
-                           rows_rejected=0, spans='1')
+                           rows_rejected=0, spans='1',
+                           **{run_result.CODE_REVISION_PROPERTY: 'abc1234'})
   fake.execution('ImageCsvExampleGen', run, [], [examples])
   config = monitoring_fakes.writable_config(str(tmp_path / 'metadata.db'))
   [component] = run_result.read(config).components
@@ -139,4 +140,5 @@ def test_the_peak_memory_progress_records_is_read_back(tmp_path):
   result = run_result.read(config)
   assert result.components[0].peak_memory_gib == 1.235
   assert result.data.rows_read == 3 and result.data.spans == [1]
+  assert result.code_revision == 'abc1234'
   assert result.evaluation is None and result.push is None
