@@ -292,8 +292,10 @@ def from_components(run_id: int, started: float, components: List[Component]) ->
                                for a in c.outputs if a.has_custom_property(
                                    CODE_REVISION_PROPERTY)), None)
   for component in components:
-    if component.output('Examples') is not None and result.data is None:
-      result.data = data_of(component.output('Examples'))
+    examples = component.output('Examples')  # ExampleGen's, not Transform's
+    if examples is not None and examples.has_custom_property(
+        example_gen_executor.ROWS_ACCEPTED_PROPERTY):
+      result.data = data_of(examples)
     anomalies = component.output('ExampleAnomalies')
     blessed = anomalies and anomalies.get_json_value_custom_property(
         example_validator_executor.ARTIFACT_PROPERTY_BLESSED_KEY)

@@ -110,6 +110,8 @@ def test_each_component_line_figure_comes_from_its_run_result(tmp_path):
   assert progress.key_figure(_component('ImageCsvExampleGen', [examples])) == (
       'spans 1,2: 10 rows read, 8 accepted, 2 rejected; train 6 rows (2 with label 1), '
       'validation 1 (0), eval 1 (1)')
+  transformed = standard_artifacts.Examples()  # Transform's output: no rows of ExampleGen's
+  assert progress.key_figure(_component('Transform', [transformed], [examples])) == ''
   assert progress.key_figure(_component('DataGate', [standard_artifacts.ExampleAnomalies()],
                                         [examples])) == 'passed'
   anomalies = standard_artifacts.ExampleAnomalies()
