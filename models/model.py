@@ -4,6 +4,7 @@ Inputs are the transformed features of models/preprocessing.py; their names and 
 derived from models/features.py and the Transform vocabularies.
 """
 import dataclasses
+from typing import Dict
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -59,6 +60,33 @@ class HParams:
 IMAGE_HPARAMS = ('use_image', 'image_filters')  # the HParams of the image tower
 
 
+def _default_search_space() -> Dict[str, list]:
+  return {'learning_rate': [0.0005, 0.001, 0.002, 0.004], 'embedding_dim': [4, 8, 16],
+          'image_filters': [8, 16, 24], 'dropout': [0.0, 0.1, 0.3]}
+
+
+@dataclasses.dataclass(frozen=True)
+class TunerConfig:
+  """The hyperparameter search of the Tuner (models/tuner.py), which gets it in its
+  custom_config; how many trials is PipelineConfig.tuner_trials."""
+  # HParams field -> the values tried (KerasTuner Choice: numbers, strings or booleans);
+  # the others keep the config's values.
+  search_space: dict = dataclasses.field(default_factory=_default_search_space)
+  trial_epochs: int = 4  # each trial trains at most this many epochs (and hparams.max_epochs)
+
+  def __post_init__(self):
+    known = {f.name for f in dataclasses.fields(HParams)}
+    for name, values in self.search_space.items():
+      if name not in known:
+        raise ValueError(f'tuner.search_space: {name!r} is not a hyperparameter; '
+                         f'known: {", ".join(sorted(known))}')
+      if not values or not all(isinstance(v, (int, float, str, bool)) for v in values):
+        raise ValueError(f'tuner.search_space[{name!r}]: expected a non-empty list of numbers, '
+                         f'strings or booleans; got {values!r}')
+    if self.trial_epochs < 1:
+      raise ValueError(f'tuner.trial_epochs must be >= 1; got {self.trial_epochs}')
+
+
 class CrossLayer(tf.keras.layers.Layer):
   """DCN-v2 cross layer: x_{l+1} = x0 * (W x_l + b) + x_l (explicit feature crosses)."""
 
@@ -106,14 +134,14 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hparams: HParams) ->
   for feature in features.model_features():
     name = features.transformed_name(feature.name)
     if feature.role == features.CATEGORICAL:
-      embed(name, tf_transform_output.vocabulary_size_by_name(feature.name) +
-            preprocessing.OOV_BUCKETS)
+      embed(name, preprocessing.num_ids(tf_transform_output, name))
     elif feature.role == features.INTEGER:
       embed(name, preprocessing.integer_cardinality(feature))
     elif feature.role == features.NUMERIC:
       inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.float32)
       dense.append(tf.keras.layers.Reshape((1,))(inputs[name]))
-      embed(preprocessing.bucket_name(feature.name), preprocessing.NUMERIC_BUCKETS + 1)
+      bucket = preprocessing.bucket_name(feature.name)
+      embed(bucket, preprocessing.num_ids(tf_transform_output, bucket))
     elif feature.role == features.IMAGE and hparams.use_image:
       size = features.IMAGE_SIZE
       inputs[name] = tf.keras.Input(shape=(size, size, 3), name=name, dtype=tf.float32)

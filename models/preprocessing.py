@@ -3,7 +3,11 @@
 Everything that turns a raw field into a model input lives here, inside the TF Transform
 graph, so the serving signatures apply exactly the same code (no training/serving skew):
 vocabularies with OOV buckets, log/z-scaling and bucketizing, and image decode/resize/scale.
+How many buckets is PreprocessingConfig (PipelineConfig.preprocessing), which Transform
+passes in its custom_config; the graph records the counts in its transformed schema, where
+the model reads them (num_ids), so the two cannot disagree.
 """
+import dataclasses
 import re
 from typing import Optional
 
@@ -12,12 +16,39 @@ import tensorflow_transform as tft
 
 from models import features
 
-OOV_BUCKETS = 2  # unseen advertisers etc. hash into these instead of failing
-NUMERIC_BUCKETS = 10  # quantile buckets for numeric fields (embedded next to the z-score)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessingConfig:
+  """The bucket counts of the Transform graph."""
+  oov_buckets: int = 2  # per vocabulary: unseen advertisers etc. hash into these, not fail
+  numeric_buckets: int = 10  # quantile buckets per numeric field (embedded beside its z-score)
+
+  def __post_init__(self):
+    for name in ('oov_buckets', 'numeric_buckets'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'preprocessing.{name} must be >= 1; got {getattr(self, name)}')
+
+
+# The default, for code that encodes like the graph without reading it (models/edge_model.py
+# until it reads the count from the Transform graph: oov_buckets below).
+OOV_BUCKETS = PreprocessingConfig.oov_buckets
 
 
 def bucket_name(name: str) -> str:
   return features.transformed_name(name + '_bucket')
+
+
+def num_ids(tf_transform_output: tft.TFTransformOutput, name: str) -> int:
+  """How many ids (0 .. n-1) the Transform graph's integer output `name` takes: a vocabulary's
+  size plus its OOV buckets, a numeric field's quantile buckets, as the graph recorded them."""
+  return tf_transform_output.num_buckets_for_transformed_feature(name)
+
+
+def oov_buckets(tf_transform_output: tft.TFTransformOutput, feature_name: str) -> int:
+  """The OOV buckets of a categorical field's vocabulary in this Transform graph."""
+  return (num_ids(tf_transform_output, features.transformed_name(feature_name)) -
+          tf_transform_output.vocabulary_size_by_name(feature_name))
 
 
 def integer_cardinality(feature: features.Feature) -> int:
@@ -224,14 +255,16 @@ def _finite(feature: features.Feature, x: tf.Tensor) -> tf.Tensor:
   return tf.where(finite, x, stand_in)
 
 
-def preprocessing_fn(inputs):
+def preprocessing_fn(inputs, custom_config=None):
+  """Transform's entry point; custom_config: PreprocessingConfig's fields (none: defaults)."""
+  settings = PreprocessingConfig(**(custom_config or {}))
   outputs = {}
   for feature in features.model_features():
     x = _finite(feature, _dense(inputs[feature.name]))
     out = features.transformed_name(feature.name)
     if feature.role == features.CATEGORICAL:
       outputs[out] = tft.compute_and_apply_vocabulary(
-          x, num_oov_buckets=OOV_BUCKETS, vocab_filename=feature.name)
+          x, num_oov_buckets=settings.oov_buckets, vocab_filename=feature.name)
     elif feature.role == features.INTEGER:
       low, high = feature.value_range
       outputs[out] = tf.clip_by_value(tf.cast(x, tf.int64), int(low), int(high)) - int(low)
@@ -240,7 +273,7 @@ def preprocessing_fn(inputs):
       if feature.log_scale:
         value = tf.math.log1p(tf.maximum(value, 0.0))
       outputs[out] = tft.scale_to_z_score(value)
-      outputs[bucket_name(feature.name)] = tft.bucketize(value, NUMERIC_BUCKETS)
+      outputs[bucket_name(feature.name)] = tft.bucketize(value, settings.numeric_buckets)
     elif feature.role == features.IMAGE:
       outputs[out] = decode_images(x)
   # The label is absent at serving; the Transform layer then simply omits this output.

@@ -1,10 +1,11 @@
 """tuner_fn for the TFX Tuner: a bounded KerasTuner random search over the model's HParams.
 
-The search space is SEARCH_SPACE; every other value comes from the pipeline config. Each trial
-trains on the train split with early stopping and is scored by its validation log-loss (the
-out-of-time slice before the eval period). The Trainer then uses the best values and stores
-them (models/trainer.py), so later monthly runs reuse them without searching again.
-Budget: `tuner_trials` trials (PipelineConfig), each at most `TRIAL_EPOCHS` epochs.
+What is searched, and for how long, is the config's (pipeline/config.py), in the Tuner's
+custom_config: `tuner` (models/model.py TunerConfig: the search space, the epochs of a trial),
+`tuner_trials`, and `hparams` for every value not searched. Each trial trains on the train
+split with early stopping and is scored by its validation log-loss (the out-of-time slice
+before the eval period). The Trainer then uses the best values and stores them
+(models/trainer.py), so later monthly runs reuse them without searching again.
 """
 import keras_tuner
 import tensorflow_transform as tft
@@ -13,19 +14,10 @@ from tfx import v1 as tfx
 from models import model as model_lib
 from models import trainer
 
-TRIAL_EPOCHS = 4
-# HParams field -> the values tried.
-SEARCH_SPACE = {
-    'learning_rate': [0.0005, 0.001, 0.002, 0.004],
-    'embedding_dim': [4, 8, 16],
-    'image_filters': [8, 16, 24],
-    'dropout': [0.0, 0.1, 0.3],
-}
 
-
-def hyperparameters() -> keras_tuner.HyperParameters:
+def hyperparameters(search: model_lib.TunerConfig) -> keras_tuner.HyperParameters:
   hp = keras_tuner.HyperParameters()
-  for name, values in SEARCH_SPACE.items():
+  for name, values in search.search_space.items():
     hp.Choice(name, values)
   return hp
 
@@ -33,6 +25,7 @@ def hyperparameters() -> keras_tuner.HyperParameters:
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   custom = fn_args.custom_config or {}
   base = model_lib.HParams().replace(custom.get('hparams'))
+  search = model_lib.TunerConfig(**custom.get('tuner', {}))
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   train, validation, steps_per_epoch = trainer.datasets(fn_args, tf_transform_output, base)
 
@@ -40,10 +33,10 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     return model_lib.build_model(tf_transform_output, base.replace(hp.values))
 
   tuner = keras_tuner.RandomSearch(
-      build, max_trials=custom.get('tuner_trials', 1), hyperparameters=hyperparameters(),
+      build, max_trials=custom.get('tuner_trials', 1), hyperparameters=hyperparameters(search),
       objective=keras_tuner.Objective('val_logloss', 'min'), directory=fn_args.working_dir,
       project_name='adclick_tuning', seed=1)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
       'x': train, 'validation_data': validation, 'steps_per_epoch': steps_per_epoch,
-      'epochs': min(TRIAL_EPOCHS, base.max_epochs), 'callbacks': trainer.callbacks(base),
+      'epochs': min(search.trial_epochs, base.max_epochs), 'callbacks': trainer.callbacks(base),
       'verbose': 2})

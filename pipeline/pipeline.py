@@ -82,8 +82,7 @@ def training_components(config: PipelineConfig, vertex: Optional[VertexTraining]
   task's process, or with `vertex` the ai_platform ones, which run the same executor on
   Vertex AI Training. The Trainer gets all of config.vertex's pools; the Tuner the chief's
   alone, as its trials run one after another."""
-  custom_config = config.trainer_custom_config()
-  tuner_config = dict(custom_config, tuner_trials=config.tuner_trials)
+  custom_config, tuner_config = config.trainer_custom_config(), config.tuner_custom_config()
   if vertex is None:
     return tfx.components.Trainer, custom_config, tfx.components.Tuner, tuner_config
   pools = config.vertex.worker_pool_specs(vertex.image)
@@ -108,7 +107,7 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
     data_root: Holds the monthly `span-<N>/ads.csv` and `span-<N>/images/`.
     serving_root: TF Serving's model base path: the Pusher writes, and the baseline is
       read from, `<serving_root>/<config.model_name>/<version>/`.
-    config: What a user tunes (spans, split, hyperparameters, gate, tuning, caching).
+    config: What a user tunes (spans, split, buckets, hyperparameters, gate, tuning, caching).
     metadata_connection_config: MLMD for local runs; None on Kubeflow.
     beam_pipeline_args: For every Beam-based component, e.g. DataflowRunner flags.
     schema_file: The schema as the executors see it (inside the image on Kubeflow).
@@ -132,7 +131,8 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
 
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
-      preprocessing_fn=PREPROCESSING_FN, materialize=False,
+      preprocessing_fn=PREPROCESSING_FN, custom_config=config.transform_custom_config(),
+      materialize=False,
       # Its statistics would cover the decoded images (3,072 floats a row): at 60,000 rows
       # they took the run's peak memory from 2.4 to 4.1 GiB (docs/benchmarks.md). Nothing
       # reads them; StatisticsGen already describes the raw data.

@@ -178,7 +178,8 @@ def test_a_pod_size_must_request_no_more_than_its_limit():
 
 
 RUN_OPTIONS = ['--span', '5', '--window-spans', '2', '--tune',
-               '--set', 'gate.auc_floor=0.71', '--set', 'hparams.learning_rate=0.0042']
+               '--set', 'gate.auc_floor=0.71', '--set', 'hparams.learning_rate=0.0042',
+               '--set', 'preprocessing.oov_buckets=3', '--set', 'tuner.trial_epochs=2']
 
 
 def _parser(runner, monkeypatch):
@@ -224,6 +225,9 @@ def test_run_options_reach_the_compiled_spec(tmp_path):
     custom = json.loads(_task_parameter(spec, task, 'custom_config'))
     assert custom['hparams']['learning_rate'] == 0.0042
     assert custom['tuned_hparams_uri'] == f'{GCS_ROOT}/tuned_hparams.json'
+  assert json.loads(_task_parameter(spec, 'Tuner', 'custom_config'))['tuner'][
+      'trial_epochs'] == 2
+  assert json.loads(_task_parameter(spec, 'Transform', 'custom_config'))['oov_buckets'] == 3
   assert _pod_sizes(spec)['Tuner'] == _pod_sizes(spec)['Trainer']
 
 

@@ -1,11 +1,16 @@
 """preprocessing_fn through tft_beam on tiny rows."""
+import functools
+
 import numpy as np
 import pytest
 import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
 
 from datagen import generate
 from models import features
 from models import preprocessing
+from schema import generate as schema_generate
 
 # The fixture rows (tests/conftest.py raw_row) are rows of the sample ad log.
 pytestmark = pytest.mark.skipif(
@@ -40,12 +45,14 @@ def test_image_is_decoded_resized_and_scaled(transformed):
 
 
 def test_numeric_fields_are_scaled_and_bucketized(transformed):
-  _, data = transformed
+  transform_dir, data = transformed
   for feature in features.with_role(features.NUMERIC):
     values = np.array([row[features.transformed_name(feature.name)] for row in data])
     assert abs(values.mean()) < 1e-3 and abs(values.std() - 1) < 0.05, feature.name
     buckets = {int(row[preprocessing.bucket_name(feature.name)]) for row in data}
-    assert buckets <= set(range(preprocessing.NUMERIC_BUCKETS + 1)), feature.name
+    assert buckets == set(range(preprocessing.num_ids(tft.TFTransformOutput(transform_dir),
+                                                       preprocessing.bucket_name(feature.name))))
+    assert len(buckets) <= preprocessing.PreprocessingConfig().numeric_buckets, feature.name
     assert len(buckets) > 3, feature.name
 
 
@@ -60,7 +67,7 @@ def test_vocabularies_have_oov_buckets(transformed, raw_rows):
     # An unseen value maps into an OOV bucket instead of failing.
     unseen = _transform(transform_dir, [dict(raw_rows[0], **{feature.name: 'never_seen'})])
     assert size <= unseen[features.transformed_name(feature.name)][0] < (
-        size + preprocessing.OOV_BUCKETS), feature.name
+        size + preprocessing.PreprocessingConfig().oov_buckets), feature.name
 
 
 def test_integer_fields_are_clipped_to_their_range(transformed, raw_rows):
@@ -90,3 +97,41 @@ def test_non_finite_numbers_get_the_default_or_the_training_mean(transformed, ra
       assert np.isfinite(got).all(), name
       np.testing.assert_allclose(got[1:], np.repeat(got[:1], len(values) - 1, 0), rtol=1e-5,
                                  err_msg=name)
+
+
+def _analyzed(rows, tmp_path, custom_config):
+  """The Transform graph of preprocessing_fn with `custom_config`, as Transform passes it."""
+  derived = {f.name: [f.domain[-1]] for f in features.example_features()
+             if f.role == features.DERIVED}
+  rows = [dict({k: [v] for k, v in row.items()}, **derived) for row in rows]
+  metadata = dataset_metadata.DatasetMetadata(schema_generate.build_schema())
+  with tft_beam.Context(temp_dir=str(tmp_path / 'tmp'), force_tf_compat_v1=False):
+    transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(
+        functools.partial(preprocessing.preprocessing_fn, custom_config=custom_config))
+    _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / 'graph'))
+  return tft.TFTransformOutput(str(tmp_path / 'graph'))
+
+
+@pytest.mark.slow  # a second Transform analysis: 55 s on the 2 shared cores under load
+def test_bucket_counts_come_from_the_config_and_the_graph_records_them(
+    transformed, raw_rows, tmp_path):
+  """The model sizes its embeddings from the graph (num_ids), so a count set in the config
+  (Transform's custom_config) reaches it without a second copy."""
+  default = tft.TFTransformOutput(transformed[0])
+  settings = preprocessing.PreprocessingConfig(oov_buckets=5, numeric_buckets=3)
+  output = _analyzed(raw_rows, tmp_path, {'oov_buckets': 5, 'numeric_buckets': 3})
+  for feature in features.with_role(features.CATEGORICAL):
+    assert preprocessing.oov_buckets(default, feature.name) == (
+        preprocessing.PreprocessingConfig().oov_buckets), feature.name
+    assert preprocessing.oov_buckets(output, feature.name) == settings.oov_buckets
+  for feature in features.with_role(features.NUMERIC):
+    name = preprocessing.bucket_name(feature.name)
+    # Quantile buckets: at most the count asked for (fewer when values repeat).
+    assert 1 < preprocessing.num_ids(output, name) <= settings.numeric_buckets, feature.name
+    assert preprocessing.num_ids(output, name) < preprocessing.num_ids(default, name)
+
+
+@pytest.mark.parametrize('field', ['oov_buckets', 'numeric_buckets'])
+def test_bucket_counts_must_be_positive(field):
+  with pytest.raises(ValueError, match=field):
+    preprocessing.PreprocessingConfig(**{field: 0})
