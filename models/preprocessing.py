@@ -17,7 +17,6 @@ import tensorflow_transform as tft
 from models import features
 
 
-
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
   """The bucket counts of the Transform graph."""
