@@ -142,7 +142,12 @@ class Progress(logging.Handler):
     self.line(prefix + self._text(node_id, what, detail))
 
   def _terminal(self) -> bool:
-    return bool(getattr(self.console, 'isatty', lambda: False)())
+    """Whether the console is a terminal that only these lines write to (with --verbose,
+    TFX's log shares it, fds 1 and 2: a line left open would run into the log's)."""
+    try:
+      return self.console.isatty() and self.console.fileno() not in (1, 2)
+    except (AttributeError, ValueError, OSError):
+      return False
 
   def emit(self, record: logging.LogRecord) -> None:
     if record.msg not in (STARTED, FINISHED) or not record.args:

@@ -4,14 +4,13 @@ pushed model with every line accounted for (the real pipeline: LocalDagRunner, M
 The months are generated sample data with test_rows.dirty_lines put among the rows (the same
 lines the ExampleGen, check_csv and batch scoring tests read). What each line became is read
 from MLMD and the artifacts (ExampleGen's row counts and rejected-rows report, DataGate's
-statistics), never from console wording.
+statistics), through the run's result (pipeline/run_result.py), never from console wording.
 """
 import csv
 import dataclasses
 import os
 from typing import Dict, Optional
 
-from ml_metadata import metadata_store
 import pytest
 import tensorflow_data_validation as tfdv
 
@@ -23,6 +22,7 @@ from models import data_layout
 from models import model as model_lib
 from models import serving_layout
 from pipeline import config as config_lib
+from pipeline import run_result
 from tests import test_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -56,14 +56,6 @@ def _dirty_span(data: str, span: int) -> DirtySpan:
                    rows_good=len(good) + len(lines) - len(rejected), rejected=rejected)
 
 
-def _output_of(store, type_name: str, producer: str):
-  """The one artifact of `type_name` that the component `producer` wrote."""
-  found = [a for a in store.get_artifacts_by_type(type_name)
-           if f'/{producer}/' in a.uri]
-  assert len(found) == 1, [a.uri for a in found]
-  return found[0]
-
-
 @pytest.fixture(scope='module')
 def dirty_run(tmp_path_factory):
   """Two dirty months and one run over them; (data root, output root, {span: DirtySpan})."""
@@ -76,12 +68,9 @@ def dirty_run(tmp_path_factory):
 
 def test_every_line_is_accepted_or_rejected_by_name(dirty_run):
   _, out, spans = dirty_run
-  store = metadata_store.MetadataStore(local_runner.metadata_config(out))
-  examples = _output_of(store, 'Examples', 'ImageCsvExampleGen')
-  accepted = examples.custom_properties[executor.ROWS_ACCEPTED_PROPERTY].int_value
-  rejected = examples.custom_properties[executor.ROWS_REJECTED_PROPERTY].int_value
-  report = executor.read_rejected_rows(examples.uri)
-  assert rejected == len(report)
+  data = run_result.read(local_runner.metadata_config(out)).data
+  report = executor.read_rejected_rows(data.examples_uri)
+  assert data.rows_rejected == len(report)
   # Each bad line by file, line number, key and reason; nothing else rejected.
   for span, dirty in spans.items():
     named = {int(row['line_number']): row['reason'] for row in report
@@ -89,14 +78,16 @@ def test_every_line_is_accepted_or_rejected_by_name(dirty_run):
     assert sorted(named) == sorted(dirty.rejected), span
     for line, words in dirty.rejected.items():
       assert words in named[line], (span, line)
-  assert accepted == sum(dirty.rows_good for dirty in spans.values())
-  assert accepted + rejected == sum(dirty.rows_read for dirty in spans.values())
+  assert data.rows_accepted == sum(dirty.rows_good for dirty in spans.values())
+  assert data.rows_read == sum(dirty.rows_read for dirty in spans.values())
+  assert sum(size.rows for size in data.splits.values()) == data.rows_accepted
 
 
 def test_drift_is_computed_on_the_accepted_rows(dirty_run):
   _, out, spans = dirty_run
-  store = metadata_store.MetadataStore(local_runner.metadata_config(out))
-  drift = _output_of(store, 'ExampleAnomalies', 'DataGate')
+  result = run_result.read(local_runner.metadata_config(out))
+  assert result.data_validation_passed
+  drift = result.component('DataGate').output('ExampleAnomalies')
   for span, dirty in spans.items():
     stats = tfdv.load_stats_binary(data_gate.statistics_path(drift.uri, span))
     assert stats.datasets[0].num_examples == dirty.rows_good, span
@@ -104,10 +95,8 @@ def test_drift_is_computed_on_the_accepted_rows(dirty_run):
 
 def test_the_model_is_pushed(dirty_run):
   _, out, _ = dirty_run
-  store = metadata_store.MetadataStore(local_runner.metadata_config(out))
-  pushed = _output_of(store, 'PushedModel', 'SafePusher')
-  assert pushed.custom_properties['pushed'].int_value == 1
+  push = run_result.read(local_runner.metadata_config(out)).push
+  assert push.pushed
   model_root = serving_layout.model_root(os.path.join(out, 'serving'), CONFIG.model_name)
-  versions = os.listdir(model_root)
-  assert len(versions) == 1
-  assert os.path.exists(os.path.join(model_root, versions[0], 'saved_model.pb'))
+  assert os.listdir(model_root) == [push.version]
+  assert os.path.exists(os.path.join(model_root, push.version, 'saved_model.pb'))

@@ -1,5 +1,7 @@
 """The run result (pipeline/run_result.py) and what is rendered from it: the summary's line
 budget, the split's words, the console's figures, the peak memory recorded on executions."""
+import io
+import logging
 import os
 
 from ml_metadata.proto import metadata_store_pb2
@@ -144,3 +146,24 @@ def test_the_peak_memory_progress_records_and_the_code_revision_are_read_back(tm
   assert result.data.rows_read == 3 and result.data.spans == [1]
   assert result.code_revision == 'abc1234'
   assert result.evaluation is None and result.push is None
+
+
+class _Terminal(io.StringIO):
+  """A console that says it is a terminal of its own (not fds 1 and 2)."""
+
+  def isatty(self):
+    return True
+
+  def fileno(self):
+    return 99
+
+
+def test_one_console_line_per_component(tmp_path):
+  config = monitoring_fakes.writable_config(str(tmp_path / 'metadata.db'))
+  for console, started in ((io.StringIO(), ''), (_Terminal(), 'running')):
+    watcher = progress.Progress(console, config, 'adclick', clock=lambda: 0.0)
+    for message in (progress.STARTED, progress.FINISHED):
+      watcher.emit(logging.LogRecord('absl', logging.INFO, '', 0, message, ('Trainer',), None))
+    lines = console.getvalue().rstrip('\n').split('\n')  # a terminal's \r stays in its line
+    assert len(lines) == 1 and lines[0].endswith('Trainer              done      0.0 s'), lines
+    assert started in lines[0].split(progress._CLEAR_LINE)[0]  # pylint: disable=protected-access
