@@ -1,11 +1,50 @@
-"""Shared tiny fixtures: a handful of raw ad rows with real PNG creatives."""
+"""Shared test helpers: a handful of raw ad rows with real PNG creatives, the models built from
+them, a free port, and copies of the repository as a checkout holds it."""
 import io
+import os
+import shutil
+import socket
+import subprocess
 
 import numpy as np
 from PIL import Image
 import pytest
 
 from models import features
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+  """A port of 127.0.0.1 that nothing listens on (for a moment)."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def repository_files(*patterns: str) -> list:
+  """The repository's files as a checkout holds them: every file git neither ignores nor
+  lost (tracked or new; the image's `COPY . .` takes the same, .dockerignore mirrors
+  .gitignore), relative to REPO, optionally only those matching git pathspecs `patterns`."""
+  listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard',
+                           *patterns], cwd=REPO, check=True, capture_output=True).stdout.decode()
+  return [path for path in filter(None, listed.split('\0'))
+          if os.path.isfile(os.path.join(REPO, path))]
+
+
+def copy_repository(destination: str) -> str:
+  """A copy of repository_files() under destination (which is returned)."""
+  for path in repository_files():
+    os.makedirs(os.path.dirname(os.path.join(destination, path)), exist_ok=True)
+    shutil.copy2(os.path.join(REPO, path), os.path.join(destination, path))
+  return destination
+
+
+def encoded_image(image_format: str, size=(8, 8), color=(200, 30, 30), **options) -> bytes:
+  """A one-colour image in `image_format` (PIL's name: PNG, JPEG, GIF, BMP, ...)."""
+  buffer = io.BytesIO()
+  Image.new('RGB', size, color).save(buffer, format=image_format, **options)
+  return buffer.getvalue()
 
 
 def png_bytes(color, size=64, badge=False) -> bytes:

@@ -46,3 +46,9 @@ def version_states(url: str, model: str = serving_layout.MODEL_NAME) -> dict:
   """{version: state} from a server's TF Serving status endpoint."""
   status = requests.get(f'{url}/v1/models/{model}', timeout=10).json()
   return {int(s['version']): s['state'] for s in status.get('model_version_status', [])}
+
+
+def available_versions(url: str, model: str = serving_layout.MODEL_NAME) -> set:
+  """The versions a server answers with (state AVAILABLE)."""
+  return {version for version, state in version_states(url, model).items()
+          if state == 'AVAILABLE'}

@@ -22,8 +22,7 @@ from serving import capture as capture_lib
 from serving import client as client_lib
 from monitoring import check
 from tests import gcs_emulator
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
 
 
 def _instances(raw_rows, n):

@@ -6,7 +6,6 @@ import csv
 import glob
 import json
 import os
-import socket
 import threading
 import time
 
@@ -23,6 +22,7 @@ from serving.emulator import server_process
 from tests import fake_models
 from tests import fake_serving
 from tests import test_rows
+from tests.conftest import free_port
 from tests.conftest import png_bytes
 
 PREDICTION = signatures.PREDICTION_KEY
@@ -100,21 +100,15 @@ def test_not_an_object():
   assert _problems(['ad']) == 'an ad must be an object of field: value pairs, not list'
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 def test_invalid_ad_is_never_sent(ad):
-  outcome = client_lib.Client(f'http://127.0.0.1:{_free_port()}').predict(dict(ad, hour=-1))
+  outcome = client_lib.Client(f'http://127.0.0.1:{free_port()}').predict(dict(ad, hour=-1))
   assert outcome == {'success': False, 'prediction': None,
                      'message': 'invalid ad: hour: -1 is outside [0, 23]'}
 
 
 def test_unreachable_server_is_retried_then_explained(ad):
   started = time.time()
-  outcome = client_lib.Client(f'http://127.0.0.1:{_free_port()}', retries=2,
+  outcome = client_lib.Client(f'http://127.0.0.1:{free_port()}', retries=2,
                               backoff=0.01).predict(ad)
   assert not outcome['success']
   assert 'cannot reach the model server' in outcome['message']

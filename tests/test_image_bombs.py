@@ -20,8 +20,9 @@ import tensorflow as tf
 from models import features
 from models import preprocessing
 from models import serving_layout
-from serving import client
 from serving.emulator import server_process
+from tests import fake_serving
+from tests.conftest import encoded_image
 from tests.test_model import needs_image
 from tests.test_model import needs_sample_rows
 
@@ -47,12 +48,6 @@ def png(width: int, height: int, rows=None) -> bytes:
           + _chunk(b'IEND', b''))
 
 
-def _image(image_format: str, size=(8, 8), color=(200, 30, 30), **options) -> bytes:
-  buffer = io.BytesIO()
-  Image.new('RGB', size, color).save(buffer, format=image_format, **options)
-  return buffer.getvalue()
-
-
 def _animated_gif() -> bytes:
   frames = [Image.new('RGB', (30, 20), (200, 30, 30)), Image.new('RGB', (30, 20), (0, 0, 255))]
   buffer = io.BytesIO()
@@ -62,14 +57,14 @@ def _animated_gif() -> bytes:
 
 def _jpeg_claiming(width: int, height: int) -> bytes:
   """A small JPEG whose frame header (SOF0) says width x height."""
-  data = bytearray(_image('JPEG'))
+  data = bytearray(encoded_image('JPEG'))
   sof = data.index(b'\xff\xc0')
   data[sof + 5:sof + 9] = struct.pack('>HH', height, width)
   return bytes(data)
 
 
 def _bmp_claiming(width: int, height: int) -> bytes:
-  data = bytearray(_image('BMP'))
+  data = bytearray(encoded_image('BMP'))
   data[18:26] = struct.pack('<ii', width, -height)  # negative height: rows top-down
   return bytes(data)
 
@@ -100,9 +95,9 @@ def _refused_for_size(image: bytes) -> bool:
 
 
 @pytest.mark.parametrize('image,color', [
-    (_image('PNG'), (200, 30, 30)), (_image('JPEG', size=(700, 300)), (200, 30, 30)),
-    (_image('GIF', color=(0, 0, 255)), (0, 0, 255)), (_image('BMP'), (200, 30, 30)),
-    (_image('PNG', size=(1, 1)), (200, 30, 30)), (_animated_gif(), (200, 30, 30)),
+    (encoded_image('PNG'), (200, 30, 30)), (encoded_image('JPEG', size=(700, 300)), (200, 30, 30)),
+    (encoded_image('GIF', color=(0, 0, 255)), (0, 0, 255)), (encoded_image('BMP'), (200, 30, 30)),
+    (encoded_image('PNG', size=(1, 1)), (200, 30, 30)), (_animated_gif(), (200, 30, 30)),
 ], ids=['png', 'jpeg', 'gif', 'bmp', '1x1-png', 'animated-gif'])
 def test_images_under_the_limit_decode(image, color):
   decoded = decode_images(tf.constant([image, image])).numpy()
@@ -176,7 +171,7 @@ print(json.dumps({'error': error, 'seconds': time.time() - start,
 def test_a_png_bomb_is_refused_quickly_without_allocating(tmp_path):
   """In a fresh process, so that its peak memory is this decode's."""
   paths = [tmp_path / 'normal.png', tmp_path / 'bomb.png']
-  paths[0].write_bytes(_image('PNG'))
+  paths[0].write_bytes(encoded_image('PNG'))
   paths[1].write_bytes(png(BOMB_SIDE, BOMB_SIDE))
   env = dict(os.environ, PYTHONPATH=server_process.REPO_ROOT, TF_CPP_MIN_LOG_LEVEL='2')
   result = subprocess.run([sys.executable, '-c', _MEASURE, *map(str, paths)], env=env,
@@ -188,9 +183,7 @@ def test_a_png_bomb_is_refused_quickly_without_allocating(tmp_path):
 
 
 def _predict(url: str, row: dict, image: bytes) -> requests.Response:
-  instance, problems = client.validate({k: v for k, v in row.items()
-                                        if k != features.LABEL_KEY})
-  assert not problems
+  instance = fake_serving.instance(row)
   instance[features.image_feature().name] = {'b64': base64.b64encode(image).decode()}
   return requests.post(f'{url}/v1/models/{serving_layout.MODEL_NAME}:predict',
                        json={'instances': [instance]}, timeout=60)

@@ -4,7 +4,6 @@ import asyncio
 import base64
 from concurrent import futures
 import gc
-import io
 import json
 import os
 import re
@@ -15,7 +14,6 @@ import time
 import weakref
 
 import numpy as np
-from PIL import Image
 import psutil
 import pytest
 import requests
@@ -24,7 +22,6 @@ from models import features
 from models import serving_layout
 from models import signatures
 from models import storage
-from serving import client
 from serving import model_config
 from serving.emulator import batching
 from serving.emulator import model_server
@@ -33,15 +30,9 @@ from serving.emulator import server_process
 from serving.emulator import versions
 from tests import fake_models
 from tests import fake_serving
+from tests.conftest import encoded_image
 
 MODEL = serving_layout.MODEL_NAME
-
-
-def _instance(row):
-  instance, problems = client.validate({k: v for k, v in row.items()
-                                        if k != features.LABEL_KEY})
-  assert not problems
-  return instance
 
 
 @pytest.fixture(scope='module')
@@ -55,8 +46,7 @@ def _status(url, path=''):
 
 
 def _serving_version(url) -> int:
-  return max(int(s['version']) for s in _status(url)['model_version_status']
-             if s['state'] == 'AVAILABLE')
+  return max(fake_serving.available_versions(url))
 
 
 @pytest.fixture(scope='module')
@@ -107,7 +97,7 @@ def test_metadata(url, path):
 def test_predict_row_format_with_b64_image(url, raw_rows, in_process):
   rows = raw_rows[:2]
   response = requests.post(f'{url}/v1/models/{MODEL}:predict', timeout=10, json={
-      'signature_name': signatures.SERVING_SIGNATURE, 'instances': [_instance(r) for r in rows]})
+      'signature_name': signatures.SERVING_SIGNATURE, 'instances': [fake_serving.instance(r) for r in rows]})
   assert response.status_code == 200, response.text
   match = re.fullmatch(r'\{\n    "predictions": \[(\S+), (\S+)\n    \]\n\}', response.text)
   assert match, response.text
@@ -117,7 +107,7 @@ def test_predict_row_format_with_b64_image(url, raw_rows, in_process):
 
 def test_predict_columnar_format(url, raw_rows, in_process):
   rows = raw_rows[2:4]
-  instances = [_instance(r) for r in rows]
+  instances = [fake_serving.instance(r) for r in rows]
   inputs = {name: [i[name] for i in instances] for name in instances[0]}
   response = requests.post(f'{url}/v1/models/{MODEL}/versions/{_serving_version(url)}:predict',
                            json={'inputs': inputs}, timeout=10)
@@ -133,14 +123,14 @@ def test_concurrent_requests_each_get_their_own_answer(url, raw_rows, in_process
   # Prices moved off the quantile boundaries (which are training values): for a value right
   # on one, log1p can round either way depending on the batch, and so can its bucket.
   rows = [dict(r, bid_price=r['bid_price'] * 1.001) for r in raw_rows[:24]]
-  bad = dict(_instance(rows[5]), image={'b64': base64.b64encode(b'not an image').decode()})
+  bad = dict(fake_serving.instance(rows[5]), image={'b64': base64.b64encode(b'not an image').decode()})
 
   def post(instance):
     return requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
                          timeout=30)
 
   with futures.ThreadPoolExecutor(12) as pool:
-    responses = list(pool.map(post, [_instance(r) for r in rows] + [bad]))
+    responses = list(pool.map(post, [fake_serving.instance(r) for r in rows] + [bad]))
   assert responses[-1].status_code == 400
   assert 'Unknown image file format' in responses[-1].json()['error']
   got = [r.json()['predictions'][0] for r in responses[:-1]]
@@ -276,40 +266,34 @@ def test_errors_match_tf_serving(url, method, path, body, status, error):
                    'INVALID_ARGUMENT: JSON object: does not have named input: extra'),
 ])
 def test_bad_instances_match_tf_serving(url, raw_rows, change, error):
-  instance = dict(_instance(raw_rows[0]), **change)
+  instance = dict(fake_serving.instance(raw_rows[0]), **change)
   response = requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
                            timeout=10)
   assert response.status_code == 400
   assert response.json() == {'error': error}
 
 
-def _image(image_format, size=(8, 8), **options):
-  buffer = io.BytesIO()
-  Image.new('RGB', size, (200, 30, 30)).save(buffer, format=image_format, **options)
-  return buffer.getvalue()
-
-
 @pytest.mark.parametrize('creative,ok', [
-    (lambda: _image('PNG')[:40], False), (lambda: _image('JPEG')[:100], False),
+    (lambda: encoded_image('PNG')[:40], False), (lambda: encoded_image('JPEG')[:100], False),
     (lambda: b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 4, False), (lambda: b'', False),
-    (lambda: _image('BMP'), True), (lambda: _image('GIF'), True),
-    (lambda: _image('PNG', size=(1, 1)), True), (lambda: _image('JPEG', size=(700, 300)), True),
+    (lambda: encoded_image('BMP'), True), (lambda: encoded_image('GIF'), True),
+    (lambda: encoded_image('PNG', size=(1, 1)), True), (lambda: encoded_image('JPEG', size=(700, 300)), True),
 ])
 def test_odd_creatives_get_an_answer_or_a_4xx(url, raw_rows, creative, ok):
   """What the model's image decoding makes of broken or unusual creatives: an answer, or
   TF Serving's 400, never a server error; the server answers the next request."""
-  instance = dict(_instance(raw_rows[0]), image={'b64': base64.b64encode(creative()).decode()})
+  instance = dict(fake_serving.instance(raw_rows[0]), image={'b64': base64.b64encode(creative()).decode()})
   response = requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
                            timeout=30)
   assert response.status_code == (200 if ok else 400), response.text
   if not ok:
     assert response.json()['error']
   assert requests.post(f'{url}/v1/models/{MODEL}:predict', timeout=30, json={
-      'instances': [_instance(raw_rows[1])]}).status_code == 200
+      'instances': [fake_serving.instance(raw_rows[1])]}).status_code == 200
 
 
 def test_missing_instance_key_names_every_input(url, raw_rows):
-  instance = _instance(raw_rows[0])
+  instance = fake_serving.instance(raw_rows[0])
   del instance['hour']
   response = requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
                            timeout=10)
@@ -322,7 +306,7 @@ def test_hot_swap_under_load_fails_no_request(model_server, raw_rows, serving_mo
   from components import safe_pusher  # pylint: disable=g-import-not-at-top
   server, model_dir = model_server
   old = _serving_version(server.url)
-  body = json.dumps({'instances': [_instance(raw_rows[0])]})
+  body = json.dumps({'instances': [fake_serving.instance(raw_rows[0])]})
   answered, failed = [], []
   stop = threading.Event()
 
@@ -384,7 +368,7 @@ def test_partial_or_broken_versions_are_never_served(model_server, serving_model
   assert failure['status']['error_code'] != 'OK' and failure['status']['error_message']
   assert _serving_version(server.url) == current
   assert requests.post(f'{server.url}/v1/models/{MODEL}:predict', timeout=10, json={
-      'instances': [_instance(raw_rows[0])]}).status_code == 200
+      'instances': [fake_serving.instance(raw_rows[0])]}).status_code == 200
 
   # Once its files change (the copy finished) it is tried again, and takes over.
   shutil.copy(os.path.join(serving_model_dir, 'variables', 'variables.data-00000-of-00001'),
@@ -602,9 +586,9 @@ def test_the_memory_of_large_failed_requests_goes_back(model_server, raw_rows):
   server, _ = model_server
   process = psutil.Process(server.pid)
   url = f'{server.url}/v1/models/{MODEL}:predict'
-  large = json.dumps({'instances': [dict(_instance(raw_rows[0]), image={
+  large = json.dumps({'instances': [dict(fake_serving.instance(raw_rows[0]), image={
       'b64': base64.b64encode(bytes(36 << 20)).decode()})]})
-  small = json.dumps({'instances': [_instance(raw_rows[0])]})
+  small = json.dumps({'instances': [fake_serving.instance(raw_rows[0])]})
   peak = [0]
 
   def post_large() -> int:  # the settled RSS after it

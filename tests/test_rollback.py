@@ -41,11 +41,6 @@ def _write_files(root, version):
   return directory
 
 
-def _serving_versions(url):
-  status = requests.get(f'{url}/v1/models/{MODEL}', timeout=10).json()
-  return {int(s['version']) for s in status['model_version_status'] if s['state'] == 'AVAILABLE'}
-
-
 def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
   model_root = serving_layout.model_root(str(tmp_path))
   for version in (1, 2, 3):
@@ -73,7 +68,7 @@ def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
     return failed or all(mine and mine[-1] == version for mine in answered)
 
   with server_process.model_server(str(tmp_path), MODEL, '--poll-seconds', '0.2') as server:
-    fake_serving.wait_for(lambda: _serving_versions(server.url) == {3})
+    fake_serving.wait_for(lambda: fake_serving.available_versions(server.url) == {3})
     threads = [threading.Thread(target=load, args=(server.url, mine)) for mine in answered]
     for thread in threads:
       thread.start()
@@ -96,7 +91,7 @@ def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
       assert mine[0] == 3 and mine[-1] == 1
       assert all(a >= b for a, b in zip(mine, mine[1:]))
     assert {2} < set(sum(answered, []))
-    assert _serving_versions(server.url) == {1}
+    assert fake_serving.available_versions(server.url) == {1}
 
     aside = serving_layout.rolled_back_root(model_root)
     assert record == {'when': record['when'], 'from': 3, 'to': 2, 'moved': [3],
@@ -114,7 +109,7 @@ def test_rollback_under_load_fails_no_request(tmp_path, raw_rows):
     assert new > 3
     fake_serving.save_version(str(tmp_path / 'trained'), 7)
     safe_pusher.push(str(tmp_path / 'trained' / '7'), model_root, str(new))
-    fake_serving.wait_for(lambda: _serving_versions(server.url) == {new})
+    fake_serving.wait_for(lambda: fake_serving.available_versions(server.url) == {new})
 
 
 def test_pushes_after_a_rollback_number_above_every_version_used(tmp_path, monkeypatch):
