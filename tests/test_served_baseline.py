@@ -5,6 +5,7 @@ import os
 
 import pytest
 import tensorflow as tf
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
@@ -174,8 +175,15 @@ def _model(uri, save):
   return model
 
 
+MODEL_ID, BASELINE_ID = 7, 9  # their ids in MLMD
+
+
 def _evaluate(tmp_path, served):
+  """Runs the Evaluator on a constant model; returns (blessed, its report, the blessing)."""
   baseline = _model(tmp_path / 'baseline', served)
+  baseline.id = BASELINE_ID
+  model = _model(tmp_path / 'model', fake_models.save_constant)
+  model.id = MODEL_ID
   if served:
     baseline.set_int_custom_property(served_baseline.SERVED_VERSION_PROPERTY, 42)
     baseline.set_string_custom_property(served_baseline.SERVED_PATH_PROPERTY, '/serving/42')
@@ -185,8 +193,7 @@ def _evaluate(tmp_path, served):
   config = config_lib.PipelineConfig(gate=GATE)
   gated_evaluator.Executor().Do(
       {standard_component_specs.EXAMPLES_KEY: [_examples(tmp_path / 'examples')],
-       standard_component_specs.MODEL_KEY: [_model(tmp_path / 'model',
-                                                   fake_models.save_constant)],
+       standard_component_specs.MODEL_KEY: [model],
        standard_component_specs.BASELINE_MODEL_KEY: [baseline]},
       {standard_component_specs.EVALUATION_KEY: [evaluation],
        standard_component_specs.BLESSING_KEY: [blessing]},
@@ -198,13 +205,18 @@ def _evaluate(tmp_path, served):
   with open(os.path.join(evaluation.uri, evaluation_report.REPORT_FILE)) as f:
     report = f.read()
   blessed = os.path.exists(os.path.join(blessing.uri, 'BLESSED'))
-  return blessed, report, evaluation.uri
+  return blessed, report, blessing
 
 
 @pytest.mark.slow
 def test_without_served_model_only_absolute_thresholds_apply(tmp_path):
-  blessed, report, _ = _evaluate(tmp_path, served=None)
+  blessed, report, blessing = _evaluate(tmp_path, served=None)
   assert blessed, report
+  # The blessing names the model it blesses, as TFX's Evaluator writes it.
+  assert blessing.get_int_custom_property(
+      evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY) == MODEL_ID
+  assert not blessing.has_custom_property(
+      evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY)
   assert 'Baseline: none' in report
   assert 'Decision: BLESSED' in report
   assert '| AUC | 0.5000 ' in report and 'AUC >= 0.40' in report
@@ -213,8 +225,13 @@ def test_without_served_model_only_absolute_thresholds_apply(tmp_path):
 
 @pytest.mark.slow
 def test_worse_than_served_model_is_refused_with_reasons(tmp_path):
-  blessed, report, evaluation_uri = _evaluate(tmp_path, served=fake_models.save_peeking)
+  blessed, report, blessing = _evaluate(tmp_path, served=fake_models.save_peeking)
   assert not blessed, report
+  # The blessing names both models by their MLMD ids, as TFX's Evaluator writes it.
+  assert blessing.get_int_custom_property(
+      evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY) == MODEL_ID
+  assert blessing.get_int_custom_property(
+      evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY) == BASELINE_ID
   assert 'Baseline: the served model, version 42 (/serving/42)' in report
   assert 'Decision: NOT blessed, because:' in report
   assert '- AUC change against the served model is -0.5000' in report
@@ -225,4 +242,4 @@ def test_worse_than_served_model_is_refused_with_reasons(tmp_path):
   # Slices show the served model too, but do not gate.
   assert '| 1.0000 ' in report.split('Per slice')[1]
   # The blessing is written as TFX writes it, so the Pusher reads "not blessed".
-  assert os.path.exists(os.path.join(os.path.dirname(evaluation_uri), 'blessing', 'NOT_BLESSED'))
+  assert os.path.exists(os.path.join(blessing.uri, 'NOT_BLESSED'))
