@@ -4,10 +4,12 @@ reads at a glance, then the Markdown report's words and tables.
 One self-contained file: matplotlib's SVG inline and CSS, no script, nothing fetched when it
 opens. The charts, each the new model against the served one when there is one:
 * the reliability diagram: the observed click rate per bin of predictions, with its 95 %
-  interval, against the diagonal a calibrated model follows;
+  interval, against the diagonal a calibrated model follows (from TFMA's CalibrationPlot);
+* calibration (mean prediction / observed click rate) overall, per cohort and per slice, with
+  the interval chance alone allows on those rows (from the metrics every evaluation has);
 * AUC per cohort (new vs established ads) and per slice, with TFMA's 95 % intervals; a group
   without clicks or without non-clicks has no AUC and says so.
-Intervals are clipped to [0, 1], where AUC and click rates live.
+Intervals are clipped to [0, 1], where AUC and click rates live; calibration's at 3.
 """
 import html
 import io
@@ -18,13 +20,20 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from components import evaluation_report
-from components.evaluation_results import AUC, OVERALL, Estimate
+from components.evaluation_results import AUC, CALIBRATION, OVERALL, Estimate
 from components.evaluation_results import Results
 
 HTML_FILE = 'evaluation_report.html'
 NEW, SERVED = 'new model', 'served model'
 COLOURS = {NEW: '#1f77b4', SERVED: '#ff7f0e'}
 RELIABILITY_BINS = 10
+# What the group charts draw: metric -> (axis words, reference line, the axis' range, where
+# intervals are cut).
+GROUP_METRICS = {
+    AUC: ('AUC (95 % interval); 0.5 is chance', 0.5, (0.0, 1.0)),
+    CALIBRATION: ('mean prediction / click rate (95 % interval, cut at 3); 1 is calibrated',
+                  1.0, (0.0, 3.0)),
+}
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1200px; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
@@ -46,10 +55,10 @@ def models(results: Results) -> List[Tuple[str, str]]:
   return pairs
 
 
-def _clipped(estimate: Estimate) -> Tuple[float, float]:
-  """The interval's distances below and above the value, inside [0, 1]."""
-  lower = estimate.value if estimate.lower is None else max(0.0, estimate.lower)
-  upper = estimate.value if estimate.upper is None else min(1.0, estimate.upper)
+def _clipped(estimate: Estimate, bounds: Tuple[float, float]) -> Tuple[float, float]:
+  """The interval's distances below and above the value, inside bounds."""
+  lower = estimate.value if estimate.lower is None else max(bounds[0], estimate.lower)
+  upper = estimate.value if estimate.upper is None else min(bounds[1], estimate.upper)
   return max(0.0, estimate.value - lower), max(0.0, upper - estimate.value)
 
 
@@ -81,7 +90,7 @@ def reliability_figure(results: Results, slice_name: str = OVERALL) -> Optional[
   for words, bins in curves:
     x = [b.mean_prediction for b in bins]
     y = [b.click_rate.value for b in bins]
-    errors = list(zip(*[_clipped(b.click_rate) for b in bins]))
+    errors = list(zip(*[_clipped(b.click_rate, (0.0, 1.0)) for b in bins]))
     drawn = axes.errorbar(x, y, yerr=errors, fmt='o-', color=COLOURS[words], capsize=3,
                           markersize=4, label=f'{words}: {len(bins)} bins')
     drawn.lines[0].set_gid(_gid('reliability', words))
@@ -95,8 +104,11 @@ def reliability_figure(results: Results, slice_name: str = OVERALL) -> Optional[
   return figure
 
 
-def auc_figure(results: Results, slice_names: Sequence[str], chart: str) -> Figure:
-  """AUC with its interval per group and model, one row per group; `chart` names the ids."""
+def group_figure(results: Results, slice_names: Sequence[str], chart: str,
+                 metric: str = AUC) -> Figure:
+  """A metric with its interval per group and model, one row per group; `chart` names the
+  drawn series' ids. A group without clicks or without non-clicks is n/a."""
+  axis, reference, bounds = GROUP_METRICS[metric]
   pairs = models(results)
   figure = Figure(figsize=(6.4, 1.0 + 0.22 * len(slice_names) * len(pairs)))
   axes = figure.add_subplot()
@@ -104,23 +116,24 @@ def auc_figure(results: Results, slice_names: Sequence[str], chart: str) -> Figu
   for row, slice_name in enumerate(slice_names):
     for n, (words, _) in enumerate(pairs):
       y = row + (n - (len(pairs) - 1) / 2) * step
-      estimate = (results.new if words == NEW else results.served)(slice_name, AUC)
+      estimate = (results.new if words == NEW else results.served)(slice_name, metric)
       if estimate is None or not results.ranks(slice_name):
-        axes.text(0.5, y, f'{words}: n/a (no clicks or no non-clicks)', fontsize=7,
-                  va='center', ha='center', color=COLOURS[words])
+        axes.text(sum(bounds) / 2, y, f'{words}: n/a (no clicks or no non-clicks)',
+                  fontsize=7, va='center', ha='center', color=COLOURS[words])
         continue
-      lower, upper = _clipped(estimate)
+      lower, upper = _clipped(estimate, bounds)
       drawn = axes.errorbar([estimate.value], [y], xerr=[[lower], [upper]], fmt='o',
                             color=COLOURS[words], capsize=3, markersize=4,
                             label=words if row == 0 else None)
       drawn.lines[0].set_gid(_gid(chart, words, slice_name))
-  axes.axvline(0.5, color='#888', linestyle='--', linewidth=1)
+  axes.axvline(reference, color='#888', linestyle='--', linewidth=1)
   rows, clicks = zip(*[results.rows_and_clicks(s) for s in slice_names])
   axes.set_yticks(range(len(slice_names)), [
-      f'{s} ({r:.0f} rows, {c:.0f} clicks)' for s, r, c in zip(slice_names, rows, clicks)],
-                  fontsize=8)
-  axes.set(xlim=(-0.01, 1.01), ylim=(len(slice_names) - 0.5, -0.5),
-           xlabel='AUC (95 % interval); 0.5 is chance')
+      f'{s or "all eval rows"} ({r:.0f} rows, {c:.0f} clicks)'
+      for s, r, c in zip(slice_names, rows, clicks)], fontsize=8)
+  margin = (bounds[1] - bounds[0]) / 100
+  axes.set(xlim=(bounds[0] - margin, bounds[1] + margin),
+           ylim=(len(slice_names) - 0.5, -0.5), xlabel=axis)
   axes.grid(axis='x', alpha=0.3)
   if axes.get_legend_handles_labels()[0]:
     axes.legend(loc='lower left', fontsize=8)
@@ -145,10 +158,12 @@ def render(results: Results, gate, eval_fraction: float, served: Optional[str],
   charts = [_figure_html('reliability diagram, all eval rows', reliability_figure(results),
                          'No calibration plot in this evaluation (the eval config has no '
                          'CalibrationPlot metric).')]
+  charts.append(_figure_html('calibration per cohort and slice', group_figure(
+      results, [OVERALL] + cohorts + others, 'calibration', CALIBRATION)))
   if cohorts:
-    charts.append(_figure_html('AUC per cohort', auc_figure(results, cohorts, 'cohort')))
+    charts.append(_figure_html('AUC per cohort', group_figure(results, cohorts, 'cohort')))
   if others:
-    charts.append(_figure_html('AUC per slice', auc_figure(results, others, 'slice')))
+    charts.append(_figure_html('AUC per slice', group_figure(results, others, 'slice')))
   compared = ('the new model against the served model' if results.baseline is not None
               else 'the new model; no model was served to compare with')
   words = evaluation_report.verdict(gate, eval_fraction, served, blessed, reasons)

@@ -154,12 +154,22 @@ class Results:
 
   def _get(self, slice_name: str, model: str, metric: str) -> Optional[Estimate]:
     if metric == CALIBRATION:
-      prediction = self.metrics.get((slice_name, model, MEAN_PREDICTION, False))
-      label = self.metrics.get((slice_name, model, MEAN_LABEL, False))
-      if prediction is None or not label or not label.value:
-        return None
-      return Estimate(prediction.value / label.value)
+      return self._calibration(slice_name, model)
     return self.metrics.get((slice_name, model, metric, False))
+
+  def _calibration(self, slice_name: str, model: str) -> Optional[Estimate]:
+    """Mean prediction / mean label, with a 95 % interval from the click rate's (the mean
+    prediction taken as given): how far from 1 chance alone could put it on these rows."""
+    prediction = self.metrics.get((slice_name, model, MEAN_PREDICTION, False))
+    label = self.metrics.get((slice_name, model, MEAN_LABEL, False))
+    if prediction is None or not label or not label.value:
+      return None
+    rows, clicks = self.rows_and_clicks(slice_name)
+    if not rows:
+      return Estimate(prediction.value / label.value)
+    rate = click_rate(clicks, rows)
+    return Estimate(prediction.value / label.value, prediction.value / rate.upper,
+                    prediction.value / rate.lower if rate.lower else float('inf'))
 
   def new(self, slice_name: str, metric: str) -> Optional[Estimate]:
     return self._get(slice_name, self.candidate, metric)

@@ -19,7 +19,7 @@ from components import evaluation_report_html
 from components import evaluation_results
 from components import gated_evaluator
 from components import served_baseline
-from components.evaluation_results import AUC, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
+from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
 from components.evaluation_results import MEAN_PREDICTION, Estimate
 from components.image_csv_example_gen import splits
 from models import features
@@ -62,11 +62,13 @@ def test_a_lone_model_without_a_calibration_plot(tmp_path):
   page = _render(evaluation_results.Results(uri))
   _assert_self_contained(page)
   assert 'No calibration plot in this evaluation' in page
-  assert page.count('<svg') == 1 and 'data-chart="AUC per slice"' in page
+  assert page.count('<svg') == 2 and 'data-chart="AUC per slice"' in page
   assert _ids(page, 'slice', 'new model', 'device=mobile') == 1
   assert _ids(page, 'slice', 'new model') == 1  # tablet has no AUC: written, not drawn
-  assert 'new model: n/a (no clicks or no non-clicks)' in page
-  assert 'served' not in page.split('<div class="charts">')[1].split('<h2>Figures')[0]
+  assert _ids(page, 'calibration', 'new model') == 2  # overall and mobile; not tablet
+  assert page.count('new model: n/a (no clicks or no non-clicks)') == 2
+  charts = page.split('<div class="charts">')[1].split('<h2>Figures')[0]
+  assert 'served model' not in charts and 'served_model' not in charts
   assert 'Decision: BLESSED' in page and '<table>' in page
 
 
@@ -75,12 +77,20 @@ def test_intervals_are_clipped_to_what_auc_can_be(tmp_path):
   _write(uri, _model_rows(None, None, '', 0.71, 0.06) +
          [('device', 'mobile', '', m, False, e) for m, e in (
              (AUC, Estimate(0.99, 0.97, 1.03)), (MEAN_LABEL, Estimate(0.05)),
-             (EXAMPLE_COUNT, Estimate(800)))])
+             (EXAMPLE_COUNT, Estimate(800)))] +
+         [('device', 'tablet', '', m, False, Estimate(v)) for m, v in (
+             (MEAN_PREDICTION, 0.2), (MEAN_LABEL, 0.1), (EXAMPLE_COUNT, 20))])  # 2 clicks
   write_plots(uri, {(None, None, ''): [(0.5, 1, 0.3, 2), (float('inf'), 2, 1.9, 2)]})
   results = evaluation_results.Results(uri)
-  figure = evaluation_report_html.auc_figure(results, ['device=mobile'], 'slice')
+  figure = evaluation_report_html.group_figure(results, ['device=mobile'], 'slice')
   bars = figure.axes[0].collections[0].get_segments()[0]  # the interval's line
   assert bars[0][0] == pytest.approx(0.97) and bars[1][0] == 1.0
+  calibration = evaluation_report_html.group_figure(results, ['device=tablet'], 'calibration',
+                                                    CALIBRATION)
+  bars = calibration.axes[0].collections[0].get_segments()[0]
+  estimate = results.new('device=tablet', CALIBRATION)  # 2.0, interval up to about 7
+  assert estimate.upper > 3
+  assert bars[0][0] == pytest.approx(estimate.lower) and bars[1][0] == 3.0  # cut at 3
   reliability = evaluation_report_html.reliability_figure(results)
   for segment in reliability.axes[0].collections[0].get_segments():
     assert 0 <= segment[0][1] <= segment[1][1] <= 1  # the Wilson interval, inside [0, 1]
@@ -154,14 +164,16 @@ def test_chromium_renders_every_chart_new_against_served(evaluated):
   with open(evaluated) as f:
     _assert_self_contained(f.read())
   dom = _chromium('--dump-dom', f'file://{evaluated}').stdout.decode()
-  for title in ('reliability diagram, all eval rows', 'AUC per cohort', 'AUC per slice'):
+  for title in ('reliability diagram, all eval rows', 'calibration per cohort and slice',
+                'AUC per cohort', 'AUC per slice'):
     assert f'data-chart="{title}"' in dom, title
-  assert dom.count('<svg') == 3
+  assert dom.count('<svg') == 4
   slices = sum(len(values) for values in SLICES.values())
   for words in (evaluation_report_html.NEW, evaluation_report_html.SERVED):
     assert _ids(dom, 'reliability', words) == 1, words
     assert _ids(dom, 'slice', words) == slices, words
     assert _ids(dom, 'cohort', words) == len(COHORTS), words
+    assert _ids(dom, 'calibration', words) == 1 + len(COHORTS) + slices, words
     for value in SLICES['device']:
       assert _ids(dom, 'slice', words, f'device={value}') == 1
   assert f'{evaluation_report_html.NEW}: {evaluation_report_html.RELIABILITY_BINS} bins' in dom

@@ -74,7 +74,9 @@ def test_new_and_served_model_per_slice_with_intervals_and_paired_change(tmp_pat
   assert results.new(OVERALL, AUC) == Estimate(0.71, 0.69, 0.73)
   assert results.served(OVERALL, AUC).value == 0.70
   assert results.change(OVERALL, AUC) == Estimate(0.01, -0.004, 0.024)
-  assert results.new(OVERALL, CALIBRATION).value == pytest.approx(1.2)
+  calibration, clicks = results.new(OVERALL, CALIBRATION), results_lib.click_rate(40, 800)
+  assert calibration.value == pytest.approx(1.2)  # 0.06 / 0.05, with the click rate's interval
+  assert (calibration.lower, calibration.upper) == (0.06 / clicks.upper, 0.06 / clicks.lower)
   assert results.new('device=mobile', AUC).value == 0.68
   assert results.served('device=mobile', AUC) is None
   assert results.slices() == ['device=mobile'] and results.slices('category=') == []
