@@ -97,7 +97,8 @@ def test_metadata(url, path):
 def test_predict_row_format_with_b64_image(url, raw_rows, in_process):
   rows = raw_rows[:2]
   response = requests.post(f'{url}/v1/models/{MODEL}:predict', timeout=10, json={
-      'signature_name': signatures.SERVING_SIGNATURE, 'instances': [fake_serving.instance(r) for r in rows]})
+      'signature_name': signatures.SERVING_SIGNATURE,
+      'instances': [fake_serving.instance(r) for r in rows]})
   assert response.status_code == 200, response.text
   match = re.fullmatch(r'\{\n    "predictions": \[(\S+), (\S+)\n    \]\n\}', response.text)
   assert match, response.text
@@ -123,7 +124,8 @@ def test_concurrent_requests_each_get_their_own_answer(url, raw_rows, in_process
   # Prices moved off the quantile boundaries (which are training values): for a value right
   # on one, log1p can round either way depending on the batch, and so can its bucket.
   rows = [dict(r, bid_price=r['bid_price'] * 1.001) for r in raw_rows[:24]]
-  bad = dict(fake_serving.instance(rows[5]), image={'b64': base64.b64encode(b'not an image').decode()})
+  bad = dict(fake_serving.instance(rows[5]),
+             image={'b64': base64.b64encode(b'not an image').decode()})
 
   def post(instance):
     return requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
@@ -277,12 +279,14 @@ def test_bad_instances_match_tf_serving(url, raw_rows, change, error):
     (lambda: encoded_image('PNG')[:40], False), (lambda: encoded_image('JPEG')[:100], False),
     (lambda: b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 4, False), (lambda: b'', False),
     (lambda: encoded_image('BMP'), True), (lambda: encoded_image('GIF'), True),
-    (lambda: encoded_image('PNG', size=(1, 1)), True), (lambda: encoded_image('JPEG', size=(700, 300)), True),
+    (lambda: encoded_image('PNG', size=(1, 1)), True),
+    (lambda: encoded_image('JPEG', size=(700, 300)), True),
 ])
 def test_odd_creatives_get_an_answer_or_a_4xx(url, raw_rows, creative, ok):
   """What the model's image decoding makes of broken or unusual creatives: an answer, or
   TF Serving's 400, never a server error; the server answers the next request."""
-  instance = dict(fake_serving.instance(raw_rows[0]), image={'b64': base64.b64encode(creative()).decode()})
+  instance = dict(fake_serving.instance(raw_rows[0]),
+                  image={'b64': base64.b64encode(creative()).decode()})
   response = requests.post(f'{url}/v1/models/{MODEL}:predict', json={'instances': [instance]},
                            timeout=30)
   assert response.status_code == (200 if ok else 400), response.text
