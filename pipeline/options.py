@@ -51,8 +51,8 @@ def beam_workers_args(workers: Optional[int]) -> List[str]:
   """The Beam flags of --beam-workers N: [] for None (Beam's DirectRunner in this process).
 
   In multi_processing mode the DirectRunner runs each step in N Python worker processes
-  through the Fn API harness that Dataflow's runner v2 uses, so a step gets its functions
-  pickled, its module state fresh in every worker and its bundles retried as on Dataflow.
+  through the Fn API harness that Dataflow's runner v2 uses: a step's functions are pickled
+  and its module state is fresh in every worker, as on Dataflow.
   The workers are started with this process's environment and must import this
   repository's modules: the repository root is added to PYTHONPATH for them (on Dataflow,
   the pipeline image has it).
