@@ -116,7 +116,7 @@ def edge_figures(out: str, model_dir: str, graph: str, inputs: Dict[str, np.ndar
   """(size in bytes, median and p99 per-row latency in ms) of the exported edge model."""
   bundle = edge_export.export(model_dir, graph, os.path.join(out, 'edge'), 'bench')
   path = os.path.join(bundle, edge_model.TFLITE_FILE)
-  vocabularies = edge_model.read_vocabularies(os.path.join(bundle, edge_model.VOCAB_DIR))
+  vocabularies = edge_model.read_vocabularies(bundle)
   encoded = edge_model.encode(_raw_rows(inputs, LATENCY_ROWS), vocabularies)
   interpreter = tf.lite.Interpreter(model_path=path, num_threads=1)
   edge_model.predict(interpreter, {k: v[:1] for k, v in encoded.items()})  # allocate

@@ -34,7 +34,7 @@ def export(model_dir: str, transform_graph_dir: str, edge_root: str, version: st
     for name, path in edge_model.vocabulary_files(transform_graph_dir).items():
       tf.io.gfile.copy(path, os.path.join(bundle, edge_model.VOCAB_DIR, f'{name}.txt'))
     with open(os.path.join(bundle, edge_model.INPUTS_FILE), 'w') as f:
-      json.dump(edge_model.describe_inputs(), f, indent=2)
+      json.dump(edge_model.describe_inputs(transform_graph_dir), f, indent=2)
     return safe_pusher.push(bundle, edge_root, version)
 
 

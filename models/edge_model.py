@@ -6,8 +6,10 @@ API, so the app computes two kinds of inputs itself and the graph does the rest:
 
   <categorical>_id  int64 [batch]    the value's line number (0-based) in vocab/<name>.txt;
                                      a value not there: vocab size + FarmHash
-                                     Fingerprint64(UTF-8 value) % OOV_BUCKETS (what
-                                     Transform's lookup does: tf.strings.to_hash_bucket_fast)
+                                     Fingerprint64(UTF-8 value) % the field's OOV buckets
+                                     (what Transform's lookup does:
+                                     tf.strings.to_hash_bucket_fast; inputs.json records
+                                     the count the Transform graph used)
   <image>           float32 [batch, IMAGE_SIZE, IMAGE_SIZE, 3]
                                      the creative decoded to RGB, resized (bilinear) to
                                      IMAGE_SIZE x IMAGE_SIZE, scaled to [0, 1]
@@ -23,6 +25,8 @@ package links them; an Android app adds the tensorflow-lite-select-tf-ops librar
 `encode()` computes the inputs from raw rows exactly as described above (the reference for
 an app, and what the parity test feeds).
 """
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -71,21 +75,29 @@ def input_specs() -> List[tf.TensorSpec]:
   return specs
 
 
-def describe_inputs() -> dict:
-  """What inputs.json says: each input's name, dtype, shape and how an app computes it."""
-  how = {
-      features.CATEGORICAL: f'line number in {VOCAB_DIR}/<field>.txt, else vocabulary size + '
-                            f'FarmHash Fingerprint64(UTF-8 value) % {preprocessing.OOV_BUCKETS}',
-      features.IMAGE: f'RGB decoded, resized (bilinear) to {features.IMAGE_SIZE}x'
-                      f'{features.IMAGE_SIZE}, scaled to [0, 1]',
-      features.INTEGER: 'the raw value', features.NUMERIC: 'the raw value'}
+def describe_inputs(transform_graph_dir: str) -> dict:
+  """What inputs.json says: each input's name, dtype, shape and how an app computes it, and
+  each vocabulary's OOV bucket count as the Transform graph used it."""
+  output = tft.TFTransformOutput(transform_graph_dir)
+  oov = {f.name: preprocessing.oov_buckets(output, f.name)
+         for f in features.with_role(features.CATEGORICAL)}
+
+  def how(feature: features.Feature) -> str:
+    if feature.role == features.CATEGORICAL:
+      return (f'line number in {VOCAB_DIR}/{feature.name}.txt, else vocabulary size + '
+              f'FarmHash Fingerprint64(UTF-8 value) % {oov[feature.name]}')
+    if feature.role == features.IMAGE:
+      return (f'RGB decoded, resized (bilinear) to {features.IMAGE_SIZE}x'
+              f'{features.IMAGE_SIZE}, scaled to [0, 1]')
+    return 'the raw value'
+
   inputs = [{'name': spec.name, 'dtype': spec.dtype.name, 'shape': spec.shape.as_list(),
-             'field': feature.name, 'how': how[feature.role]}
+             'field': feature.name, 'how': how(feature)}
             for spec, feature in zip(input_specs(), features.model_features())]
   return {'inputs': inputs,
           'output': {'name': signatures.PREDICTION_KEY, 'dtype': 'float32', 'shape': [-1],
                      'how': 'the only output'},
-          'oov_buckets': preprocessing.OOV_BUCKETS, 'select_tf_ops': True}
+          'oov_buckets': oov, 'select_tf_ops': True}
 
 
 class _EdgeModule(tf.Module):
@@ -169,22 +181,31 @@ def vocabulary_files(transform_graph_dir: str) -> Dict[str, str]:
           for f in features.with_role(features.CATEGORICAL)}
 
 
-def read_vocabularies(vocab_dir: str) -> Dict[str, List[str]]:
-  """{categorical field: its values} from an edge bundle's vocab/ folder."""
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+  """One categorical field's values (line i is id i) and the OOV buckets after them."""
+  values: List[str]
+  oov_buckets: int
+
+  def id_of(self, value: str, index: Mapping[str, int]) -> int:
+    if value in index:
+      return index[value]
+    return len(self.values) + farmhash.fingerprint64(value) % self.oov_buckets
+
+
+def read_vocabularies(bundle_dir: str) -> Dict[str, Vocabulary]:
+  """{categorical field: its Vocabulary} from an edge bundle (vocab/ and inputs.json)."""
+  with open(os.path.join(bundle_dir, INPUTS_FILE), encoding='utf-8') as f:
+    oov = json.load(f)['oov_buckets']
   vocabularies = {}
   for feature in features.with_role(features.CATEGORICAL):
-    with open(os.path.join(vocab_dir, feature.name + '.txt'), encoding='utf-8') as f:
-      vocabularies[feature.name] = f.read().splitlines()
+    with open(os.path.join(bundle_dir, VOCAB_DIR, feature.name + '.txt'),
+              encoding='utf-8') as f:
+      vocabularies[feature.name] = Vocabulary(f.read().splitlines(), oov[feature.name])
   return vocabularies
 
 
-def category_id(value: str, vocabulary: Sequence[str], index: Mapping[str, int]) -> int:
-  if value in index:
-    return index[value]
-  return len(vocabulary) + farmhash.fingerprint64(value) % preprocessing.OOV_BUCKETS
-
-
-def encode(rows: Sequence[Mapping], vocabularies: Mapping[str, Sequence[str]]
+def encode(rows: Sequence[Mapping], vocabularies: Mapping[str, Vocabulary]
            ) -> Dict[str, np.ndarray]:
   """The edge model's inputs for raw rows (values as in ads.csv, the image as its bytes)."""
   inputs = {}
@@ -192,8 +213,8 @@ def encode(rows: Sequence[Mapping], vocabularies: Mapping[str, Sequence[str]]
     values = [row[feature.name] for row in rows]
     if feature.role == features.CATEGORICAL:
       vocabulary = vocabularies[feature.name]
-      index = {value: i for i, value in enumerate(vocabulary)}
-      inputs[spec.name] = np.array([category_id(v, vocabulary, index) for v in values],
+      index = {value: i for i, value in enumerate(vocabulary.values)}
+      inputs[spec.name] = np.array([vocabulary.id_of(v, index) for v in values],
                                    dtype=np.int64)
     elif feature.role == features.IMAGE:
       # The app decodes with its own image API; here TensorFlow's, as the Transform graph.

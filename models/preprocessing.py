@@ -29,11 +29,6 @@ class PreprocessingConfig:
         raise ValueError(f'preprocessing.{name} must be >= 1; got {getattr(self, name)}')
 
 
-# The default, for code that encodes like the graph without reading it (models/edge_model.py
-# until it reads the count from the Transform graph: oov_buckets below).
-OOV_BUCKETS = PreprocessingConfig.oov_buckets
-
-
 def bucket_name(name: str) -> str:
   return features.transformed_name(name + '_bucket')
 

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from tfx.types import standard_artifacts
 
 from components import edge_export
@@ -13,6 +14,7 @@ from datagen import generate
 from models import data_layout
 from models import edge_model
 from models import features
+from models import preprocessing
 from models import rows as row_rules
 from models import serving_layout
 from models import signatures
@@ -92,7 +94,7 @@ def _tflite(path, inputs):
 
 
 @pytest.mark.slow
-def test_bundle_is_beside_the_model_base_path_under_the_pushed_version(bundle):
+def test_bundle_is_beside_the_model_base_path_under_the_pushed_version(bundle, transformed):
   root, path = bundle
   # Only <model>-edge/<version> beside TF Serving's (untouched) folder; no staging copy left.
   assert os.listdir(root) == [f'{serving_layout.MODEL_NAME}-edge']
@@ -102,6 +104,10 @@ def test_bundle_is_beside_the_model_base_path_under_the_pushed_version(bundle):
       [edge_model.INPUTS_FILE, edge_model.TFLITE_FILE, edge_model.VOCAB_DIR, storage.MANIFEST])
   described = json.load(open(os.path.join(path, edge_model.INPUTS_FILE)))
   names = {spec['name'] for spec in described['inputs']}
+  graph = tft.TFTransformOutput(transformed[0])
+  assert described['oov_buckets'] == {  # as the Transform graph used them, field by field
+      f.name: preprocessing.oov_buckets(graph, f.name)
+      for f in features.with_role(features.CATEGORICAL)}
   details = tf.lite.Interpreter(model_path=os.path.join(path, edge_model.TFLITE_FILE)
                                 ).get_input_details()
   assert names == {d['name'] for d in details}
@@ -124,7 +130,7 @@ def test_nothing_is_exported_when_nothing_was_pushed(transformed, tmp_path):
 def test_tflite_matches_the_saved_model_on_1000_generated_rows(bundle, model_dir,
                                                                generated_rows):
   _, path = bundle
-  vocabularies = edge_model.read_vocabularies(os.path.join(path, edge_model.VOCAB_DIR))
+  vocabularies = edge_model.read_vocabularies(path)
   inputs = edge_model.encode(generated_rows, vocabularies)
   expected = fake_models.serving_predictions(model_dir, generated_rows)
   got = _tflite(os.path.join(path, edge_model.TFLITE_FILE), inputs)
@@ -132,7 +138,8 @@ def test_tflite_matches_the_saved_model_on_1000_generated_rows(bundle, model_dir
   assert np.abs(got - expected).max() <= 1e-3
   # The rows exercise the out-of-vocabulary ids (the fixture vocabulary is tiny) ...
   advertiser = features.BY_NAME['advertiser']
-  assert (inputs[edge_model.input_name(advertiser)] >= len(vocabularies['advertiser'])).any()
+  assert (inputs[edge_model.input_name(advertiser)] >=
+          len(vocabularies['advertiser'].values)).any()
   # ... and the comparison would see a wrong input: here, images given to the wrong rows.
   image = features.image_feature().name
   shuffled = dict(inputs, **{image: inputs[image][::-1]})
@@ -146,3 +153,14 @@ def test_pipeline_exports_what_it_pushes_beside_the_model_base_path():
   pusher = next(c for c in pipeline.components if c.id == 'SafePusher')
   assert export.inputs['pushed_model'] is pusher.outputs['pushed_model']
   assert export.exec_properties['edge_root'] == '/srv/serving/adclick-edge'
+
+
+def test_an_unseen_value_hashes_into_the_recorded_oov_buckets_as_transform_does():
+  vocabulary = edge_model.Vocabulary(['adv_001', 'adv_002'], oov_buckets=3)
+  index = {value: i for i, value in enumerate(vocabulary.values)}
+  unseen = [f'adv_{i:03d}' for i in range(100, 140)]
+  got = [vocabulary.id_of(value, index) for value in unseen]
+  # Transform's lookup: vocabulary size + tf.strings.to_hash_bucket_fast(value, oov_buckets).
+  expected = 2 + tf.strings.to_hash_bucket_fast(unseen, 3).numpy()
+  assert got == expected.tolist() and set(got) == {2, 3, 4}
+  assert vocabulary.id_of('adv_002', index) == 1
