@@ -18,7 +18,7 @@ which changes no figure.
 """
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import tensorflow_model_analysis as tfma
@@ -53,7 +53,18 @@ def _served_words(baseline: types.Artifact) -> str:
   return f'the served model, version {version} ({path})'
 
 
-def _write_blessing(blessing: types.Artifact, blessed: bool) -> None:
+def _write_blessing(blessing: types.Artifact, blessed: bool, model: types.Artifact,
+                    baseline: Optional[types.Artifact]) -> None:
+  """The verdict and the models it judged, as TFX's Evaluator writes them; TFX's executor
+  writes neither when TFMA has no threshold, which it returns early on."""
+  blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                      model.uri)
+  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+  if baseline is not None:
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY,
+                                        baseline.uri)
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY,
+                                     baseline.id)
   for name in (constants.BLESSED_FILE_NAME, constants.NOT_BLESSED_FILE_NAME):
     path = os.path.join(blessing.uri, name)
     if io_utils.fileio.exists(path):
@@ -153,8 +164,10 @@ class Executor(evaluator_executor.Executor):
         output_dict[standard_component_specs.EVALUATION_KEY])
     results = evaluation_results.Results(evaluation_uri, eval_config)
     blessed, reasons = gate_rule.decide(*results.gate_inputs(), gate)
-    _write_blessing(artifact_utils.get_single_instance(
-        output_dict[standard_component_specs.BLESSING_KEY]), blessed)
+    _write_blessing(
+        artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY]),
+        blessed, artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY]),
+        baselines[0] if baselines else None)
     verdict = (results, gate, eval_fraction,
                _served_words(baselines[0]) if baselines else None, blessed, reasons)
     io_utils.write_string_file(os.path.join(evaluation_uri, evaluation_report.REPORT_FILE),

@@ -1,4 +1,6 @@
-"""The Evaluator's histogram types: encoded whole by Beam, the same histogram as TFMA's."""
+"""The Evaluator's blessing, and its histogram types: encoded whole by Beam, the same histogram
+as TFMA's."""
+import os
 import pickle
 
 import apache_beam as beam
@@ -6,6 +8,7 @@ import numpy as np
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import calibration_histogram
 from tensorflow_model_analysis.metrics import metric_types
+from tfx.types import standard_artifacts
 
 from components import gated_evaluator
 
@@ -73,3 +76,33 @@ def test_same_histogram_as_tfma_through_beams_coder(monkeypatch):
   histogram = _histogram(combiner, parts, round_trip=_beam_round_trip)
   assert histogram == expected
   assert all(type(buckets) is gated_evaluator.Histogram for buckets in histogram.values())
+
+
+_write_blessing = gated_evaluator._write_blessing  # pylint: disable=protected-access
+
+
+def _artifact(artifact_type, uri, artifact_id):
+  artifact = artifact_type()
+  artifact.uri, artifact.id = str(uri), artifact_id
+  return artifact
+
+
+def test_the_blessing_names_the_models_it_judged(tmp_path):
+  """As TFX's Evaluator records them (a KFP run hands the baseline over by this id)."""
+  model = _artifact(standard_artifacts.Model, tmp_path / 'model', 7)
+  baseline = _artifact(standard_artifacts.Model, tmp_path / 'served', 3)
+  blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / 'blessing', 9)
+  os.makedirs(blessing.uri)
+  _write_blessing(blessing, False, model, baseline)
+  assert os.listdir(blessing.uri) == ['NOT_BLESSED']
+  assert blessing.get_int_custom_property('blessed') == 0
+  assert blessing.get_int_custom_property('current_model_id') == 7
+  assert blessing.get_string_custom_property('current_model') == model.uri
+  assert blessing.get_int_custom_property('baseline_model_id') == 3
+  assert blessing.get_string_custom_property('baseline_model') == baseline.uri
+
+  alone = _artifact(standard_artifacts.ModelBlessing, tmp_path / 'alone', 10)
+  os.makedirs(alone.uri)
+  _write_blessing(alone, True, model, None)
+  assert os.listdir(alone.uri) == ['BLESSED'] and alone.get_int_custom_property('blessed') == 1
+  assert not alone.has_custom_property('baseline_model_id')
