@@ -135,8 +135,8 @@ def group_figure(results: Results, slice_names: Sequence[str], chart: str,
   axes.set(xlim=(bounds[0] - margin, bounds[1] + margin),
            ylim=(len(slice_names) - 0.5, -0.5), xlabel=axis)
   axes.grid(axis='x', alpha=0.3)
-  if axes.get_legend_handles_labels()[0]:
-    axes.legend(loc='lower left', fontsize=8)
+  if axes.get_legend_handles_labels()[0]:  # above the rows, which fill the axes
+    axes.legend(loc='lower left', bbox_to_anchor=(0, 1), ncol=2, fontsize=8, frameon=False)
   return figure
 
 
