@@ -57,6 +57,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
           tfma.MetricConfig(class_name='BinaryCrossentropy'),
           tfma.MetricConfig(class_name='MeanLabel'),
           tfma.MetricConfig(class_name='MeanPrediction'),
+          # The HTML report's reliability diagram (components/evaluation_report_html.py).
+          tfma.MetricConfig(class_name='CalibrationPlot', config='{"num_buckets": 1000}'),
       ])],
       options=tfma.Options(compute_confidence_intervals={'value': True}))
 

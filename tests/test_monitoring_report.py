@@ -1,5 +1,5 @@
 """The monitoring report: a self-contained HTML file whose charts a real headless Chromium
-(Debian's `chromium`, installed by `make venv`) renders."""
+(Debian's `chromium`, installed by `make test`) renders."""
 import os
 import shutil
 import subprocess
@@ -41,7 +41,7 @@ def report_path(tmp_path):
 
 def _chromium(*args):
   if CHROMIUM is None:
-    pytest.fail('Debian\'s chromium is not installed: `make venv` (or apt-get install chromium)')
+    pytest.fail('Debian\'s chromium is not installed: `make test` (or apt-get install chromium)')
   return subprocess.run([CHROMIUM, '--headless', '--disable-gpu', '--no-sandbox',
                          '--hide-scrollbars', *args], capture_output=True, timeout=120,
                         check=True)
