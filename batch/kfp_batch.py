@@ -2,7 +2,7 @@
 
     python -m batch.kfp_batch [--gcs-root gs://BUCKET/adclick] [--image IMAGE]
         [--output outputs/kfp/adclick_batch_score.yaml] [--retries 3]
-        [--dataflow --project P --region R]
+        [--dataflow --project P --region R] [--set dataflow.NAME=V] [--set resources.NAME=V]
         [--schedule --host https://KFP_ENDPOINT [--experiment adclick] [--cron '0 0 0 2 * *']]
 
 Compiles a KFP pipeline spec (YAML) whose single task runs, in the training pipeline's image,
@@ -10,8 +10,9 @@ Compiles a KFP pipeline spec (YAML) whose single task runs, in the training pipe
         --model-base-path <gcs-root>/serving/<model_name> <Beam flags>
 i.e. scores the latest month with the served model into <gcs-root>/scores/span-<N>/ (a rerun
 replaces that output). The roots, the image, the Beam flags (DirectRunner with one worker
-per requested CPU, or Dataflow with --dataflow) and the schedule flags are kubeflow_runner.py's
-(pipeline/kfp_options.py), and the pod is sized like its Beam tasks (pipeline/resources.py).
+per requested CPU, or Dataflow with --dataflow and the config's `dataflow` workers) and the
+schedule flags are kubeflow_runner.py's (pipeline/kfp_options.py), and the pod is sized like its
+Beam tasks (the config's `resources`, pipeline/resources.py); `--set`/`--config` set both.
 The task is retried on failure with exponential backoff, never served from KFP's cache (the
 same arguments score a new month each time), and needs no Resolver.
 
@@ -29,7 +30,8 @@ from kfp import dsl
 from models import serving_layout
 from pipeline import kfp_options
 from pipeline import kfp_schedule
-from pipeline.resources import ResourcesConfig
+from pipeline import options
+from pipeline.config import PipelineConfig
 
 PIPELINE_NAME = 'adclick-batch-score'
 TASK_NAME = 'batch-score'
@@ -49,23 +51,24 @@ def parse_args(argv=None):
                             roots=('data', 'scores', 'serving'), cron=BATCH_CRON)
   parser.add_argument('--model-name', default=serving_layout.MODEL_NAME)
   parser.add_argument('--retries', type=int, default=RETRIES)
+  options.add_config_options(parser)
   return kfp_options.finish_kfp_args(parser, parser.parse_args(argv))
 
 
-def score_command(args, resources: ResourcesConfig):
+def score_command(args, config: PipelineConfig):
   """The task's command line: batch.score on the latest span, with the Beam flags."""
-  beam_args = kfp_options.beam_pipeline_args(args)
+  beam_args = kfp_options.beam_pipeline_args(args, config.dataflow)
   if not args.dataflow:
-    beam_args.append(f'--direct_num_workers={resources.beam_workers()}')
+    beam_args.append(f'--direct_num_workers={config.resources.beam_workers()}')
   return ['python', '-m', 'batch.score', '--data-root', args.data_root,
           '--output', args.scores_root, '--model-base-path',
           serving_layout.model_root(args.serving_root, args.model_name)] + beam_args
 
 
-def compile_pipeline(args, resources: ResourcesConfig = ResourcesConfig()) -> str:
+def compile_pipeline(args, config: PipelineConfig = PipelineConfig()) -> str:
   """Writes the batch scoring pipeline spec; returns its path."""
-  command = score_command(args, resources)
-  size = resources.pod('beam')
+  command = score_command(args, config)
+  size = config.resources.pod('beam')
 
   @dsl.container_component
   def batch_score():
@@ -89,7 +92,7 @@ def compile_pipeline(args, resources: ResourcesConfig = ResourcesConfig()) -> st
 
 def main(argv=None):
   args = parse_args(argv)
-  path = compile_pipeline(args)
+  path = compile_pipeline(args, options.config_from_args(args))
   print(path)
   if args.schedule:
     schedule = kfp_schedule.schedule(

@@ -34,10 +34,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
   group.add_argument('--tune', action='store_true', default=None,
                      help=f'search hyperparameters first ({defaults.tuner_trials} trials), '
                      'keep the best for later runs')
-  group.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
-                     help='set any config field, e.g. hparams.learning_rate=0.002')
-  group.add_argument('--config', metavar='FILE.json',
-                     help='a JSON object of config fields (NAME: VALUE), applied before --set')
+  add_config_options(group)
+
+
+def add_config_options(parser) -> None:
+  """--set and --config alone: for a compiler that takes config fields but no run flags
+  (batch/kfp_batch.py: the Dataflow workers and pod sizes)."""
+  parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                      help='set any config field, e.g. hparams.learning_rate=0.002')
+  parser.add_argument('--config', metavar='FILE.json',
+                      help='a JSON object of config fields (NAME: VALUE), applied before --set')
 
 
 def add_beam_workers_option(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +140,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> PipelineConfig:
       raise ValueError(f'--set {item!r}: expected NAME=VALUE')
     values[name.strip()] = value
   for field in _FLAGS:
-    if getattr(args, field) is not None:
+    if getattr(args, field, None) is not None:
       values[field] = getattr(args, field)
   values.update(overrides)
   return apply(PipelineConfig(), values)

@@ -4,6 +4,9 @@ import json
 
 import pytest
 import yaml
+from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import WorkerOptions
 
 from batch import kfp_batch
 from batch import score
@@ -63,11 +66,24 @@ def test_task_scores_the_latest_span_of_the_gcs_roots(spec):
 
 
 def test_dataflow_flags_reach_the_task(tmp_path):
-  command = _container(_compile(tmp_path, '--dataflow', '--project', 'p'))['command']
+  spec = _compile(tmp_path, '--dataflow', '--project', 'p',
+                  '--set', 'dataflow.max_num_workers=7',
+                  '--set', 'dataflow.service_account_email=beam@p.iam.gserviceaccount.com',
+                  '--set', 'dataflow.subnetwork=regions/r/subnetworks/s',
+                  '--set', 'dataflow.use_public_ips=false', '--set', 'resources.beam_cpu_request=3')
+  command = _container(spec)['command']
   _, beam_args = score.parse_args(command[3:])
   assert '--runner=DataflowRunner' in beam_args and '--project=p' in beam_args
   assert f'--sdk_container_image={IMAGE}' in beam_args
   assert not [a for a in beam_args if a.startswith('--direct')]
+  # The config's Dataflow workers and pod size, as for the training pipeline's Beam steps.
+  options = PipelineOptions(beam_args)
+  assert options.view_as(WorkerOptions).max_num_workers == 7
+  assert options.view_as(GoogleCloudOptions).service_account_email == (
+      'beam@p.iam.gserviceaccount.com')
+  assert options.view_as(WorkerOptions).subnetwork == 'regions/r/subnetworks/s'
+  assert options.view_as(WorkerOptions).use_public_ips is False
+  assert _container(spec)['resources']['cpuRequest'] == 3
 
 
 def test_schedule_is_monthly_after_training_and_idempotent(tmp_path, fake_kfp, capsys):
