@@ -142,7 +142,8 @@ def _training_lines(result: RunResult) -> List[str]:
     return []
   values = ', '.join(f'{k}={v}' for k, v in sorted(training.hparams.items()))
   return [f'Hyperparameters (from {training.source}): {values}.',
-          f"Training: {training.epochs} epochs (early stopping on the validation log-loss); "
+          f"Training: {training.epochs} epoch{'s' if training.epochs != 1 else ''} (early "
+          "stopping on the validation log-loss); "
           f"calibration scale {training.calibration['scale']:.3f}, "
           f"bias {training.calibration['bias']:+.3f}."]
 
