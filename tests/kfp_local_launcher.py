@@ -10,8 +10,8 @@ metadata/converter.go), for each task of the root DAG in dependency order:
 * outputs: URIs <pipeline root>/<pipeline name>/<run id>/<task>/<output key>, and the
   executor's output metadata file;
 * the container's own command and args with the ExecutorInput JSON in place of `{{$}}`, run
-  from a copy of the repository as the image's `COPY . .` makes it (what git does not ignore;
-  .dockerignore mirrors .gitignore) with the image's environment (PYTHONPATH=the copy);
+  from a copy of the repository as the image's `COPY . .` makes it (conftest.copy_repository)
+  with the image's environment (PYTHONPATH=the copy);
 * the executor's output artifacts (URI and metadata) merged into the provisioned ones and
   recorded; the first failing task ends the run (Argo's fail-fast DAG).
 Not modelled (the launcher refuses a spec that needs it): importer and resolver executors,
@@ -22,10 +22,9 @@ import dataclasses
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Collection, Dict, List, Optional
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -33,18 +32,6 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 PLACEHOLDER = '{{$}}'
 # What the pipeline image sets (Dockerfile ENV).
 IMAGE_ENV = {'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '1'}
-
-
-def copy_repository(repo: str, destination: str) -> str:
-  """The files `COPY . .` puts in the image: every file git neither ignores nor lost."""
-  listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
-                          cwd=repo, check=True, capture_output=True).stdout.decode()
-  for path in filter(None, listed.split('\0')):
-    source = os.path.join(repo, path)
-    if os.path.isfile(source):
-      os.makedirs(os.path.dirname(os.path.join(destination, path)), exist_ok=True)
-      shutil.copy2(source, os.path.join(destination, path))
-  return destination
 
 
 def _stored(value: Any) -> Any:
@@ -95,12 +82,16 @@ class LocalLauncher:
             'type': {'instanceSchema': artifact['type'].get('instanceSchema', '')},
             'metadata': metadata}
 
-  def run(self, spec: Dict[str, Any]) -> RunResult:
+  def run(self, spec: Dict[str, Any], only: Optional[Collection[str]] = None) -> RunResult:
+    """Runs the spec's tasks; with `only`, just those and the tasks they depend on (a test
+    that has seen the rest run once need not wait for them again; KFP runs them all)."""
     self._runs += 1
     run_id = f'run-{self._runs}'
     root = spec['defaultPipelineRoot'].rstrip('/')
     run_root = f"{root}/{spec['pipelineInfo']['name']}/{run_id}"
     tasks = spec['root']['dag']['tasks']
+    if only is not None:
+      tasks = {name: tasks[name] for name in _with_upstream(tasks, only)}
     results: Dict[str, TaskResult] = {}
     for name in _dependency_order(tasks):
       result = self._run_task(spec, name, tasks[name], run_root, run_id, results)
@@ -182,6 +173,17 @@ def _dependency_order(tasks: Dict[str, Any]) -> List[str]:
     order.append(ready[0])
     del waiting[ready[0]]
   return order
+
+
+def _with_upstream(tasks: Dict[str, Any], names: Collection[str]) -> set:
+  """The named tasks and every task they depend on, directly or not."""
+  found, waiting = set(), list(names)
+  while waiting:
+    name = waiting.pop()
+    if name not in found:
+      found.add(name)
+      waiting += tasks[name].get('dependentTasks', [])
+  return found
 
 
 def _parameters(name, task, component) -> Dict[str, Any]:

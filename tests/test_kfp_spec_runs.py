@@ -2,8 +2,11 @@
 
 The spec is what kubeflow_runner.py compiles, with local roots: every task of it runs in
 dependency order, in its own process, from a copy of the repository as the image holds it,
-and hands its artifacts on through the launcher's metadata store. The assertions read what
-the tasks wrote. No KFP backend, GCS, artifact upload or Docker image is involved.
+and hands its artifacts on through the launcher's metadata store. Three monthly runs share one
+store and serving root: the first runs every task and pushes; the next month's compares with
+the version the first pushed and pushes again (up to SafePusher: EdgeExport already ran in the
+first); a drifted month stops at DataGate. The tests read what the tasks wrote. No KFP
+backend, GCS, artifact upload or Docker image is involved.
 """
 import os
 
@@ -14,29 +17,36 @@ import kubeflow_runner
 from components import data_gate
 from components import evaluation_report
 from datagen.generate import generate_span
+from models import edge_model
+from models import serving_layout
+from tests import conftest
 from tests import fake_models
 from tests import kfp_local_launcher
 
-pytestmark = pytest.mark.slow
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROWS = 1500
-# Tiny data and a short tabular training: a gate any model passes, so the run pushes.
-RUN_OPTIONS = ['--set', 'hparams.max_epochs=2', '--set', 'hparams.use_image=false',
+# `make test` runs it (CI); `make test-quick` leaves it out; `-m kfp` runs only it.
+pytestmark = [pytest.mark.slow, pytest.mark.kfp]
+# A run's time is its tasks' processes (each starts Python and TensorFlow, a Beam task also a
+# worker), not its rows: 800 a span fill the splits and slices and show no false drift.
+ROWS = 800
+# Tiny data and one epoch of tabular training: a gate any model passes, so the run pushes.
+RUN_OPTIONS = ['--set', 'hparams.max_epochs=1', '--set', 'hparams.use_image=false',
                '--set', 'gate.auc_floor=0', '--set', 'gate.auc_tolerance=1',
                '--set', 'gate.logloss_tolerance=10']
 ONE_BEAM_WORKER = {'beam_cpu_request': 1, 'beam_cpu_limit': 1}  # 2 cores here
 
 
-def _compile(tmp_path, repo_copy, monkeypatch):
-  # The executors read the schema from the repository's copy, as from /pipeline in the image.
-  monkeypatch.setattr(kubeflow_runner, 'IMAGE_REPO_ROOT', repo_copy)
+def _compile(root, repo_copy):
   sizes = [arg for name, value in ONE_BEAM_WORKER.items()
            for arg in ('--set', f'resources.{name}={value}')]
-  path = str(tmp_path / 'spec.yaml')
-  kubeflow_runner.main([
-      '--gcs-root', str(tmp_path), '--pipeline-root', str(tmp_path / 'pipeline-root'),
-      '--data-root', str(tmp_path / 'data'), '--serving-root', str(tmp_path / 'serving'),
-      '--output', path, *RUN_OPTIONS, *sizes])
+  path = os.path.join(root, 'spec.yaml')
+  # The executors read the schema from the repository's copy, as from /pipeline in the image.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(kubeflow_runner, 'IMAGE_REPO_ROOT', repo_copy)
+    kubeflow_runner.main([
+        '--gcs-root', root, '--pipeline-root', os.path.join(root, 'pipeline-root'),
+        '--data-root', os.path.join(root, 'data'),
+        '--serving-root', os.path.join(root, 'serving'),
+        '--output', path, *RUN_OPTIONS, *sizes])
   with open(path) as f:
     return yaml.safe_load(f)
 
@@ -56,23 +66,69 @@ def _failure(run):
   return f'{run.failed} failed:\n' + _read(run.tasks[run.failed].log)[-5000:] if run.failed else ''
 
 
-def test_the_compiled_spec_runs_task_by_task(tmp_path, monkeypatch):
-  for span in (1, 2):
-    generate_span(str(tmp_path / 'data'), span, ROWS)
-  model_root = tmp_path / 'serving' / 'adclick'
-  fake_models.save_constant(str(model_root / '1'))
-  repo_copy = kfp_local_launcher.copy_repository(REPO, str(tmp_path / 'image'))
-  spec = _compile(tmp_path, repo_copy, monkeypatch)
-  launcher = kfp_local_launcher.LocalLauncher(repo_copy, str(tmp_path / 'launcher'))
-  image_files = _files(repo_copy)
+class Months:
+  """The compiled spec, run month after month against one metadata store and serving root."""
 
-  first = launcher.run(spec)
-  assert first.failed is None, _failure(first)
-  assert set(first.tasks) == set(spec['root']['dag']['tasks'])
+  def __init__(self, root: str):
+    self.data_root = os.path.join(root, 'data')
+    self.model_root = serving_layout.model_root(os.path.join(root, 'serving'))
+    fake_models.save_constant(serving_layout.version_dir(self.model_root, 1))
+    self.repo_copy = conftest.copy_repository(os.path.join(root, 'image'))
+    self.spec = _compile(root, self.repo_copy)
+    self.launcher = kfp_local_launcher.LocalLauncher(self.repo_copy,
+                                                     os.path.join(root, 'launcher'))
+
+  def run(self, span: int, drift: bool = False, only=None) -> kfp_local_launcher.RunResult:
+    """Generates span `span`, then runs the spec (`only`: see LocalLauncher.run). The tasks
+    must write nothing into the code's directory (read-only to the image's user)."""
+    generate_span(self.data_root, span, ROWS, drift=drift)
+    code = _files(self.repo_copy)
+    run = self.launcher.run(self.spec, only=only)
+    assert _files(self.repo_copy) == code
+    return run
+
+
+@pytest.fixture(scope='module')
+def months(tmp_path_factory):
+  return Months(str(tmp_path_factory.mktemp('kfp')))
+
+
+@pytest.fixture(scope='module')
+def first(months):
+  """Spans 1 and 2, against the served constant model (version 1): every task runs."""
+  generate_span(months.data_root, 1, ROWS)
+  run = months.run(2)
+  assert run.failed is None, _failure(run)
+  return run
+
+
+@pytest.fixture(scope='module')
+def second(months, first):
+  """Span 3: the Evaluator's baseline is now the version the first run pushed."""
+  run = months.run(3, only={'SafePusher'})
+  assert run.failed is None, _failure(run)
+  return run
+
+
+@pytest.fixture(scope='module')
+def third(months, second):
+  """Span 4 has drifted."""
+  return months.run(4, drift=True)
+
+
+def test_every_compiled_task_runs_its_component(months, first):
+  assert set(first.tasks) == set(months.spec['root']['dag']['tasks'])
   examples = first.artifact('ImageCsvExampleGen', 'examples')
   assert examples['metadata']['spans'] == '1,2'
   assert examples['metadata']['rows_accepted'] == 2 * ROWS
   assert os.listdir(os.path.join(examples['uri'], 'Split-train'))
+  # EdgeExport (no output artifact) wrote the pushed version as TFLite beside the base path.
+  version = first.artifact('SafePusher', 'pushed_model')['metadata']['pushed_version']
+  assert os.path.exists(os.path.join(edge_model.edge_root(months.model_root), version,
+                                     edge_model.TFLITE_FILE))
+
+
+def test_first_month_is_blessed_against_the_served_model_and_pushed(months, first):
   # The served model is the baseline, handed to the Evaluator by its metadata id.
   baseline = first.artifact('ServedModelBaseline', 'model')
   assert baseline['metadata']['served_version'] == 1
@@ -85,26 +141,25 @@ def test_the_compiled_spec_runs_task_by_task(tmp_path, monkeypatch):
   assert os.path.exists(os.path.join(blessing['uri'], 'BLESSED'))
   pushed = first.artifact('SafePusher', 'pushed_model')['metadata']
   assert pushed['pushed'] == 1
-  assert pushed['pushed_destination'] == str(model_root / pushed['pushed_version'])
+  assert pushed['pushed_destination'] == serving_layout.version_dir(
+      months.model_root, pushed['pushed_version'])
   assert os.path.exists(os.path.join(pushed['pushed_destination'], 'saved_model.pb'))
-  # The tasks wrote nothing into the code's directory (read-only to the image's user).
-  assert _files(repo_copy) == image_files
 
-  # The next month: its Evaluator compares the new model with the version the first run pushed.
-  generate_span(str(tmp_path / 'data'), 3, ROWS)
-  second = launcher.run(spec)
-  assert second.failed is None, _failure(second)
+
+def test_next_month_compares_with_the_pushed_version_and_pushes_again(first, second):
+  assert 'SafePusher' in second.tasks and 'EdgeExport' not in second.tasks
   assert second.artifact('ImageCsvExampleGen', 'examples')['metadata']['spans'] == '1,2,3'
   served = int(second.artifact('ServedModelBaseline', 'model')['metadata']['served_version'])
+  pushed = first.artifact('SafePusher', 'pushed_model')['metadata']
   assert served == int(pushed['pushed_version'])
   report = _read(second.artifact('Evaluator', 'evaluation')['uri'], evaluation_report.REPORT_FILE)
   assert f'Baseline: the served model, version {served} (' in report, report
+  assert second.artifact('Evaluator', 'blessing')['metadata']['blessed'] == 1
   repushed = second.artifact('SafePusher', 'pushed_model')['metadata']
-  assert int(repushed['pushed_version']) > served
+  assert repushed['pushed'] == 1 and int(repushed['pushed_version']) > served
 
-  # The month after has drifted: the run stops at DataGate, before Transform.
-  generate_span(str(tmp_path / 'data'), 4, ROWS, drift=True)
-  third = launcher.run(spec)
+
+def test_drifted_month_stops_at_data_gate(third):
   assert third.failed == 'DataGate', _failure(third)
   assert 'Transform' not in third.tasks and 'Trainer' not in third.tasks
   drift_uri = third.tasks['DataGate'].executor_input['outputs']['artifacts']['drift'][
