@@ -15,6 +15,7 @@ from components import safe_pusher
 from components import served_baseline
 from models import serving_layout
 from models import storage
+from pipeline import run_result
 from pipeline import summary
 from serving import rollback
 from serving.emulator import server_process
@@ -200,16 +201,22 @@ def test_rollback_on_gcs_moves_whole_versions_and_deletes_saved_model_pb_first(t
     first = next(paths for paths in deleted if paths[0].startswith(source))
     assert first == [source + serving_layout.SAVED_MODEL, source + storage.MANIFEST]
 
+def _run_with_baseline(model):
+  """The run result of a run whose ServedModelBaseline wrote `model`."""
+  baseline = run_result.Component('ServedModelBaseline', 'done', 1.0, None,
+                                  metadata_store_pb2.Execution(), inputs=[], outputs=[model])
+  return run_result.from_components(1, 0.0, [baseline])
+
 
 def test_baseline_and_summary_after_a_rollback(tmp_path):
   model_root = tmp_path / 'serving' / MODEL
   for version in (5, 6):
     _write_files(str(model_root), version)
-  model = standard_artifacts.Model()
-  model.uri = str(tmp_path / 'before')
+  before = standard_artifacts.Model()
+  before.uri = str(tmp_path / 'before')
   executor = served_baseline.ServedModelBaseline.EXECUTOR_SPEC.executor_class()
-  executor.Do({}, {'model': [model]}, {'model_root': str(model_root)})
-  assert not model.has_custom_property(served_baseline.ROLLBACK_PROPERTY)
+  executor.Do({}, {'model': [before]}, {'model_root': str(model_root)})
+  assert not before.has_custom_property(served_baseline.ROLLBACK_PROPERTY)
 
   rollback.rollback(str(model_root), 'log-loss up 4%', by='alice@laptop')
   model = standard_artifacts.Model()
@@ -219,12 +226,9 @@ def test_baseline_and_summary_after_a_rollback(tmp_path):
   record = json.loads(model.get_string_custom_property(served_baseline.ROLLBACK_PROPERTY))
   assert (record['from'], record['to'], record['reason']) == (6, 5, 'log-loss up 4%')
 
-  # The run summary reads it from the baseline's artifact in the metadata store.
-  stored = metadata_store_pb2.Artifact(id=1, uri=model.uri)
-  stored.custom_properties[served_baseline.ROLLBACK_PROPERTY].string_value = json.dumps(record)
-  line = summary.rollback_line(summary.RunArtifacts({'Model': [stored]}))
+  # The run result reads it from the baseline's artifact; the run summary says it.
+  line = summary.rollback_line(_run_with_baseline(model))
   assert line.startswith('Rollback: the served model is version 5 since alice@laptop rolled '
                          'back from version 6 at ')
   assert 'reason: log-loss up 4%' in line
-  assert summary.rollback_line(summary.RunArtifacts({'Model': [
-      metadata_store_pb2.Artifact(id=2, uri='x')]})) is None
+  assert summary.rollback_line(_run_with_baseline(before)) is None
