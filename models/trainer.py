@@ -2,7 +2,9 @@
 
 Training reads the raw examples and applies the Transform graph on the fly (Transform runs
 with materialize=False: materialized 32x32x3 float images would cost ~12 KB a row on disk).
-The SavedModel exports the signatures of signatures.py.
+The SavedModel exports the signatures of signatures.py. Where TF_CONFIG names a cluster, every
+replica runs run_fn under the strategy of models/distribution.py, each on its share of the
+files, and only the chief writes.
 """
 import json
 import os
@@ -14,6 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
+from models import distribution
 from models import features
 from models import model as model_lib
 from models import signatures
@@ -33,13 +36,27 @@ def _gzip_records(path):
   return tf.data.TFRecordDataset(path, compression_type='GZIP')  # as ExampleGen writes them
 
 
+def _shard_policy(file_pattern) -> tf.data.experimental.AutoShardPolicy:
+  """How the replicas of a cluster share a split: by file where each can have files of its
+  own (ExampleGen writes 16 a split), else by row (every replica reads all files and keeps
+  its share of the batches). Without a cluster nothing is sharded."""
+  patterns = [file_pattern] if isinstance(file_pattern, str) else file_pattern
+  files = sum(len(tf.io.gfile.glob(pattern)) for pattern in patterns)
+  policy = tf.data.experimental.AutoShardPolicy
+  return policy.FILE if files >= distribution.replicas() else policy.DATA
+
+
 def _dataset(file_pattern, tf_transform_output, batch_size, shuffle):
   """ExampleGen's files -> batches of (transformed features, label), streamed; without
-  `shuffle` (validation) in the same order every time."""
+  `shuffle` (validation) in the same order every time. Under a strategy `batch_size` is the
+  global batch: Keras splits it among the replicas."""
   dataset = tf.data.experimental.make_batched_features_dataset(
       file_pattern, batch_size, tf_transform_output.raw_feature_spec(), reader=_gzip_records,
       num_epochs=1, shuffle=shuffle, shuffle_buffer_size=SHUFFLE_ROWS,
       reader_num_threads=READ_FILES)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = _shard_policy(file_pattern)
+  dataset = dataset.with_options(options)
   transform_layer = tf_transform_output.transform_features_layer()
 
   def transform(raw):
@@ -83,7 +100,7 @@ def resolve_hparams(fn_args) -> Tuple[model_lib.HParams, str]:
   if fn_args.hyperparameters:
     import keras_tuner  # pylint: disable=import-outside-toplevel
     tuned = keras_tuner.HyperParameters.from_config(fn_args.hyperparameters).values
-    if store:
+    if store and distribution.is_chief():
       _write_json(store, {'hparams': tuned})
     return hparams.replace(tuned), ('this run\'s Tuner search' +
                                     (f', stored at {store}' if store else ''))
@@ -122,7 +139,8 @@ def _fit_platt(logits: np.ndarray, labels: np.ndarray,
 
 
 def calibrate(model: tf.keras.Model, validation: tf.data.Dataset) -> Tuple[float, float]:
-  """Fits the model's Calibration layer on the validation split (Platt scaling)."""
+  """Fits the model's Calibration layer on the validation split (Platt scaling). Under a
+  strategy it runs outside it, on the whole split: on the chief only (run_fn)."""
   logit_model = tf.keras.Model(model.inputs, model.get_layer('logit').output)
   logits, labels = [], []
   for x, y in validation:
@@ -158,8 +176,32 @@ def datasets(fn_args, tf_transform_output, hparams: model_lib.HParams
           steps)
 
 
+def fit_data(fn_args, train: tf.data.Dataset, validation: tf.data.Dataset, steps: Optional[int],
+             hparams: model_lib.HParams) -> dict:
+  """model.fit's data arguments. In one process, the streams of `datasets` as they are.
+
+  Under a cluster the replicas' shares of a split differ by a batch or so (files hold
+  different row counts), and Keras feeds a replica that ran dry empty batches, which the image
+  tower's convolutions reject (TF 2.16 on CPU: "input depth must be evenly divisible by filter
+  depth"). So there every stream repeats, and an epoch (where it is a pass) and each
+  validation run are a pass's worth of global batches, ceil(rows / batch_size): a replica with
+  fewer rows revisits a few of them."""
+  if distribution.replicas() == 1:
+    return {'x': train, 'steps_per_epoch': steps, 'validation_data': validation}
+
+  def batches(file_pattern):
+    return -(-count_rows(file_pattern) // hparams.batch_size)
+
+  return {'x': train if steps else train.repeat(),
+          'steps_per_epoch': steps or batches(fn_args.train_files),
+          'validation_data': validation.repeat(),
+          'validation_steps': batches(fn_args.eval_files)}
+
+
 def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:
-  """Early stopping, and the learning rate cut on each epoch without progress."""
+  """Early stopping, and the learning rate cut on each epoch without progress. Under a
+  strategy every replica decides the same: Keras all-reduces the validation metrics, so
+  each sees the log-loss of the whole validation split (tests/test_distributed_training.py)."""
   # Log-loss, not AUC: the company bids with the probabilities. Both callbacks count the same
   # progress: a gain under 1e-4 is none (else, at the floor rate, epochs of 1e-5 gains run on).
   watched = {'monitor': 'val_logloss', 'mode': 'min', 'min_delta': 1e-4}
@@ -172,20 +214,26 @@ def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:
 
 
 def run_fn(fn_args: tfx.components.FnArgs):
+  strategy = distribution.strategy()  # first: it configures the process's runtime
   hparams, source = resolve_hparams(fn_args)
-  tf.keras.utils.set_random_seed(hparams.seed)
+  tf.keras.utils.set_random_seed(hparams.seed)  # the same on every replica
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   train, validation, steps = datasets(fn_args, tf_transform_output, hparams)
 
-  model = model_lib.build_model(tf_transform_output, hparams)
-  logging.info('Training up to %d epochs, hparams %s (from %s)', hparams.max_epochs, hparams,
-               source)
-  history = model.fit(train, epochs=hparams.max_epochs, steps_per_epoch=steps,
-                      validation_data=validation, callbacks=callbacks(hparams), verbose=2)
-  scale, bias = calibrate(model, validation) if hparams.calibrate else (1.0, 0.0)
-  model.save(fn_args.serving_model_dir, save_format='tf',
-             signatures=signatures.build(model, tf_transform_output))
-  _write_json(os.path.join(os.path.dirname(fn_args.serving_model_dir), HPARAMS_FILE), {
-      'hparams': hparams.in_use(), 'source': source,
-      'epochs_trained': len(history.history['loss']),
-      'calibration': {'scale': scale, 'bias': bias}})
+  with strategy.scope():
+    model = model_lib.build_model(tf_transform_output, hparams)
+  logging.info('Training up to %d epochs on %d replica(s), hparams %s (from %s)',
+               hparams.max_epochs, strategy.num_replicas_in_sync, hparams, source)
+  history = model.fit(epochs=hparams.max_epochs, callbacks=callbacks(hparams), verbose=2,
+                      **fit_data(fn_args, train, validation, steps, hparams))
+  epochs, chief = len(history.history['loss']), distribution.is_chief()
+  logging.info('%s trained %d epochs.', 'The chief' if chief else 'A non-chief replica', epochs)
+  scale, bias = calibrate(model, validation) if hparams.calibrate and chief else (1.0, 0.0)
+  with distribution.output_dir(fn_args.serving_model_dir) as model_dir:
+    model.save(model_dir, save_format='tf',
+               signatures=signatures.build(model, tf_transform_output))
+  if chief:
+    _write_json(os.path.join(os.path.dirname(fn_args.serving_model_dir), HPARAMS_FILE), {
+        'hparams': hparams.in_use(), 'source': source, 'epochs_trained': epochs,
+        'replicas': strategy.num_replicas_in_sync,
+        'calibration': {'scale': scale, 'bias': bias}})
