@@ -10,7 +10,6 @@ from components.evaluation_results import CALIBRATION
 from datagen import generate
 from datagen.generate import generate_span
 from models import model as model_lib
-from models import tuner
 from pipeline import config as config_lib
 from pipeline import run_result
 
@@ -37,7 +36,7 @@ def test_tune_once_then_reuse_the_stored_values(tmp_path):
   assert local_runner.run(data, out, config)
   with open(store) as f:
     tuned = json.load(f)['hparams']
-  assert set(tuned) == set(tuner.SEARCH_SPACE)
+  assert set(tuned) == set(config.tuner.search_space)
   first = run_result.read(local_runner.metadata_config(out))
   assert first.training.source == f"this run's Tuner search, stored at {store}"
   assert _execution_counts(out)['Tuner'] == 1
