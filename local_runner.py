@@ -3,7 +3,7 @@
     python local_runner.py [--data-root data] [--output-root outputs] [--verbose] [--span N]
                            [--window-spans K] [--tune] [--set NAME=VALUE ...] [--config F]
                            [--beam-workers N]
-Prints a line when each component starts and ends (with its key figure), then the run
+Prints a line when each component ends (with its key figure), then the run
 summary; everything TFX, Beam and TensorFlow print goes to <output-root>/logs/run-<time>.log
 (--verbose shows it on the console instead). --beam-workers N runs every Beam step in N
 worker processes, as Dataflow runs it (pipeline/options.py). A repeated run over unchanged inputs reuses the
@@ -36,6 +36,7 @@ from pipeline import cache_keys
 from pipeline import config as config_lib
 from pipeline import options
 from pipeline import progress
+from pipeline import run_result
 from pipeline import summary
 from pipeline.pipeline import create_pipeline
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -67,7 +68,7 @@ def metadata_config(output_root: str):
 def _summary(metadata, data_root: str, error: Optional[BaseException]) -> str:
   """The run summary; if building it fails, says so (the traceback goes to the log)."""
   try:
-    return summary.summarize(summary.run_artifacts(metadata), data_root, error, metadata)
+    return summary.summarize(run_result.read(metadata), data_root, error, metadata)
   except Exception as e:  # pylint: disable=broad-except
     traceback.print_exc()  # to the log
     lines = ['', 'The run summary could not be built:'] + [

@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import os
 import posixpath
+import subprocess
 from typing import Iterable, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
@@ -31,6 +32,9 @@ DATA_PROPERTY = 'input_fingerprint'  # the name TFX's FileBasedExampleGen gives 
 SCHEMA_PROPERTY = 'schema_fingerprint'
 TUNED_HPARAMS_PROPERTY = 'tuned_hparams_fingerprint'
 RUN_PROPERTY = 'run_started'  # unique per run: what carries it is never reused from the cache
+# The repository's revision the run's code came from (the lineage names it); recorded beside
+# RUN_PROPERTY, on an output that is never cached, so a new commit alone re-runs nothing.
+CODE_REVISION_PROPERTY = 'code_revision'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Fingerprints:
   schema: str  # the schema file's content
   tuned_hparams: str  # the stored tuned hyperparameters ('' while there are none)
   run: str  # when this run started
+  code_revision: str  # `git describe --always --dirty` of the code's checkout; '' outside one
 
 
 def _listing(pattern: str, suffix: str = '') -> List[str]:
@@ -55,6 +60,17 @@ def _hash(lines: Iterable[str]) -> str:
   return digest.hexdigest()
 
 
+def code_revision(repo_dir: str) -> str:
+  """The checkout's commit (abbreviated, `-dirty` with uncommitted changes); '' where the
+  code is not a git checkout or git is missing (e.g. an image built without .git)."""
+  try:
+    described = subprocess.run(['git', '-C', repo_dir, 'describe', '--always', '--dirty'],
+                               capture_output=True, text=True, check=False, timeout=30)
+  except (OSError, subprocess.TimeoutExpired):
+    return ''
+  return described.stdout.strip() if described.returncode == 0 else ''
+
+
 def compute(data_root: str, schema_file: str, tuned_hparams_uri: Optional[str]) -> Fingerprints:
   """The fingerprints of a run over data_root (local or gs://)."""
   span_folders = posixpath.dirname(data_layout.SPLIT_PATTERN).replace(data_layout.SPAN_SPEC, '*')
@@ -66,4 +82,5 @@ def compute(data_root: str, schema_file: str, tuned_hparams_uri: Optional[str]) 
       data=_hash(data + code),
       schema=_hash(_listing(schema_file)),
       tuned_hparams=_hash(tuned) if tuned else '',
-      run=datetime.datetime.now().isoformat())
+      run=datetime.datetime.now().isoformat(),
+      code_revision=code_revision(os.path.dirname(os.path.dirname(components.__file__))))

@@ -191,7 +191,9 @@ def create_pipeline(pipeline_root: str, data_root: str, serving_root: str,
         (trainer_component.outputs['model'], cache_keys.TUNED_HPARAMS_PROPERTY,
          fingerprints.tuned_hparams),
         # The served model is re-read every run; the Evaluator and Pusher follow it.
-        (baseline.outputs['model'], cache_keys.RUN_PROPERTY, fingerprints.run)):
+        (baseline.outputs['model'], cache_keys.RUN_PROPERTY, fingerprints.run),
+        (baseline.outputs['model'], cache_keys.CODE_REVISION_PROPERTY,
+         fingerprints.code_revision)):
       channel.additional_custom_properties[name] = value
 
   components = [example_gen, statistics_gen, schema_gen, example_validator, data_gate,

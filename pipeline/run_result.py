@@ -48,8 +48,6 @@ STATES = {metadata_store_pb2.Execution.COMPLETE: 'done',
 # component raised it. Absent where nothing watched the run (Kubeflow).
 PEAK_MEMORY_PROPERTY = 'peak_memory_gib'
 OUT_OF_TIME, RANDOM = 'out of time', 'random'  # how the eval split was cut
-# On an output of the run, where the runner records it: the repository's revision it ran.
-CODE_REVISION_PROPERTY = 'code_revision'
 
 
 @dataclasses.dataclass
@@ -145,7 +143,8 @@ class RunResult:
   served: Optional[Served] = None
   evaluation: Optional[Evaluation] = None
   push: Optional[Push] = None
-  code_revision: Optional[str] = None  # CODE_REVISION_PROPERTY; None where not recorded
+  # cache_keys.CODE_REVISION_PROPERTY; None (or '') where not recorded
+  code_revision: Optional[str] = None
 
   def component(self, name: str) -> Optional[Component]:
     return next((c for c in self.components if c.name == name), None)
@@ -288,9 +287,9 @@ def _trainer_and_baseline(components: List[Component]):
 def from_components(run_id: int, started: float, components: List[Component]) -> RunResult:
   """The run's typed fields from its components' executions and artifacts."""
   result = RunResult(run_id, started, components)
-  result.code_revision = next((_prop(a, CODE_REVISION_PROPERTY) for c in components
-                               for a in c.outputs if a.has_custom_property(
-                                   CODE_REVISION_PROPERTY)), None)
+  revision = cache_keys.CODE_REVISION_PROPERTY
+  result.code_revision = next((_prop(a, revision) for c in components for a in c.outputs
+                               if a.has_custom_property(revision)), None)
   for component in components:
     examples = component.output('Examples')  # ExampleGen's, not Transform's
     if examples is not None and examples.has_custom_property(

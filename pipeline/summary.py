@@ -34,8 +34,6 @@ from pipeline.run_result import RunResult
 MAX_LINES = 25  # the console's budget for the summary (issue 24)
 REJECTED_SHOWN = 2  # rejected rows named on the console; the rest are in ExampleGen's report
 SLOWEST_SHOWN = 4
-# The name local_runner reads a run by.
-run_artifacts = run_result.read
 
 
 def read_split_rows(examples_uri: str, split: str) -> Dict[str, tuple]:

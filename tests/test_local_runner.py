@@ -58,6 +58,21 @@ def test_data_fingerprint_follows_the_span_files(tmp_path):
   assert cache_keys.compute(data, schema, tuned).tuned_hparams != ''
 
 
+def test_code_revision_names_the_commit_and_uncommitted_changes(tmp_path):
+  def git(*args):
+    subprocess.run(['git', '-C', str(tmp_path), *args], check=True, capture_output=True)
+  assert cache_keys.code_revision(str(tmp_path)) == ''  # not a checkout
+  git('init', '-q')
+  (tmp_path / 'a.py').write_text('x = 1\n')
+  git('add', 'a.py')
+  git('-c', 'user.email=t@t', '-c', 'user.name=t', 'commit', '-qm', 'one')
+  head = subprocess.run(['git', '-C', str(tmp_path), 'rev-parse', '--short', 'HEAD'],
+                        capture_output=True, text=True, check=True).stdout.strip()
+  assert cache_keys.code_revision(str(tmp_path)) == head
+  (tmp_path / 'a.py').write_text('x = 2\n')
+  assert cache_keys.code_revision(str(tmp_path)) == head + '-dirty'
+
+
 def test_caching_only_with_fingerprints(tmp_path):
   data, schema = str(tmp_path), config_lib.SCHEMA_FILE
   roots = ('/tmp/root', data, '/tmp/serving')
@@ -164,6 +179,9 @@ def test_one_screen_per_run_and_caching(tmp_path):
   assert lineage.stdout.startswith(f'Served version {pushed}: pushed by pipeline run '
                                    f'{result.run_id} '), lineage.stdout
   assert f'{2 * ROWS:,} rows read' in lineage.stdout and 'max_epochs=1' in lineage.stdout
+  revision = cache_keys.code_revision(config_lib.REPO_ROOT)  # '' outside a git checkout
+  assert result.code_revision == revision
+  assert f'Code revision: {revision or "not recorded by this run"}' in lineage.stdout
 
   second = _run(data, out)
   assert second.returncode == 0, second.stdout + second.stderr

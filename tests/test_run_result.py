@@ -10,6 +10,7 @@ from tfx.types import standard_artifacts
 from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, Estimate
 from components.image_csv_example_gen import executor
 from models import features
+from pipeline import cache_keys
 from pipeline import progress
 from pipeline import run_result
 from pipeline import summary
@@ -134,7 +135,7 @@ def test_the_peak_memory_progress_records_and_the_code_revision_are_read_back(tm
   run = fake.new_run('run-1')
   examples = fake.artifact('Examples', str(tmp_path / 'examples'), span=1, rows_accepted=3,
                            rows_rejected=0, spans='1',
-                           **{run_result.CODE_REVISION_PROPERTY: 'abc1234'})
+                           **{cache_keys.CODE_REVISION_PROPERTY: 'abc1234'})
   fake.execution('ImageCsvExampleGen', run, [], [examples])
   config = monitoring_fakes.writable_config(str(tmp_path / 'metadata.db'))
   [component] = run_result.read(config).components
