@@ -27,6 +27,7 @@ from tfx.dsl.compiler import constants as compiler_constants
 from tfx.types import artifact_utils
 
 from components import evaluation_report
+from components import evaluation_report_html
 from components import evaluation_results
 from components import gate_rule
 from components import gated_evaluator
@@ -108,6 +109,7 @@ class Training:
 class Evaluation:
   uri: str
   report_path: str  # the Markdown report (cohorts and slices)
+  html_path: str  # the same as a page with charts (reliability diagram, AUC per group)
   rows: int  # eval rows
   new: Optional[Dict[str, float]]  # evaluation_results.FIGURES of the new model
   served: Optional[Dict[str, float]]  # of the served model on the same rows; None if none
@@ -263,6 +265,7 @@ def _evaluation(evaluator: Component) -> Optional[Evaluation]:
              for name in results.slices(f'{cohort.name}=')} if cohort else {}
   return Evaluation(
       uri=artifact.uri, report_path=f'{artifact.uri}/{evaluation_report.REPORT_FILE}',
+      html_path=f'{artifact.uri}/{evaluation_report_html.HTML_FILE}',
       rows=int(rows.value) if rows else 0, new=results.overall(results.candidate),
       served=results.overall(results.baseline), change=results.gate_inputs()[1], cohorts=cohorts,
       blessed=blessed, reasons=reasons)

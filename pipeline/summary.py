@@ -179,7 +179,8 @@ def _evaluation_lines(result: RunResult, oracle_figures, served_line: Optional[s
     lines.append('Decision: BLESSED: the rule holds.')
   elif evaluation.blessed is False:
     lines.append('Decision: NOT blessed: ' + ' '.join(evaluation.reasons or ['see the report.']))
-  lines.append(f'Report (cohorts and slices): {evaluation.report_path}')
+  lines.append(f'Report (cohorts, slices, charts): {evaluation.html_path}; as text: '
+               f'{evaluation.report_path}')
   return lines
 
 

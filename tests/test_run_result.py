@@ -64,7 +64,7 @@ def _longest(tmp_path) -> run_result.RunResult:
   result.served = run_result.Served(5, {'to': 5, 'from': 6, 'who': 'alice', 'when': 'noon',
                                         'reason': 'log-loss up', 'moved_to': 'aside'})
   result.evaluation = run_result.Evaluation(
-      'eval', 'eval/evaluation_report.md', 4000, FIGURES, FIGURES,
+      'eval', 'eval/evaluation_report.md', 'eval/evaluation_report.html', 4000, FIGURES, FIGURES,
       {AUC: Estimate(-0.02, -0.03, -0.01), LOGLOSS: Estimate(0.02, 0.01, 0.03)},
       {'cohort=new': FIGURES, 'cohort=established': FIGURES}, False,
       ['AUC change lower bound -0.030 < -0.010.', 'log-loss change upper bound +0.030.',
@@ -85,7 +85,8 @@ def test_the_summary_keeps_to_its_line_budget_at_its_longest(tmp_path):
   assert 'peak memory 3.2 GiB (by the end of Trainer)' in text
   assert any(line.startswith('Rollback: the served model is version 5') for line in lines)
   assert 'Decision: NOT blessed: AUC change lower bound' in text
-  assert 'Report (cohorts and slices): eval/evaluation_report.md' in text
+  assert ('Report (cohorts, slices, charts): eval/evaluation_report.html; as text: '
+          'eval/evaluation_report.md') in text
   assert lines[-1] == 'Pushed: nothing (the model was not blessed).'
 
 
