@@ -61,6 +61,7 @@ bench: venv
 	$(PY) -m benchmarks.model_bench --scale
 	$(PY) -m benchmarks.serving_bench
 	$(PY) -m benchmarks.batch_bench
+	$(PY) -m benchmarks.distributed_bench
 
 # Scores the latest span of $(DATA_ROOT) with the newest model `make demo` pushed:
 # outputs/scores/span-<N>/ (scores-*.csv, rejected_rows/, manifest.json). SCORE_ARGS: more flags.
