@@ -22,6 +22,15 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+def execution_counts(output_root: str) -> dict:
+  """{component type: executions recorded} in the MLMD of a local run under output_root."""
+  from ml_metadata import metadata_store  # pylint: disable=import-outside-toplevel
+  import local_runner  # pylint: disable=import-outside-toplevel
+  store = metadata_store.MetadataStore(local_runner.metadata_config(output_root))
+  return {t.name.rsplit('.', 1)[-1]: len(store.get_executions_by_type(t.name))
+          for t in store.get_execution_types()}
+
+
 def repository_files(*patterns: str) -> list:
   """The repository's files as a checkout holds them: every file git neither ignores nor
   lost (tracked or new; the image's `COPY . .` takes the same, .dockerignore mirrors

@@ -21,13 +21,9 @@ from google.auth import credentials as auth_credentials
 from google.cloud import storage
 import pytest
 
+from tests.conftest import free_port
+
 _START_TIMEOUT_S = 30
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
 
 
 def _wait_until_listening(port: int, process: subprocess.Popen) -> None:
@@ -46,7 +42,7 @@ def _wait_until_listening(port: int, process: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def running(bucket: str) -> Iterator[storage.Bucket]:
   """Runs the emulator with `bucket` created; yields that bucket for uploads."""
-  port = _free_port()
+  port = free_port()
   emulator = os.path.join(os.path.dirname(sys.executable), 'gcp-storage-emulator')
   process = subprocess.Popen(
       [emulator, 'start', '--host', '127.0.0.1', '--port', str(port), '--in-memory',

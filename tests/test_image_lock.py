@@ -20,7 +20,8 @@ from packaging import utils
 from packaging import version
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
+
 INDEX = 'https://pypi.org/simple'
 # glibc of the Debian release a python:*-slim-<codename> image is built on (manylinux tags).
 DEBIAN_GLIBC_MINOR = {'bullseye': 31, 'bookworm': 36}

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
+from tests.conftest import repository_files
+
 THE_PLACE = 'models/__init__.py'
 _SETS = re.compile(r"""environ(\.setdefault\(|\[)\s*['"]TF_USE_LEGACY_KERAS""")
 
@@ -24,12 +26,6 @@ sys.meta_path.insert(0, FirstTensorFlow())
 '''
 
 
-def _python_files():
-  listed = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard',
-                           '*.py'], cwd=REPO, check=True, capture_output=True, text=True)
-  return [path for path in listed.stdout.split() if os.path.isfile(os.path.join(REPO, path))]
-
-
 def _read(path):
   with open(os.path.join(REPO, path), encoding='utf-8') as f:
     return f.read()
@@ -37,7 +33,7 @@ def _read(path):
 
 def _entry_modules():
   """Every module run as a program (`python -m ...`, the runners), and pytest's conftest."""
-  found = [path[:-3].replace('/', '.') for path in _python_files()
+  found = [path[:-3].replace('/', '.') for path in repository_files('*.py')
            if not path.startswith('tests/') and "__name__ == '__main__'" in _read(path)]
   return sorted(found) + ['tests.conftest']
 
@@ -58,7 +54,7 @@ def _first_tensorflow(code, *argv):
 
 
 def test_set_in_one_place():
-  setters = [path for path in _python_files() if _SETS.search(_read(path))]
+  setters = [path for path in repository_files('*.py') if _SETS.search(_read(path))]
   assert setters == [THE_PLACE]
 
 

@@ -3,7 +3,6 @@ import dataclasses
 import os
 import shutil
 
-from ml_metadata import metadata_store
 import pytest
 
 import local_runner
@@ -14,6 +13,7 @@ from pipeline import config as config_lib
 from pipeline import run_result
 from pipeline import summary
 from tests import fake_models
+from tests.conftest import execution_counts
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
@@ -21,12 +21,6 @@ ROWS = 4000
 # Tiny data: a short training budget keeps each run around a minute on 2 cores.
 CONFIG = config_lib.PipelineConfig(hparams=model_lib.HParams(max_epochs=3),
                                    gate=config_lib.GateConfig(auc_floor=0.6))
-
-
-def _executions(output_root):
-  store = metadata_store.MetadataStore(local_runner.metadata_config(output_root))
-  return {t.name.rsplit('.', 1)[-1]: len(store.get_executions_by_type(t.name))
-          for t in store.get_execution_types()}
 
 
 def _versions(output_root):
@@ -95,7 +89,7 @@ def test_drifted_span_stops_before_transform(tmp_path, capsys):
   assert result.data.rows_rejected > 0  # the rows with missing / corrupt images
   assert 'Span 2 failed data validation' in text
   assert 'advertiser' in text and 'category' in text  # drifted fields named in words
-  executions = _executions(out)
+  executions = execution_counts(out)
   assert executions.get('DataGate') == 1
   assert 'Transform' not in executions and 'Trainer' not in executions
   assert _versions(out) == []

@@ -2,7 +2,6 @@
 import dataclasses
 import json
 
-from ml_metadata import metadata_store
 import pytest
 
 import local_runner
@@ -12,16 +11,11 @@ from datagen.generate import generate_span
 from models import model as model_lib
 from pipeline import config as config_lib
 from pipeline import run_result
+from tests.conftest import execution_counts
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
 ROWS = 1500
-
-
-def _execution_counts(output_root):
-  store = metadata_store.MetadataStore(local_runner.metadata_config(output_root))
-  return {t.name.rsplit('.', 1)[-1]: len(store.get_executions_by_type(t.name))
-          for t in store.get_execution_types()}
 
 
 def test_tune_once_then_reuse_the_stored_values(tmp_path):
@@ -39,7 +33,7 @@ def test_tune_once_then_reuse_the_stored_values(tmp_path):
   assert set(tuned) == set(config.tuner.search_space)
   first = run_result.read(local_runner.metadata_config(out))
   assert first.training.source == f"this run's Tuner search, stored at {store}"
-  assert _execution_counts(out)['Tuner'] == 1
+  assert execution_counts(out)['Tuner'] == 1
   # Calibration is fitted and reported; cohorts are reported next to the overall figures.
   assert first.training.calibration['scale'] > 0 and CALIBRATION in first.evaluation.new
   assert 'cohort=established' in first.evaluation.cohorts
@@ -48,4 +42,4 @@ def test_tune_once_then_reuse_the_stored_values(tmp_path):
   second = run_result.read(local_runner.metadata_config(out))
   assert second.training.source == f'an earlier Tuner search, read from {store}'
   assert {name: second.training.hparams[name] for name in tuned} == tuned
-  assert _execution_counts(out)['Tuner'] == 1  # no second search
+  assert execution_counts(out)['Tuner'] == 1  # no second search
