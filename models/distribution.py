@@ -25,6 +25,10 @@ TFX's GenericExecutor calls run_fn on every replica. Every replica must also sav
 (saving reads Keras' metric variables, which all-reduces across the replicas: a replica that
 skipped it would leave the others waiting), but only the chief writes to the Model artifact:
 the others save into a temporary directory and delete it (`output_dir`).
+
+Not handled: one replica with several GPUs (Vertex `vertex.accelerator_count` > 1 and no
+workers) trains under the default strategy on one of them; MirroredStrategy would use all, but
+no GPU machine was at hand to check it.
 """
 import contextlib
 import dataclasses
