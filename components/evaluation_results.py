@@ -108,6 +108,21 @@ def _slice_name(slice_key) -> str:
                    for c in slice_key.single_slice_keys) or OVERALL
 
 
+# Where a metric can lie: TFMA's jackknife interval is mean +- t * standard error, which on a
+# small slice reaches past these (e.g. an AUC of 0.25 [-0.27, 0.74]); read here, clipped.
+_RANGES = {AUC: (0.0, 1.0), MEAN_LABEL: (0.0, 1.0), MEAN_PREDICTION: (0.0, 1.0),
+           LOGLOSS: (0.0, float('inf'))}
+
+
+def interval_within_range(metric: str, is_diff: bool, lower: float,
+                          upper: float) -> Tuple[float, float]:
+  """A 95 % interval clipped to where the metric (or a difference of two) can lie."""
+  low, high = _RANGES.get(metric, (-float('inf'), float('inf')))
+  if is_diff:
+    low, high = low - high, high - low
+  return max(low, lower), min(high, upper)
+
+
 def evaluation_metrics(evaluation_uri: str) -> Dict[tuple, Estimate]:
   """(slice, model_name, metric, is_diff) -> Estimate, from TFMA's metrics output."""
   result = {}
@@ -118,8 +133,9 @@ def evaluation_metrics(evaluation_uri: str) -> Dict[tuple, Estimate]:
         continue
       bounds = {}
       if kv.HasField('confidence_interval'):
-        bounds = {'lower': kv.confidence_interval.lower_bound.double_value.value,
-                  'upper': kv.confidence_interval.upper_bound.double_value.value}
+        bounds = dict(zip(('lower', 'upper'), interval_within_range(
+            kv.key.name, kv.key.is_diff, kv.confidence_interval.lower_bound.double_value.value,
+            kv.confidence_interval.upper_bound.double_value.value)))
       result[(slice_name, kv.key.model_name, kv.key.name, kv.key.is_diff)] = Estimate(
           kv.value.double_value.value, **bounds)
   return result

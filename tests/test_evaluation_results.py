@@ -154,3 +154,19 @@ def test_figures_match_a_pairwise_auc_and_the_textbook_log_loss():
   no_clicks = results_lib.figures(np.zeros(3), np.array([0.1, 0.2, 0.0]))
   assert np.isnan(no_clicks[AUC]) and np.isnan(no_clicks[CALIBRATION])
   assert no_clicks[LOGLOSS] == pytest.approx(-np.log([0.9, 0.8, 1 - 1e-7]).mean())
+
+
+def test_intervals_are_read_clipped_to_where_the_metric_can_lie(tmp_path):
+  uri = str(tmp_path / 'evaluation')
+  _write(uri, [  # a small slice: TFMA's jackknife intervals reach past the metric's range
+      (None, None, 'candidate', AUC, False, Estimate(0.25, -0.2698, 0.7429)),
+      (None, None, 'candidate', LOGLOSS, False, Estimate(0.02, -0.01, 0.05)),
+      (None, None, 'candidate', AUC, True, Estimate(-0.6, -1.3, 0.1)),
+      (None, None, 'candidate', LOGLOSS, True, Estimate(0.4, -0.5, 1.3)),
+      (None, None, 'baseline', AUC, False, Estimate(0.85, 0.61, 1.2))])
+  results = results_lib.Results(uri)
+  assert results.new(OVERALL, AUC) == Estimate(0.25, 0.0, 0.7429)
+  assert results.new(OVERALL, LOGLOSS) == Estimate(0.02, 0.0, 0.05)
+  assert results.served(OVERALL, AUC) == Estimate(0.85, 0.61, 1.0)
+  assert results.change(OVERALL, AUC) == Estimate(-0.6, -1.0, 0.1)  # new minus served
+  assert results.change(OVERALL, LOGLOSS) == Estimate(0.4, -0.5, 1.3)  # no bound
