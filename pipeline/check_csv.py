@@ -10,7 +10,11 @@ Reads the header and the first --rows rows as ImageCsvExampleGen does, by the sa
     holds a NUL byte, a wrong number of columns, an empty required field, a number that does
     not parse, is not finite or lies outside its range, a value outside a closed domain, a
     label other than 0/1, a creative that is missing or that the model cannot decode;
-  - a TIME field with one value only (the out-of-time split would leave nothing to train on).
+  - a TIME field with one value only (the out-of-time split would leave nothing to train on);
+  - the split sizes the rows checked would get if this file were the latest span (the cut
+    points ExampleGen takes from the times' quantiles): an empty validation or eval split is a
+    problem (the run would stop), one with fewer than MIN_SPLIT_CLICKS clicks a note (early
+    stopping, calibration and the gate would rest on a handful of clicks).
 Exits 1 when it found a problem, else 0; never crashes on what the file holds. The path may
 be local or gs://.
 """
@@ -23,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
+from components.image_csv_example_gen import splits
 from models import features
 from models import rows as row_rules
 from pipeline.config import PipelineConfig
@@ -30,6 +35,7 @@ from pipeline.config import PipelineConfig
 DEFAULT_ROWS = 10000
 _SHOWN = 3  # ignored columns (x2) and distinct examples named per finding
 REJECTS = 'ExampleGen rejects the row'
+MIN_SPLIT_CLICKS = 20
 
 
 @dataclasses.dataclass
@@ -108,6 +114,37 @@ def _check_time(report: Report, times: set) -> None:
     report.notes.append(text + ', if the rest of the file is the same')
 
 
+def _check_splits(report: Report, times_and_labels: List[Tuple[int, int]],
+                  config: splits.SplitConfig) -> None:
+  """The out-of-time split of the rows checked, as if this file were the latest span."""
+  times = sorted(time for time, _ in times_and_labels)
+  if features.time_feature() is None or len(set(times)) < 2:
+    return
+  last = len(times) - 1
+  quantiles = [times[round(last * i / (splits.QUANTILES - 1))] for i in range(splits.QUANTILES)]
+  cuts = splits.time_cuts(quantiles, config)
+  sizes = {name: [0, 0] for name in (splits.TRAIN, splits.VALIDATION, splits.EVAL)}
+  for time, label in times_and_labels:
+    size = sizes[splits.assign(0, time, 0, cuts)]
+    size[0] += 1
+    size[1] += label
+  report.notes.append('as the latest span, the rows checked would split into ' + ', '.join(
+      f'{name} {rows} rows ({clicks} clicks)' for name, (rows, clicks) in sizes.items()))
+  for name in (splits.VALIDATION, splits.EVAL):
+    rows, clicks = sizes[name]
+    if not rows:
+      text = f'the {name} split would be empty: the run stops before training'
+      if report.whole_file:
+        report.file_problems.append(text)
+      else:
+        report.notes.append(text + ', if the rest of the file is the same')
+    elif clicks < MIN_SPLIT_CLICKS:
+      report.notes.append(
+          f'the {name} split would hold {clicks} clicks (fewer than {MIN_SPLIT_CLICKS}): '
+          'early stopping, calibration and the gate would rest on them; more rows a month '
+          'or a larger split.validation_fraction / split.eval_fraction help')
+
+
 def check(csv_path: str, rows: int = DEFAULT_ROWS) -> Report:
   report = Report(csv_path)
   try:
@@ -129,8 +166,8 @@ def _check_rows(report: Report, header: Sequence[str], rows: int) -> None:
                     (f'; {len(ignored)} it does not define are ignored: {shown}'
                      if ignored else '') + '.')
   parser = row_rules.RowParser(header)
-  time = features.time_feature()
-  times = set()
+  time, label = features.time_feature(), features.label_feature()
+  times_and_labels = []
   report.whole_file = True
   for record in row_rules.data_records(report.csv_path):
     if report.rows_checked >= rows:
@@ -141,10 +178,13 @@ def _check_rows(report: Report, header: Sequence[str], rows: int) -> None:
     if reason:
       report.reject(record.line_number, reason)
     elif time is not None and time.name in header:
-      times.add(example.features.feature[time.name].int64_list.value[0])
+      values = example.features.feature
+      times_and_labels.append((values[time.name].int64_list.value[0],
+                               values[label.name].int64_list.value[0]))
   if not report.rows_checked:
     report.file_problems.append('the file has a header and no rows')
-  _check_time(report, times)
+  _check_time(report, {t for t, _ in times_and_labels})
+  _check_splits(report, times_and_labels, PipelineConfig().split)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

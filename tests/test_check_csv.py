@@ -1,6 +1,7 @@
 """pipeline.check_csv on small CSVs of a log of one's own, and on the real Avazu sample."""
 import csv
 import os
+import re
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_missing_columns_stop_before_the_rows(tmp_path, capsys, own_fields_in_us
 
 
 def test_unknown_columns_are_named_as_ignored(tmp_path, capsys, own_fields_in_use):
-  rows = [dict(row, site_id='1fbe01fe', C14='15704') for row in _rows(5)]
+  rows = [dict(row, site_id='1fbe01fe', C14='15704') for row in _rows(30)]
   code, out = _run(capsys, _write(tmp_path / 'ads.csv', rows))
   assert code == 0, out
   assert 'Columns: all 10 that features.py defines are present; 2 it does not define are ' \
@@ -175,3 +176,27 @@ def test_the_real_avazu_sample(capsys, own_fields_in_use):
   assert problems == ['  PROBLEM hour (TIME) has one value, 14102100, in every row checked: the '
                       'out-of-time split puts every row of the latest span in eval and none in '
                       'train'], out
+
+
+def test_split_sizes_follow_the_rows_on_a_time_with_gaps(tmp_path, capsys, own_fields_in_use):
+  # YYMMDDHH over two days: the numeric gap between days holds no row, and the cut points
+  # still give each split its share of the rows.
+  rows = [dict(GOOD, id=str(i), click=str(int(i % 4 == 0)),
+               hour=str((14102100 if i < 100 else 14102200) + i % 24)) for i in range(200)]
+  code, out = _run(capsys, _write(tmp_path / 'ads.csv', rows))
+  assert code == 0, out
+  sizes = re.search(r'train (\d+) rows \((\d+) clicks\), validation (\d+) rows \((\d+) '
+                    r'clicks\), eval (\d+) rows \((\d+) clicks\)', out)
+  train, validation, evaluation = int(sizes[1]), int(sizes[3]), int(sizes[5])
+  assert train + validation + evaluation == 200
+  assert 120 <= train <= 160 and 10 <= validation <= 30 and 30 <= evaluation <= 50
+
+
+def test_an_empty_validation_split_is_a_problem_and_few_clicks_a_note(tmp_path, capsys,
+                                                                      own_fields_in_use):
+  # 85 % of the rows share the first hour: the validation split's cut points coincide.
+  rows = [dict(GOOD, id=str(i), hour=str(14102100 if i < 85 else 14102101)) for i in range(100)]
+  code, out = _run(capsys, _write(tmp_path / 'ads.csv', rows))
+  assert code == 1
+  assert 'PROBLEM the validation split would be empty: the run stops before training' in out
+  assert 'note: the eval split would hold 0 clicks (fewer than 20)' in out
