@@ -15,14 +15,6 @@ from models import features
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def pytest_collection_modifyitems(items):
-  """The KFP spec run (the longest file), then the other end-to-end (slow) files, then the
-  rest: pytest-xdist hands whole files to the workers in this order, so the long runs start at
-  once instead of keeping one worker busy at the end."""
-  items.sort(key=lambda item: (item.get_closest_marker('kfp') is None,
-                               item.get_closest_marker('slow') is None))
-
-
 def free_port() -> int:
   """A port of 127.0.0.1 that nothing listens on (for a moment)."""
   with socket.socket() as s:
