@@ -7,6 +7,9 @@ the run summary and the monitoring check's skew and drift thresholds (monitoring
 field here, run `make schema`, and the rest follows; a test fails if the schema and this file
 disagree.
 
+CSV_FORMAT says how the log's files are written: the delimiter (',' by default) and, for a
+file without a header row, its column names in file order.
+
 Only the sample-data generator (datagen/) and its oracle are tied to the fields below.
 """
 import dataclasses
@@ -23,10 +26,55 @@ LABEL = 'label'  # 0/1 click; exactly one field has this role
 DERIVED = 'derived'  # written by ExampleGen, not read from the CSV, never a model input
 
 IMAGE_SIZE = 32  # side in pixels the transform graph resizes creatives to
+# Delimiters check_csv recognises in a file whose declared one does not split its first line.
+COMMON_DELIMITERS = (',', '\t', ';', '|')
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvFormat:
+  """How the log's CSV files are written: its delimiter, and whether line 1 is a header.
+
+  `columns` is None for a file whose first line names its columns (any order; unknown
+  columns are ignored). A header-less file declares its column names in file order instead,
+  every field's name among them (and IMAGE_PATH_COLUMN for an IMAGE field); a name
+  features.py does not define marks a column that is ignored. Every reader of the log
+  (ExampleGen, DataGate, batch scoring, check_csv, monitoring's labelled month) takes the
+  format from CSV_FORMAT below; files the pipeline writes itself (rejected rows, batch scores,
+  captured traffic) are comma-separated with a header whatever the log's format."""
+  delimiter: str = ','
+  columns: Optional[Tuple[str, ...]] = None
+
+  def __post_init__(self):
+    if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
+      raise ValueError(f'features.py: CSV_FORMAT: the delimiter must be one character other '
+                       f'than a quote or a line break, e.g. "\\t"; got {self.delimiter!r}.')
+    if self.columns is not None:
+      if isinstance(self.columns, str) or not self.columns:
+        raise ValueError('features.py: CSV_FORMAT: columns names a header-less file\'s '
+                         "columns in file order, as a tuple of names, e.g. ('id', 'click').")
+      repeated = sorted({c for c in self.columns if self.columns.count(c) > 1})
+      if repeated:
+        raise ValueError(f'features.py: CSV_FORMAT: columns names {repeated} more than once.')
+
+  @property
+  def has_header(self) -> bool:
+    return self.columns is None
+
+
+# The log's CSV format: a comma-separated file with a header row. For a tab-separated log
+# without a header, e.g.:
+#   CSV_FORMAT = CsvFormat(delimiter='\t', columns=('click', 'C1', 'banner_pos', ...))
+CSV_FORMAT = CsvFormat()
 
 
 @dataclasses.dataclass(frozen=True)
 class Feature:
+  """One field of the log, what the pipeline does with it (role) and the rules its values obey.
+
+  log_scale (NUMERIC): the model sees sign(x) * log1p(|x|) before z-scoring and bucketizing
+  (models/preprocessing.log_scale): log1p for values >= 0, and a negative value keeps its sign
+  and order rather than clamping to 0. To refuse negative values instead, declare a
+  value_range from 0: the row rules then reject such a row by name."""
   name: str
   role: str
   dtype: str  # 'string' | 'int' | 'float' | 'bytes'
@@ -35,7 +83,7 @@ class Feature:
   default: object = None
   domain: Tuple[str, ...] = ()  # closed string domain enforced by the schema
   value_range: Optional[Tuple[float, float]] = None  # inclusive
-  log_scale: bool = False  # NUMERIC: log1p before z-scoring
+  log_scale: bool = False  # NUMERIC: sign(x) * log1p(|x|) before z-scoring (see above)
   drift_threshold: Optional[float] = None  # L-infinity bound between consecutive spans
   # Training/serving skew bound, checked on captured traffic (monitoring/): L-infinity over
   # value frequencies for a CATEGORICAL field, Jensen-Shannon divergence for a numeric one.
@@ -171,7 +219,9 @@ def slice_features() -> Sequence[str]:
 
 
 def csv_columns() -> Sequence[str]:
-  """Column order of the monthly ads.csv."""
+  """The columns the log's CSV must have (a header, or CSV_FORMAT.columns, may have more, in
+  any order): the FEATURES' names, IMAGE_PATH_COLUMN for the image; the order of a CSV the
+  pipeline writes (datagen, the tests)."""
   return [IMAGE_PATH_COLUMN if f.role == IMAGE else f.name for f in FEATURES]
 
 

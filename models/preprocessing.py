@@ -249,6 +249,13 @@ def _finite(feature: features.Feature, x: tf.Tensor) -> tf.Tensor:
   return tf.where(finite, x, stand_in)
 
 
+def log_scale(value):
+  """A NUMERIC field declared log_scale: sign(x) * log1p(|x|). That is log1p for the values
+  >= 0 it is meant for (counts, prices); a negative value (e.g. a -1 code of a real log) keeps
+  its sign and order instead of collapsing onto 0."""
+  return tf.sign(value) * tf.math.log1p(tf.abs(value))
+
+
 def preprocessing_fn(inputs, custom_config=None):
   """Transform's entry point; custom_config: PreprocessingConfig's fields (none: defaults)."""
   settings = PreprocessingConfig(**(custom_config or {}))
@@ -265,7 +272,7 @@ def preprocessing_fn(inputs, custom_config=None):
     elif feature.role == features.NUMERIC:
       value = tf.cast(x, tf.float32)
       if feature.log_scale:
-        value = tf.math.log1p(tf.maximum(value, 0.0))
+        value = log_scale(value)
       outputs[out] = tft.scale_to_z_score(value)
       outputs[bucket_name(feature.name)] = tft.bucketize(value, settings.numeric_buckets)
     elif feature.role == features.IMAGE:

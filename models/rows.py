@@ -5,12 +5,15 @@ ExampleGen, DataGate, batch scoring, `check_csv`, monitoring, the client and the
 all accept and refuse exactly the same things. Every function returns a refusal in words (or
 None), never raises on bad input: one bad value costs one row or one request, never a run.
 
-  - Lines (read_records): a CSV file is read as a stream of records, each named by the number
+  - Lines (read_records): a CSV file is read as a stream of records in the log's format
+    (features.CSV_FORMAT: its delimiter; line 1 a header or not), each named by the number
     of the line it starts on. A line that is not UTF-8 text, holds a NUL byte or is longer
     than MAX_LINE_BYTES is refused alone; a quoted field may span lines (one record), up to
     MAX_RECORD_LINES lines, so an unclosed quote costs its own line only; a record holding
     such a line is refused whole.
-  - Header (check_headers): every column features.py needs, the same header in every file.
+  - Header (check_headers): every column features.py needs, the same header in every file;
+    for a header-less log, the declared column names (CSV_FORMAT.columns), and line 1 must
+    not be a header. format_advice says what to declare when line 1 shows another format.
   - Values (parse_cell, value_refusal): numbers finite and within `value_range`, strings
     within a closed `domain`, required values present; the label must be 0 or 1.
   - Creatives (image_refusal): one of IMAGE_FORMATS, not empty, no larger than the model
@@ -158,7 +161,7 @@ def load_image(path: str) -> Tuple[Optional[bytes], Optional[str]]:
 @dataclasses.dataclass(frozen=True)
 class Record:
   """One CSV record: the cells of the line(s) it spans, or why it was refused."""
-  line_number: int  # of the line it starts on, from 1 (the header)
+  line_number: int  # of the line it starts on, from 1 (the header, where the file has one)
   text: str  # as read, without its line end; undecodable bytes and NUL shown escaped
   cells: Tuple[str, ...] = ()
   refusal: Optional[str] = None
@@ -241,8 +244,14 @@ class _Lines:
                  for number, _, refusal in self.record[1:] if refusal), None)
 
 
-def read_records(stream) -> Iterator[Record]:
-  """The records of a CSV file open for binary reading, the header (line 1) first.
+def log_format(csv_format: Optional[features.CsvFormat] = None) -> features.CsvFormat:
+  """The format given, else the log's (read when called, so a test may swap it)."""
+  return csv_format or features.CSV_FORMAT
+
+
+def read_records(stream, csv_format: Optional[features.CsvFormat] = None) -> Iterator[Record]:
+  """The records of a CSV file open for binary reading, line 1 (a header, if any) first, cells
+  split at the delimiter of `csv_format` (default: the log's, features.CSV_FORMAT).
 
   Never raises on bad content: a line that is not UTF-8 text or holds a NUL is a refused
   Record, and so is a record spanning lines (a quoted newline) that holds such a line (named
@@ -250,7 +259,7 @@ def read_records(stream) -> Iterator[Record]:
   MAX_RECORD_LINES lines or to the end of the file (its first line; the lines after it are
   read again) or that csv cannot parse. Blank lines are skipped."""
   lines = _Lines(stream)
-  reader = csv.reader(lines)
+  reader = csv.reader(lines, delimiter=log_format(csv_format).delimiter)
   while True:
     lines.record, lines.cut = [], False
     try:
@@ -296,41 +305,151 @@ class _Raw(io.RawIOBase):
     return len(data)
 
 
-def open_records(path: str) -> Iterator[Record]:
+def open_records(path: str, csv_format: Optional[features.CsvFormat] = None
+                 ) -> Iterator[Record]:
   """read_records of a file (local or gs://, compressed or not, as Beam reads files)."""
   with _filesystems().open(path) as f:
-    yield from read_records(io.BufferedReader(_Raw(f)))
+    yield from read_records(io.BufferedReader(_Raw(f)), csv_format)
 
 
-def data_records(path: str) -> Iterator[Record]:
-  """The records of a CSV file after its header (line 1, which check_headers reads)."""
-  return (record for record in open_records(path) if record.line_number > 1)
+def data_records(path: str, csv_format: Optional[features.CsvFormat] = None
+                 ) -> Iterator[Record]:
+  """The records of a CSV file after its header (line 1, which check_headers reads); every
+  record of a header-less one."""
+  first = 2 if log_format(csv_format).has_header else 1
+  return (record for record in open_records(path, csv_format) if record.line_number >= first)
 
 
-def read_header(path: str) -> List[str]:
-  """The column names in a CSV's first line; [] for an empty file."""
-  first = next(open_records(path), None)
+def read_header(path: str, csv_format: Optional[features.CsvFormat] = None) -> List[str]:
+  """The column names in a CSV's first line; [] for an empty file. For a header-less format,
+  its declared names (the file's first line is data)."""
+  csv_format = log_format(csv_format)
+  first = next(open_records(path, csv_format), None)
   if first is None:
     return []
+  if not csv_format.has_header:
+    return list(csv_format.columns)
   if first.refusal:
     raise ValueError(f'{path}: line 1 (the header): {first.refusal}')
   return list(first.cells)
 
 
-def check_headers(csv_paths: Sequence[str], optional: Sequence[str] = ()) -> List[str]:
-  """Returns the column names shared by all files; raises ValueError on a bad header.
+_DELIMITER_NAMES = {',': 'comma', '\t': 'tab', ';': 'semicolon', '|': 'pipe'}
+_SHOWN_CELLS = 4  # values of line 1 quoted in format_advice
+
+
+def _split(text: str, delimiter: str) -> List[str]:
+  try:
+    return next(csv.reader([text], delimiter=delimiter), [])
+  except csv.Error:
+    return []
+
+
+def _is_number(cell: str) -> bool:
+  try:
+    float(cell)
+  except ValueError:
+    return False
+  return True
+
+
+def _names_columns(cells: Sequence[str]) -> bool:
+  """Whether a line names most of the columns features.py needs: a header, not data."""
+  needed = features.csv_columns()
+  return 2 * len([c for c in needed if c in cells]) > len(needed)
+
+
+def _delimiter_name(delimiter: str) -> str:
+  return _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+
+
+def format_advice(path: str, csv_format: Optional[features.CsvFormat] = None
+                  ) -> Optional[str]:
+  """What to declare as CSV_FORMAT in models/features.py when the file's first line shows
+  another format than `csv_format` (default: the log's), in words; None when it does not.
+
+  The delimiter is the one of COMMON_DELIMITERS (or the declared one) that splits line 1 into
+  the most columns. Declared with a header, line 1 is data instead when it names none of
+  features.py's columns and holds a number (names are not numbers); declared header-less, it
+  is a header when it names most of them."""
+  csv_format = log_format(csv_format)
+  first = next(open_records(path, csv_format), None)
+  if first is None or first.refusal:
+    return None
+  splits = {d: _split(first.text, d)
+            for d in (csv_format.delimiter,) + features.COMMON_DELIMITERS}
+  delimiter = max(splits, key=lambda d: len(splits[d]))  # the declared one first on a tie
+  cells = splits[delimiter]
+  if csv_format.has_header:
+    headerless = (not set(cells) & set(features.csv_columns()) and
+                  any(map(_is_number, cells)))
+  else:
+    headerless = not _names_columns(cells)
+  if delimiter == csv_format.delimiter and headerless != csv_format.has_header:
+    return None
+  name = _delimiter_name(delimiter)
+  seen = f'{name}-separated ({len(cells)} columns at {name}s'
+  if delimiter != csv_format.delimiter:
+    seen += (f', {len(splits[csv_format.delimiter])} at the declared '
+             f'{_delimiter_name(csv_format.delimiter)}s')
+  seen += ')'
+  declared = [] if delimiter == ',' else [f'delimiter={delimiter!r}']
+  if headerless:
+    shown = ', '.join(cells[:_SHOWN_CELLS]) + (', ...' if len(cells) > _SHOWN_CELLS else '')
+    seen += f' without a header (line 1 holds values: {shown})'
+    declared.append(f'columns={_columns_advice(csv_format, len(cells))}')
+  else:
+    seen += ' with a header (line 1 names the columns)'
+  return (f'{path} looks {seen}: declare it in models/features.py as '
+          f'CSV_FORMAT = CsvFormat({", ".join(declared)})')
+
+
+def _columns_advice(csv_format: features.CsvFormat, count: int) -> str:
+  """The columns= of a header-less file with `count` columns."""
+  if csv_format.columns and len(csv_format.columns) == count:
+    return repr(tuple(csv_format.columns))
+  if len(features.csv_columns()) == count:
+    return (f"{tuple(features.csv_columns())!r} if the file's {count} columns are in "
+            "features.py's order, else their names in file order")
+  return f'(the names of the {count} columns in file order)'
+
+
+def _file_columns(path: str, csv_format: features.CsvFormat) -> List[str]:
+  """A file's column names (check_headers); ValueError for an empty file, an unreadable
+  header, or a header in a file declared header-less."""
+  columns = read_header(path, csv_format)
+  if not columns:
+    expected = ('a header row' if csv_format.has_header else 'rows of the columns')
+    raise ValueError(f'{path}: the file is empty; expected {expected} '
+                     f'{list(features.csv_columns())}.')
+  if not csv_format.has_header:
+    first = next(open_records(path, csv_format))
+    if _names_columns(first.cells):
+      raise ValueError(f'{path}: line 1 is a header, but models/features.py declares the file '
+                       'header-less (CSV_FORMAT.columns). ' +
+                       (format_advice(path, csv_format) or ''))
+  return columns
+
+
+def check_headers(csv_paths: Sequence[str], optional: Sequence[str] = (),
+                  csv_format: Optional[features.CsvFormat] = None) -> List[str]:
+  """Returns the column names shared by all files (a header-less format's declared names);
+  raises ValueError on a bad header, saying what to declare where line 1 shows another
+  format (format_advice).
 
   Columns named in `optional` (e.g. the label, for batch scoring) may be absent."""
-  header = read_header(csv_paths[0])
-  if not header:
-    raise ValueError(f'{csv_paths[0]}: the file is empty; expected a header row '
-                     f'{list(features.csv_columns())}.')
+  csv_format = log_format(csv_format)
+  header = _file_columns(csv_paths[0], csv_format)
   missing = [c for c in features.csv_columns() if c not in header and c not in optional]
   if missing:
-    raise ValueError(f'{csv_paths[0]}: header lacks required columns {missing}; '
-                     f'expected {list(features.csv_columns())}, got {header}.')
+    where = ('header lacks' if csv_format.has_header else
+             'models/features.py declares the file header-less, and CSV_FORMAT.columns lacks')
+    advice = format_advice(csv_paths[0], csv_format)
+    raise ValueError(f'{csv_paths[0]}: {where} required columns {missing}; '
+                     f'expected {list(features.csv_columns())}, got {header}.' +
+                     (f' {advice}.' if advice else ''))
   for path in csv_paths[1:]:
-    if read_header(path) != header:
+    if _file_columns(path, csv_format) != header:
       raise ValueError(f'{path}: header differs from that of {csv_paths[0]}.')
   return header
 
@@ -362,10 +481,13 @@ class RowParser:
   `images=False` (statistics of the other fields: they need no creative) the image rule is
   not applied: the image_path cell is not read and the example has no image field. With
   `values=False` (the monitoring check, which measures such values as schema anomalies) a
-  value outside its range or domain is kept; the cell must still parse as its type."""
+  value outside its range or domain is kept; the cell must still parse as its type.
+  `csv_format` (default: the log's) is the format the records were read in."""
 
-  def __init__(self, header: Sequence[str], images: bool = True, values: bool = True):
+  def __init__(self, header: Sequence[str], images: bool = True, values: bool = True,
+               csv_format: Optional[features.CsvFormat] = None):
     self.num_columns = len(header)
+    self._delimiter = log_format(csv_format).delimiter
     self._values = values
     self._image_feature = features.image_feature() if images else None
     self._image_index = (header.index(features.IMAGE_PATH_COLUMN)
@@ -378,14 +500,12 @@ class RowParser:
     self._image_cache: Dict[Tuple[str, str], Tuple[Optional[bytes], Optional[str]]] = {}
 
   def key(self, record: Record) -> str:
-    """The row's KEY cells joined by '/' (as many as it has); for a line refused as not
-    text, read from its escaped text."""
+    """The row's KEY cells joined by '/' (as many as it has; '' for a log without KEY
+    fields, whose rows the file and line name); for a line refused as not text, read from
+    its escaped text."""
     cells = record.cells
     if record.refusal:
-      try:
-        cells = next(csv.reader([record.text]), [])
-      except csv.Error:
-        cells = []
+      cells = _split(record.text, self._delimiter)
     return '/'.join(cells[i] for i in self._key_indexes if i < len(cells))
 
   def _image(self, csv_path: str, cell: str) -> Tuple[Optional[bytes], Optional[str]]:

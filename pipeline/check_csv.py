@@ -2,8 +2,12 @@
 
     python -m pipeline.check_csv data/span-1/ads.csv [--rows 10000]
 
-Reads the header and the first --rows rows as ImageCsvExampleGen does, by the same rules
-(models/rows.py: the same lines, with the same reasons), and reports:
+Reads the header and the first --rows rows as ImageCsvExampleGen does, in the log's format
+(features.CSV_FORMAT) and by the same rules (models/rows.py: the same lines, with the same
+reasons), and reports:
+  - a file whose first line shows another format than features.py declares: another common
+    delimiter (tab, ';', '|', ',') or no header (line 1 holds values, not names) or a header
+    where none is declared, with the CSV_FORMAT to declare (nothing else is checked then);
   - columns features.py needs that the header lacks (the run would stop at once), and the
     columns features.py does not know (the pipeline ignores them);
   - rows ExampleGen would reject, by line number and reason: a line that is not UTF-8 text or
@@ -41,6 +45,7 @@ MIN_SPLIT_CLICKS = 20
 @dataclasses.dataclass
 class Report:
   csv_path: str
+  has_header: bool = True  # the declared format's: the file's line 1 names its columns
   rows_checked: int = 0
   whole_file: bool = False  # every row was checked, not only the first --rows
   columns: str = ''
@@ -77,8 +82,8 @@ class Report:
       lines = [f'Checked {self.csv_path} against models/features.py.']
     else:
       extent = 'every row' if self.whole_file else f'the first {self.rows_checked} rows'
-      lines = [f'Checked {self.csv_path} against models/features.py: the header and {extent}.',
-               self.columns]
+      read = f'the header and {extent}' if self.has_header else extent
+      lines = [f'Checked {self.csv_path} against models/features.py: {read}.', self.columns]
     lines += [f'  PROBLEM {problem}' for problem in self.problems]
     if self.rejected_lines:
       share = len(self.rejected_lines) / self.rows_checked
@@ -146,10 +151,14 @@ def _check_splits(report: Report, times_and_labels: List[Tuple[int, int]],
 
 
 def check(csv_path: str, rows: int = DEFAULT_ROWS) -> Report:
-  report = Report(csv_path)
+  report = Report(csv_path, has_header=features.CSV_FORMAT.has_header)
   try:
     if not FileSystems.exists(csv_path):
       report.file_problems.append(f'{csv_path} does not exist')
+      return report
+    advice = row_rules.format_advice(csv_path)
+    if advice:  # every row would be rejected, or the header read as a row
+      report.file_problems.append(advice)
       return report
     header = row_rules.check_headers([csv_path])
     _check_rows(report, header, rows)
@@ -162,7 +171,9 @@ def _check_rows(report: Report, header: Sequence[str], rows: int) -> None:
   known = set(features.csv_columns())
   ignored = [c for c in header if c not in known]
   shown = ', '.join(ignored[:2 * _SHOWN]) + (', ...' if len(ignored) > 2 * _SHOWN else '')
-  report.columns = (f'Columns: all {len(known)} that features.py defines are present' +
+  where = ('present' if report.has_header else
+           'declared (no header: CSV_FORMAT.columns in features.py)')
+  report.columns = (f'Columns: all {len(known)} that features.py defines are {where}' +
                     (f'; {len(ignored)} it does not define are ignored: {shown}'
                      if ignored else '') + '.')
   parser = row_rules.RowParser(header)
@@ -182,7 +193,8 @@ def _check_rows(report: Report, header: Sequence[str], rows: int) -> None:
       times_and_labels.append((values[time.name].int64_list.value[0],
                                values[label.name].int64_list.value[0]))
   if not report.rows_checked:
-    report.file_problems.append('the file has a header and no rows')
+    report.file_problems.append('the file has a header and no rows' if report.has_header
+                                else 'the file has no rows')
   _check_time(report, {t for t, _ in times_and_labels})
   _check_splits(report, times_and_labels, PipelineConfig().split)
 

@@ -10,6 +10,7 @@ from pipeline import check_csv
 from tests import test_rows
 from tests.test_model import needs_sample_rows
 from tests.testdata.own_csv import features as own_fields
+from tests.testdata.own_csv import tsv_features
 
 AVAZU_TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
                            'shared', 'data', 'avazu-sample', 'train.csv')
@@ -22,11 +23,20 @@ def own_fields_in_use(monkeypatch):
   monkeypatch.setattr(features, 'FEATURES', own_fields.FEATURES)
 
 
-def _write(path, rows, header=None):
+@pytest.fixture
+def tsv_log_in_use(monkeypatch):
+  """features.py as tests/testdata/own_csv/tsv_features.py declares it: tab-separated, no
+  header, no key, no time."""
+  monkeypatch.setattr(features, 'FEATURES', tsv_features.FEATURES)
+  monkeypatch.setattr(features, 'CSV_FORMAT', tsv_features.CSV_FORMAT)
+
+
+def _write(path, rows, header=None, delimiter=',', with_header=True):
   header = header or list(rows[0])
   with open(path, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
+    writer = csv.writer(f, delimiter=delimiter)
+    if with_header:
+      writer.writerow(header)
     writer.writerows([row.get(name, '') for name in header] for row in rows)
   return str(path)
 
@@ -200,3 +210,49 @@ def test_an_empty_validation_split_is_a_problem_and_few_clicks_a_note(tmp_path, 
   assert code == 1
   assert 'PROBLEM the validation split would be empty: the run stops before training' in out
   assert 'note: the eval split would hold 0 clicks (fewer than 20)' in out
+
+
+def test_a_declared_header_less_tab_separated_log_is_checked_from_line_1(tmp_path, capsys,
+                                                                          tsv_log_in_use):
+  rows = [dict(row, site_id='1fbe01fe') for row in _rows(30, {0: {'click': '2'}})]
+  path = _write(tmp_path / 'ads.tsv', rows, header=list(tsv_features.CSV_FORMAT.columns),
+                delimiter='\t', with_header=False)
+  code, out = _run(capsys, path)
+  assert code == 1
+  assert f'Checked {path} against models/features.py: every row.' in out
+  assert ('Columns: all 8 that features.py defines are declared (no header: CSV_FORMAT.columns '
+          'in features.py); 1 it does not define are ignored: site_id.') in out
+  assert "click (ExampleGen rejects the row): 1 row, e.g. line 1: 2 is outside [0, 1]" in out
+  assert 'ExampleGen would reject 1 of 30 rows' in out
+
+
+@pytest.mark.parametrize('delimiter,with_header,declare', [
+    ('\t', True, "CsvFormat(delimiter='\\t')"),
+    ('|', True, "CsvFormat(delimiter='|')"),
+    ('\t', False, "CsvFormat(delimiter='\\t', columns=('id', 'click', 'hour', 'C1', "
+                  "'banner_pos', 'site_category', 'device_type', 'C15', 'C16', 'C18') if the "
+                  "file's 10 columns are in features.py's order, else their names in file "
+                  'order)'),
+    (',', False, "CsvFormat(columns=('id', 'click'"),
+])
+def test_another_delimiter_or_no_header_is_named_with_what_to_declare(
+    tmp_path, capsys, own_fields_in_use, delimiter, with_header, declare):
+  path = _write(tmp_path / 'ads.csv', _rows(5), delimiter=delimiter, with_header=with_header)
+  code, out = _run(capsys, path)
+  assert code == 1
+  [problem] = [line for line in out.splitlines() if 'PROBLEM' in line]
+  name = {'\t': 'tab', '|': 'pipe', ',': 'comma'}[delimiter]
+  assert f'PROBLEM {path} looks {name}-separated (10 columns at {name}s' in problem
+  assert ('without a header (line 1 holds values: 0, 0, 14102100, 1005, ...)' in problem) == (
+      not with_header)
+  assert f': declare it in models/features.py as CSV_FORMAT = {declare}' in problem
+  assert 'lacks' not in out and 'rows' not in out.split('\n')[0]
+
+
+def test_a_header_where_none_is_declared_is_named(tmp_path, capsys, tsv_log_in_use):
+  path = _write(tmp_path / 'ads.tsv', [dict(row, site_id='1') for row in _rows(3)],
+                header=list(tsv_features.CSV_FORMAT.columns), delimiter='\t')
+  code, out = _run(capsys, path)
+  assert code == 1
+  assert ('(line 1 names the columns): declare it in models/features.py as '
+          "CSV_FORMAT = CsvFormat(delimiter='\\t')") in out

@@ -18,6 +18,7 @@ from models import preprocessing
 from models import rows
 from tests import test_image_bombs
 from tests.test_model import needs_sample_rows
+from tests.testdata.own_csv import tsv_features
 
 
 def image(image_format: str, size=(8, 8)) -> bytes:
@@ -237,6 +238,92 @@ def test_headers(tmp_path):
   (tmp_path / 'd.csv').write_bytes(b'\xff\n')
   with pytest.raises(ValueError, match=r'line 1 \(the header\): invalid UTF-8 at byte 1'):
     rows.check_headers([str(tmp_path / 'd.csv')])
+
+
+@pytest.fixture
+def tsv_log(monkeypatch):
+  """features.py as tests/testdata/own_csv/tsv_features.py declares it: a header-less,
+  tab-separated log without a key or a time."""
+  monkeypatch.setattr(features, 'FEATURES', tsv_features.FEATURES)
+  monkeypatch.setattr(features, 'CSV_FORMAT', tsv_features.CSV_FORMAT)
+  return tsv_features.CSV_FORMAT.columns
+
+
+TSV_ROW = ('0', '1005', '0', '1fbe01fe', '28905ebd', '1', '320', '50', '0')
+
+
+def test_a_header_less_tab_separated_log_is_read_from_line_1(tmp_path, tsv_log):
+  bad = ('1', '1005', '0', 'x', '28905ebd', '9', '320', '50', '0')  # device_type 9
+  path = tmp_path / 'ads.tsv'
+  path.write_text('\t'.join(TSV_ROW) + '\n' + '\t'.join(bad) + '\n' + 'a,b\n')
+  header = rows.check_headers([str(path)])
+  assert header == list(tsv_log)
+  parser = rows.RowParser(header)
+  parsed = [(r.line_number, parser.parse(str(path), r)[1], parser.key(r))
+            for r in rows.data_records(str(path))]
+  # No key: file and line name each row (the rejected rows' source_file and line_number).
+  assert parsed == [(1, None, ''), (2, "device_type: '9' is not one of 0, 1, 4, 5", ''),
+                    (3, 'expected 9 columns, got 1', '')]
+  example, _ = parser.parse(str(path), next(rows.data_records(str(path))))
+  assert example.features.feature['C15'].int64_list.value == [320]
+  assert 'site_id' not in example.features.feature  # declared, read by no field: ignored
+
+
+def test_the_readers_take_the_format_given_over_the_logs(tmp_path, tsv_log):
+  """Our own files (captured rows) keep commas and a header whatever the log's format."""
+  path = tmp_path / 'capture.csv'
+  path.write_text('click,C1\n0,1005\n')
+  own = features.CsvFormat()
+  assert rows.read_header(str(path), own) == ['click', 'C1']
+  assert [r.cells for r in rows.data_records(str(path), own)] == [('0', '1005')]
+  assert [r.line_number for r in rows.data_records(str(path))] == [1, 2]  # as the log
+
+
+def test_a_header_in_a_file_declared_header_less_is_refused_with_what_to_declare(
+    tmp_path, tsv_log):
+  path = tmp_path / 'ads.tsv'
+  path.write_text('\t'.join(tsv_log) + '\n' + '\t'.join(TSV_ROW) + '\n')
+  with pytest.raises(ValueError) as refused:
+    rows.check_headers([str(path)])
+  assert str(refused.value) == (
+      f'{path}: line 1 is a header, but models/features.py declares the file header-less '
+      f'(CSV_FORMAT.columns). {path} looks tab-separated (9 columns at tabs) with a header '
+      "(line 1 names the columns): declare it in models/features.py as "
+      "CSV_FORMAT = CsvFormat(delimiter='\\t')")
+
+
+def test_format_advice_names_the_delimiter_and_the_missing_header(tmp_path, monkeypatch):
+  monkeypatch.setattr(features, 'FEATURES', tsv_features.FEATURES)  # declared: ',' + header
+  columns = list(features.csv_columns())
+  files = {'right.csv': ','.join(columns), 'tabs.tsv': '\t'.join(columns),
+           'bare.tsv': '\t'.join(TSV_ROW[:8]), 'semicolons.csv': ';'.join(TSV_ROW),
+           'bare.csv': ','.join(TSV_ROW), 'other.csv': 'a,b,c'}
+  advice = {}
+  for name, line in files.items():
+    (tmp_path / name).write_text(line + '\n')
+    found = rows.format_advice(str(tmp_path / name))
+    advice[name] = found and found[len(str(tmp_path / name)) + 1:]
+  assert advice == {
+      'right.csv': None,
+      'other.csv': None,  # a header of other names: check_headers names the missing ones
+      'tabs.tsv': 'looks tab-separated (8 columns at tabs, 1 at the declared commas) with a '
+                  'header (line 1 names the columns): declare it in models/features.py as '
+                  "CSV_FORMAT = CsvFormat(delimiter='\\t')",
+      'bare.tsv': 'looks tab-separated (8 columns at tabs, 1 at the declared commas) without '
+                  'a header (line 1 holds values: 0, 1005, 0, 1fbe01fe, ...): declare it in '
+                  "models/features.py as CSV_FORMAT = CsvFormat(delimiter='\\t', "
+                  f"columns={tuple(columns)!r} if the file's 8 columns are in features.py's "
+                  'order, else their names in file order)',
+      'semicolons.csv': 'looks semicolon-separated (9 columns at semicolons, 1 at the '
+                        'declared commas) without a header (line 1 holds values: 0, 1005, 0, '
+                        '1fbe01fe, ...): declare it in models/features.py as CSV_FORMAT = '
+                        "CsvFormat(delimiter=';', columns=(the names of the 9 columns in file "
+                        'order))',
+      'bare.csv': 'looks comma-separated (9 columns at commas) without a header (line 1 holds '
+                  'values: 0, 1005, 0, 1fbe01fe, ...): declare it in models/features.py as '
+                  'CSV_FORMAT = CsvFormat(columns=(the names of the 9 columns in file order))'}
+  with pytest.raises(ValueError, match=r"header lacks required columns .* looks tab-separated"):
+    rows.check_headers([str(tmp_path / 'bare.tsv')])
 
 
 @needs_sample_rows
