@@ -1,5 +1,6 @@
-"""Why a model was blessed or not, in words: the new model against the gate (gate_rule.py) and
-the served model, overall, per cohort (new vs established ads) and per slice, from TFMA's output.
+"""Why a model was blessed or not, in words: the new model against the gate (gate_rule.py), the
+served model and its challenger (a logistic regression on the same rows), overall, per cohort
+(new vs established ads) and per slice, from TFMA's output and the Evaluator's challenger pass.
 
 Only the overall slice gates; cohort and slice rows are reported, not gated: small groups are
 too noisy to block a release on.
@@ -10,6 +11,7 @@ from components import gate_rule
 from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
 from components.evaluation_results import MEAN_PREDICTION, OVERALL, Estimate
 from components.evaluation_results import Results
+from models import challenger as challenger_lib
 from models import features
 
 REPORT_FILE = 'evaluation_report.md'
@@ -70,6 +72,31 @@ def _group_table(results: Results, slice_names: List[str]) -> List[str]:
   return lines
 
 
+_CHALLENGER_METRICS = (AUC, LOGLOSS, CALIBRATION)
+
+
+def challenger_line(results: Results) -> str:
+  """One line: the model's AUC margin over its challenger, e.g. 'model vs challenger (LR):
+  +0.0123 [+0.0031, +0.0215] AUC, paired on the eval rows, 95 % interval resampling ads'."""
+  comparison = results.challenger
+  if comparison is None:
+    return ('model vs challenger (LR): n/a (this Model artifact has no challenger: it was '
+            'trained before the Trainer fitted one)')
+  return (f'model vs challenger (LR): {comparison.margin_words()} AUC, paired on the same '
+          f'eval rows, 95 % interval resampling {comparison.resampled}')
+
+
+def _challenger_table(results: Results) -> List[str]:
+  comparison = results.challenger
+  lines = ['| metric | new model | challenger | new minus challenger, paired (95 %) |',
+           '|---|---|---|---|']
+  for metric in _CHALLENGER_METRICS:
+    change = comparison.change.get(metric)
+    lines.append(f'| {_label(metric)} | {comparison.model[metric]:.4f} | '
+                 f'{comparison.challenger[metric]:.4f} | {_words(change, True)} |')
+  return lines
+
+
 def groups(results: Results) -> Tuple[List[str], List[str]]:
   """The cohort slices (new vs established ads) and the other slices."""
   cohort = features.cohort_feature()
@@ -100,6 +127,10 @@ def tables(results: Results) -> str:
   rows = results.new(OVERALL, EXAMPLE_COUNT)
   lines = [f'Overall (gated), {rows.value:.0f} eval rows:' if rows else 'Overall (gated):', '']
   lines += _overall_table(results)
+  lines += ['', f'Against the challenger, a {challenger_lib.NAME} on the same training rows '
+            '(does the model earn its cost?): ' + challenger_line(results) + '.']
+  if results.challenger is not None:
+    lines += [''] + _challenger_table(results)
   cohorts, others = groups(results)
   if cohorts:
     lines += ['', f'Cohorts: ads first seen in the eval period ({features.COHORT_NEW}) vs '

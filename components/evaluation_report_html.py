@@ -2,7 +2,9 @@
 reads at a glance, then the Markdown report's words and tables.
 
 One self-contained file: matplotlib's SVG inline and CSS, no script, nothing fetched when it
-opens. The charts, each the new model against the served one when there is one:
+opens. Under the verdict, the model's AUC margin over its challenger (a logistic regression on
+the same rows) with its paired interval; its table is among the figures. The charts, each
+the new model against the served one when there is one:
 * the reliability diagram: the observed click rate per bin of predictions, with its 95 %
   interval, against the diagonal a calibrated model follows (from TFMA's CalibrationPlot);
 * calibration (mean prediction / observed click rate) overall, per cohort and per slice, with
@@ -171,5 +173,7 @@ def render(results: Results, gate, eval_fraction: float, served: Optional[str],
           f'<title>{evaluation_report.TITLE}</title><style>{_STYLE}</style></head><body>'
           f'<h1>{evaluation_report.TITLE}</h1>'
           f'<div class="{"blessed" if blessed else "refused"}">{_html(words)}</div>'
+          f'<p class="challenger">{html.escape(evaluation_report.challenger_line(results))}'
+          '</p>'
           f'<h2>Charts: {compared}</h2><div class="charts">{"".join(charts)}</div>'
           f'<h2>Figures</h2>{_html(evaluation_report.tables(results))}</body></html>\n')

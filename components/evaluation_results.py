@@ -6,14 +6,19 @@ config, also each model's calibration histogram. `Results` reads them for the ga
 reports, the run summary, the console and monitoring, under the metric and model names TFMA
 uses (defined here once). `figures` computes the same metrics from labels and
 probabilities, for what TFMA does not score (the oracle, the benchmark's peers, the served
-model on a new month), so that both sides are named and defined alike.
+model on a new month), so that both sides are named and defined alike; `paired_change` gives
+the change between two scorers of the same rows with a 95 % interval that resamples ads, and
+the Evaluator writes the model's against its challenger (CHALLENGER_FILE) with it.
 """
 import dataclasses
 import functools
+import json
+import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from scipy import stats
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import calibration as tfma_calibration
 from tensorflow_model_analysis.metrics import confusion_matrix_metrics
@@ -213,11 +218,20 @@ class Results:
     result[EXAMPLE_COUNT] = int(result[EXAMPLE_COUNT])
     return result
 
-  def gate_inputs(self) -> Tuple[Dict[str, Estimate], Dict[str, Estimate]]:
+  @functools.cached_property
+  def challenger(self) -> Optional['ChallengerComparison']:
+    """The model against its challenger on the eval rows; None where the Evaluator wrote
+    none (a Model artifact without a challenger)."""
+    return read_challenger(self.uri)
+
+  def gate_inputs(self) -> Tuple[Dict[str, Estimate], Dict[str, Estimate],
+                                 Dict[str, Estimate]]:
+    """What gate_rule.decide judges: the new model's figures, its paired change against the
+    served model and against its challenger (empty where there is none)."""
     metrics = (AUC, LOGLOSS)
     new = {m: self.new(OVERALL, m) for m in metrics if self.new(OVERALL, m)}
     diff = {m: self.change(OVERALL, m) for m in metrics if self.change(OVERALL, m)}
-    return new, diff
+    return new, diff, dict(self.challenger.change) if self.challenger else {}
 
   def rows_and_clicks(self, slice_name: str) -> Tuple[float, float]:
     """A slice's eval rows and clicks (the same rows for both models); 0, 0 when TFMA wrote
@@ -281,3 +295,106 @@ def figures(labels, probabilities) -> Dict[str, float]:
       MEAN_PREDICTION: float(probabilities.mean()), MEAN_LABEL: float(labels.mean()),
       EXAMPLE_COUNT: int(len(labels)),
   }
+
+
+# The paired interval of the change between two scorers of the same rows. Rows of the same ad
+# share its creative, advertiser and click rate, so they are not independent draws: an
+# interval that resamples rows would be too narrow, most of all for new ads. This one is a
+# paired Poisson bootstrap over clusters (ads): each resample weights every cluster by a
+# Poisson(1) draw, and both scorers are measured on the same weighted rows.
+RESAMPLES = 400
+
+
+class WeightedAuc:
+  """AUC of fixed scores under per-row weights, O(rows) per call after one sort."""
+
+  def __init__(self, labels: np.ndarray, scores: np.ndarray):
+    # Rows with tied scores form one block; a positive beats the negatives of lower blocks
+    # and half those of its own (auc's tie rule).
+    _, self._block = np.unique(scores, return_inverse=True)
+    self._positive = labels == 1
+
+  def __call__(self, weights: np.ndarray) -> float:
+    pos = np.bincount(self._block, weights * self._positive)
+    neg = np.bincount(self._block, weights * ~self._positive)
+    below = np.cumsum(neg) - neg
+    total = pos.sum() * neg.sum()
+    return float((pos * (below + neg / 2)).sum() / total) if total else float('nan')
+
+
+def _row_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+  p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+  return -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+
+
+def paired_change(labels: np.ndarray, scores: np.ndarray, reference: np.ndarray,
+                  clusters: np.ndarray, resamples: int = RESAMPLES,
+                  seed: int = 0) -> Dict[str, Estimate]:
+  """AUC and log-loss of `scores` minus those of `reference` on all rows, each with the 2.5
+  and 97.5 percentiles of that change over `resamples` cluster-weighted resamples; empty
+  without both classes. clusters: one id per row (e.g. the ad); each row its own to
+  resample rows."""
+  labels = np.asarray(labels)
+  if len(labels) == 0 or labels.min() == labels.max():
+    return {}
+  _, cluster = np.unique(clusters, return_inverse=True)
+  model, other = WeightedAuc(labels, scores), WeightedAuc(labels, reference)
+  loss_change = _row_log_loss(labels, scores) - _row_log_loss(labels, reference)
+  rng = np.random.default_rng(seed)
+  changes = []
+  for _ in range(resamples):
+    weights = rng.poisson(1.0, cluster.max() + 1)[cluster].astype(float)
+    total = weights.sum()
+    changes.append((model(weights) - other(weights),
+                    (weights * loss_change).sum() / total if total else float('nan')))
+  bounds = np.nanpercentile(np.array(changes), [2.5, 97.5], axis=0)
+  values = {AUC: auc(labels, scores) - auc(labels, reference),
+            LOGLOSS: float(loss_change.mean())}
+  return {metric: Estimate(values[metric], float(bounds[0, i]), float(bounds[1, i]))
+          for i, metric in enumerate((AUC, LOGLOSS))}
+
+
+def auc_gap(labels: np.ndarray, scores: np.ndarray, reference: np.ndarray,
+            clusters: np.ndarray, resamples: int = RESAMPLES,
+            seed: int = 0) -> Optional[Estimate]:
+  """AUC(scores) - AUC(reference) with its 95 % interval (paired_change); None without both
+  classes."""
+  return paired_change(labels, scores, reference, clusters, resamples, seed).get(AUC)
+
+
+CHALLENGER_FILE = 'challenger.json'  # in the ModelEvaluation artifact
+
+
+@dataclasses.dataclass(frozen=True)
+class ChallengerComparison:
+  """The new model against its challenger (models/challenger.py), both scored by the
+  Evaluator on the same eval rows."""
+  name: str  # the challenger, in words
+  model: Dict[str, float]  # `figures` of the new model on the rows
+  challenger: Dict[str, float]  # and of the challenger
+  change: Dict[str, Estimate]  # model minus challenger, paired_change
+  resampled: str  # what the interval resamples, in words (ads, or rows)
+  seconds: float  # the Evaluator's scoring pass over the rows with both models
+
+  def margin_words(self) -> str:
+    """E.g. '+0.0123 [+0.0031, +0.0215]', the AUC margin over the challenger."""
+    change = self.change.get(AUC)
+    return 'n/a (the eval rows lack clicks or non-clicks)' if change is None else (
+        change.words(signed=True))
+
+
+def write_challenger(evaluation_uri: str, comparison: ChallengerComparison) -> None:
+  value = dataclasses.asdict(comparison)
+  value['change'] = {m: dataclasses.asdict(e) for m, e in comparison.change.items()}
+  with tf.io.gfile.GFile(os.path.join(evaluation_uri, CHALLENGER_FILE), 'w') as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+
+
+def read_challenger(evaluation_uri: str) -> Optional[ChallengerComparison]:
+  path = os.path.join(evaluation_uri, CHALLENGER_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    value = json.load(f)
+  value['change'] = {m: Estimate(**e) for m, e in value['change'].items()}
+  return ChallengerComparison(**value)

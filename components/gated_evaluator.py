@@ -8,6 +8,12 @@ orchestrator:
   threshold: the blessing is decided once, by gate_rule.py from the GateConfig (the floor and
   the paired intervals of the change against the served model), and written the way TFX
   writes it (BLESSED / NOT_BLESSED file and the `blessed` property the Pusher reads).
+* The new model against its challenger (models/challenger.py: a logistic regression the
+  Trainer fitted on the same rows, in the Model artifact beside Format-Serving): one streaming
+  pass scores the eval rows with both, keeping each row's label, the two scores and its ad
+  (the cohort_key field of features.py), and the paired change with its 95 % interval over
+  ads (evaluation_results.paired_change) is written to the ModelEvaluation artifact
+  (evaluation_results.CHALLENGER_FILE), where the gate and the reports read it.
 * `evaluation_report.md` in the ModelEvaluation artifact states the protocol, the rule, the
   decision and each metric overall, per cohort and per slice (evaluation_report.py);
   `evaluation_report.html` beside it adds the charts: the reliability diagram and AUC per
@@ -18,9 +24,11 @@ which changes no figure.
 """
 import json
 import os
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import calibration_histogram
 from tfx import types
@@ -34,6 +42,7 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import json_utils
+from tfx.utils import path_utils
 from tfx.utils import proto_utils
 
 from components import evaluation_report
@@ -41,6 +50,9 @@ from components import evaluation_report_html
 from components import evaluation_results
 from components import gate_rule
 from components import served_baseline
+from models import challenger as challenger_lib
+from models import features
+from models import signatures
 
 _BASELINE_KEY = standard_component_specs.BASELINE_MODEL_KEY
 GATE_KEY = 'gate'  # JSON of the GateConfig fields
@@ -139,6 +151,74 @@ def _use_histogram_accumulator() -> None:
   _HISTOGRAM_COMBINER.extract_output = _extract_histograms
 
 
+SCORING_BATCH = 1024  # eval rows a model scores at a time in the challenger pass
+
+
+def _score(model_dir: str):
+  """The examples signature of a SavedModel: serialized tf.Examples -> probabilities."""
+  serve = tf.saved_model.load(model_dir).signatures[signatures.EXAMPLES_SIGNATURE]
+  return lambda batch: np.reshape(serve(batch)[signatures.PREDICTION_KEY].numpy(), -1).astype(
+      np.float32)
+
+
+def _row_spec() -> Dict[str, tf.io.FixedLenFeature]:
+  """The label, and the ad (the cohort_key field) where features.py declares one."""
+  label = features.label_feature()
+  spec = {label.name: tf.io.FixedLenFeature([], features.tf_dtype(label))}
+  key = features.cohort_key_feature()
+  if key is not None:
+    dtype = features.tf_dtype(key)
+    spec[key.name] = tf.io.FixedLenFeature([], dtype, default_value='' if dtype == tf.string
+                                           else 0)
+  return spec
+
+
+def score_eval_rows(file_patterns: List[str], model_dir: str, challenger_dir: str
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """(labels, the model's scores, the challenger's, each row's cluster: its ad, else the
+  row itself), in one streaming pass over the eval files, batch by batch: what is kept is
+  a label, two float32 scores and a cluster a row."""
+  model, challenger = _score(model_dir), _score(challenger_dir)
+  spec, key = _row_spec(), features.cohort_key_feature()
+  files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+  kept = {name: [np.zeros(0, dtype)] for name, dtype in (
+      ('labels', np.int64), ('scores', np.float32), ('reference', np.float32),
+      ('clusters', object))}
+  for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(SCORING_BATCH):
+    parsed = tf.io.parse_example(batch, spec)
+    kept['labels'].append(parsed[features.LABEL_KEY].numpy())
+    kept['scores'].append(model(batch))
+    kept['reference'].append(challenger(batch))
+    if key is not None:
+      kept['clusters'].append(parsed[key.name].numpy())
+  labels, scores, reference, clusters = (np.concatenate(kept[name]) for name in kept)
+  cluster = (np.unique(clusters, return_inverse=True)[1] if key is not None
+             else np.arange(len(labels)))
+  return labels, scores, reference, cluster
+
+
+def compare_with_challenger(examples: types.Artifact, splits: List[str],
+                            model: types.Artifact) -> Optional[
+                                evaluation_results.ChallengerComparison]:
+  """The new model against the challenger in its Model artifact on the eval rows; None
+  where the artifact has none (a model trained before challengers, or a stand-in)."""
+  challenger_dir = challenger_lib.challenger_dir(model.uri)
+  if not tf.io.gfile.exists(challenger_dir):
+    return None
+  started = time.time()
+  patterns = [os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+              for split in splits]
+  labels, scores, reference, clusters = score_eval_rows(
+      patterns, path_utils.serving_model_path(model.uri), challenger_dir)
+  key = features.cohort_key_feature()
+  return evaluation_results.ChallengerComparison(
+      name=challenger_lib.NAME, model=evaluation_results.figures(labels, scores),
+      challenger=evaluation_results.figures(labels, reference),
+      change=evaluation_results.paired_change(labels, scores, reference, clusters),
+      resampled=f'ads ({key.name})' if key else 'rows',
+      seconds=round(time.time() - started, 2))
+
+
 class Executor(evaluator_executor.Executor):
   """TFX's Evaluator executor, minus an empty baseline, plus the paired gate and the report."""
 
@@ -162,6 +242,13 @@ class Executor(evaluator_executor.Executor):
         eval_config, has_baseline=bool(baselines), rubber_stamp=True)
     evaluation_uri = artifact_utils.get_single_uri(
         output_dict[standard_component_specs.EVALUATION_KEY])
+    comparison = compare_with_challenger(
+        artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY]),
+        json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY) or
+                         'null') or ['eval'],
+        artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY]))
+    if comparison is not None:
+      evaluation_results.write_challenger(evaluation_uri, comparison)
     results = evaluation_results.Results(evaluation_uri, eval_config)
     blessed, reasons = gate_rule.decide(*results.gate_inputs(), gate)
     _write_blessing(

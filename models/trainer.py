@@ -8,6 +8,7 @@ files, and only the chief writes.
 """
 import json
 import os
+import time
 from typing import List, Optional, Tuple
 
 from absl import logging
@@ -16,6 +17,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
+from models import challenger
 from models import distribution
 from models import features
 from models import model as model_lib
@@ -46,12 +48,17 @@ def _shard_policy(file_pattern) -> tf.data.experimental.AutoShardPolicy:
   return policy.FILE if files >= distribution.replicas() else policy.DATA
 
 
-def _dataset(file_pattern, tf_transform_output, batch_size, shuffle):
+def _dataset(file_pattern, tf_transform_output, batch_size, shuffle, image=True):
   """ExampleGen's files -> batches of (transformed features, label), streamed; without
   `shuffle` (validation) in the same order every time. Under a strategy `batch_size` is the
-  global batch: Keras splits it among the replicas."""
+  global batch: Keras splits it among the replicas. Without `image` the image field is
+  neither parsed nor decoded (the challenger has no image)."""
+  image_field = features.image_feature()
+  skipped = {image_field.name} if image_field and not image else set()
+  spec = {name: value for name, value in tf_transform_output.raw_feature_spec().items()
+          if name not in skipped}
   dataset = tf.data.experimental.make_batched_features_dataset(
-      file_pattern, batch_size, tf_transform_output.raw_feature_spec(), reader=_gzip_records,
+      file_pattern, batch_size, spec, reader=_gzip_records,
       num_epochs=1, shuffle=shuffle, shuffle_buffer_size=SHUFFLE_ROWS,
       reader_num_threads=READ_FILES)
   options = tf.data.Options()
@@ -60,7 +67,10 @@ def _dataset(file_pattern, tf_transform_output, batch_size, shuffle):
   transform_layer = tf_transform_output.transform_features_layer()
 
   def transform(raw):
-    transformed = transform_layer(raw)
+    # The Transform layer gives a missing input an empty value; the graph traced here
+    # drops the outputs of the skipped fields, and with them their decoding.
+    transformed = {name: value for name, value in transform_layer(raw).items()
+                   if name not in {features.transformed_name(n) for n in skipped}}
     label = transformed.pop(features.LABEL_KEY)
     return transformed, label
 
@@ -113,6 +123,11 @@ def resolve_hparams(fn_args) -> Tuple[model_lib.HParams, str]:
 def read_used_hparams(model_uri: str) -> Optional[dict]:
   """What a trained Model artifact was trained with (HPARAMS_FILE), for the run summary."""
   return _read_json(os.path.join(model_uri, HPARAMS_FILE))
+
+
+def read_challenger_info(model_uri: str) -> Optional[dict]:
+  """How a Model artifact's challenger was trained (fit_challenger), for the run summary."""
+  return _read_json(os.path.join(model_uri, challenger.INFO_FILE))
 
 
 def _fit_platt(logits: np.ndarray, labels: np.ndarray,
@@ -213,6 +228,38 @@ def callbacks(hparams: model_lib.HParams) -> List[tf.keras.callbacks.Callback]:
   return found
 
 
+def fit_challenger(fn_args, tf_transform_output, hparams: model_lib.HParams,
+                   model_uri: str) -> dict:
+  """Trains the challenger (models/challenger.py) on the same training rows, without the
+  image, early-stopped on the validation split and calibrated like the model; exports it to
+  challenger.challenger_dir(model_uri) and returns how it went (also written to INFO_FILE).
+  On the chief only, outside any strategy: it is small, and one process fits it in seconds."""
+  started = time.time()
+  rows = count_rows(fn_args.train_files)
+  # An epoch as the model's: a pass, or epoch_rows rows of a stream that repeats.
+  steps = (None if rows <= hparams.epoch_rows
+           else -(-hparams.epoch_rows // challenger.BATCH_SIZE))
+  train = _dataset(fn_args.train_files, tf_transform_output, challenger.BATCH_SIZE,
+                   shuffle=True, image=False)
+  validation = _dataset(fn_args.eval_files, tf_transform_output, challenger.BATCH_SIZE,
+                        shuffle=False, image=False)
+  model = challenger.build_model(tf_transform_output, challenger.l2_per_row(rows))
+  history = model.fit(train if steps is None else train.repeat(), steps_per_epoch=steps,
+                      validation_data=validation, epochs=challenger.MAX_EPOCHS,
+                      callbacks=challenger.callbacks(), verbose=0)
+  scale, bias = calibrate(model, validation) if hparams.calibrate else (1.0, 0.0)
+  model.save(challenger.challenger_dir(model_uri), save_format='tf',
+             signatures=signatures.build(model, tf_transform_output))
+  info = {'epochs_trained': len(history.history['loss']),
+          'validation_logloss': float(min(history.history['val_logloss'])),
+          'l2': challenger.l2_per_row(rows), 'calibration': {'scale': scale, 'bias': bias},
+          'seconds': round(time.time() - started, 1)}
+  _write_json(os.path.join(model_uri, challenger.INFO_FILE), info)
+  logging.info('The challenger (%s) trained %d epochs in %.1f s.', challenger.NAME,
+               info['epochs_trained'], info['seconds'])
+  return info
+
+
 def run_fn(fn_args: tfx.components.FnArgs):
   strategy = distribution.strategy()  # first: it configures the process's runtime
   hparams, source = resolve_hparams(fn_args)
@@ -233,7 +280,9 @@ def run_fn(fn_args: tfx.components.FnArgs):
     model.save(model_dir, save_format='tf',
                signatures=signatures.build(model, tf_transform_output))
   if chief:
-    _write_json(os.path.join(os.path.dirname(fn_args.serving_model_dir), HPARAMS_FILE), {
+    model_uri = os.path.dirname(fn_args.serving_model_dir)
+    fit_challenger(fn_args, tf_transform_output, hparams, model_uri)
+    _write_json(os.path.join(model_uri, HPARAMS_FILE), {
         'hparams': hparams.in_use(), 'source': source, 'epochs_trained': epochs,
         'replicas': strategy.num_replicas_in_sync,
         'calibration': {'scale': scale, 'bias': bias}})

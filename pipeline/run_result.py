@@ -9,7 +9,8 @@ What comes from where: each component's state and seconds from its execution, th
 peak memory when it ended from the property Progress records on it (PEAK_MEMORY_PROPERTY);
 rows and split sizes from ExampleGen's Examples properties; the data verdict from DataGate's
 execution (it raises on bad data, so a finished DataGate passed); hyperparameters from the
-Trainer's Model; the evaluation through components/evaluation_results.py, and the gate's
+Trainer's Model (and how its challenger trained); the evaluation, the model against its
+challenger included, through components/evaluation_results.py, and the gate's
 reasons by gate_rule from the gate the Evaluator's execution recorded; the blessing, the
 served baseline (and any rollback) and the pushed version from their artifacts' properties.
 """
@@ -103,6 +104,9 @@ class Training:
   source: Optional[str] = None  # where the hyperparameters came from, in words
   epochs: Optional[int] = None
   calibration: Optional[Dict[str, float]] = None  # the Platt scale and bias
+  # How its challenger (models/challenger.py) was trained: epochs_trained, seconds, ...;
+  # None where the Trainer fitted none.
+  challenger: Optional[Dict[str, object]] = None
 
 
 @dataclasses.dataclass
@@ -117,6 +121,8 @@ class Evaluation:
   cohorts: Dict[str, Optional[Dict[str, float]]]  # cohort slice -> the new model's figures
   blessed: Optional[bool]
   reasons: List[str]  # why it was not blessed (gate_rule, from the recorded gate)
+  # The new model against its challenger on the same eval rows; None where there was none.
+  challenger: Optional[evaluation_results.ChallengerComparison] = None
 
 
 @dataclasses.dataclass
@@ -230,7 +236,8 @@ def _training(model: types.Artifact) -> Training:
   if not used:
     return Training(model.uri)
   return Training(model.uri, hparams=used['hparams'], source=used['source'],
-                  epochs=used['epochs_trained'], calibration=used['calibration'])
+                  epochs=used['epochs_trained'], calibration=used['calibration'],
+                  challenger=trainer.read_challenger_info(model.uri))
 
 
 def _served(model: types.Artifact) -> Served:
@@ -268,7 +275,7 @@ def _evaluation(evaluator: Component) -> Optional[Evaluation]:
       html_path=f'{artifact.uri}/{evaluation_report_html.HTML_FILE}',
       rows=int(rows.value) if rows else 0, new=results.overall(results.candidate),
       served=results.overall(results.baseline), change=results.gate_inputs()[1], cohorts=cohorts,
-      blessed=blessed, reasons=reasons)
+      blessed=blessed, reasons=reasons, challenger=results.challenger)
 
 
 def _push(pushed: types.Artifact) -> Push:

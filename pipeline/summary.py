@@ -4,7 +4,8 @@ Rendered from the run's result (pipeline/run_result.py, read from MLMD): time an
 rows read and rejected, the split sizes and how the eval split was cut (out of time, or
 random when features.py has no TIME field), the data verdict, the hyperparameters and where
 they came from, a rollback that made the served model the baseline, the new model against
-the served one, the decision and why, and where the model was pushed. The cohort and slice
+the served one and against its challenger (a logistic regression on the same rows: does the
+model earn its cost?), the decision and why, and where the model was pushed. The cohort and slice
 tables stay in the Evaluator's report (components/evaluation_report.py), which the summary
 names. With the sample data, the oracle's figures on the same eval rows come from the
 generator's ground-truth file (never read by the pipeline); a log of your own has no oracle
@@ -139,11 +140,14 @@ def _training_lines(result: RunResult) -> List[str]:
   if training is None or training.hparams is None:
     return []
   values = ', '.join(f'{k}={v}' for k, v in sorted(training.hparams.items()))
+  peer = training.challenger
   return [f'Hyperparameters (from {training.source}): {values}.',
           f"Training: {training.epochs} epoch{'s' if training.epochs != 1 else ''} (early "
           "stopping on the validation log-loss); "
           f"calibration scale {training.calibration['scale']:.3f}, "
-          f"bias {training.calibration['bias']:+.3f}."]
+          f"bias {training.calibration['bias']:+.3f}" + (
+              f"; challenger (LR) {peer['epochs_trained']} epochs in {peer['seconds']:.0f} s"
+              if peer else '') + '.']
 
 
 def rollback_line(result: RunResult) -> Optional[str]:
@@ -156,6 +160,17 @@ def rollback_line(result: RunResult) -> Optional[str]:
           f"rolled-back versions are kept in {record['moved_to']}.")
 
 
+def _challenger_words(comparison: Optional[evaluation_results.ChallengerComparison]) -> str:
+  """E.g. 'model vs challenger (LR): +0.0123 [+0.0031, +0.0215] AUC, ...'."""
+  if comparison is None:
+    return 'model vs challenger (LR): n/a (the Model artifact has no challenger)'
+  loss = comparison.change.get(LOGLOSS)
+  return (f'model vs challenger (LR): {comparison.margin_words()} AUC' +
+          (f', {loss.words(signed=True)} log-loss' if loss else '') +
+          f' (model minus LR, paired, 95 % over {comparison.resampled}; the LR alone: '
+          f'{_fmt(comparison.challenger)})')
+
+
 def _evaluation_lines(result: RunResult, oracle_figures, served_line: Optional[str]) -> List[str]:
   evaluation = result.evaluation
   served = _fmt(evaluation.served) if evaluation.served else 'none: nothing is served yet'
@@ -166,6 +181,7 @@ def _evaluation_lines(result: RunResult, oracle_figures, served_line: Optional[s
     lines.append('  change    : ' + ', '.join(
         f'{evaluation_report.METRIC_LABELS[m]} {e.words(signed=True)}'
         for m, e in evaluation.change.items()) + ' (new minus served, paired, 95 %)')
+  lines.append('  ' + _challenger_words(evaluation.challenger))
   if served_line:
     lines.append(f'  {served_line}')
   if oracle_figures is None:

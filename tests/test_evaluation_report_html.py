@@ -72,6 +72,24 @@ def test_a_lone_model_without_a_calibration_plot(tmp_path):
   assert 'Decision: BLESSED' in page and '<table>' in page
 
 
+def test_the_margin_over_the_challenger_is_under_the_verdict_and_in_the_figures(tmp_path):
+  uri = str(tmp_path / 'evaluation')
+  _write(uri, _model_rows(None, None, '', 0.71, 0.06))
+  assert 'model vs challenger (LR): n/a' in _render(evaluation_results.Results(uri))
+  evaluation_results.write_challenger(uri, evaluation_results.ChallengerComparison(
+      name='logistic regression',
+      model={AUC: 0.71, LOGLOSS: 0.160, CALIBRATION: 1.01},
+      challenger={AUC: 0.69, LOGLOSS: 0.163, CALIBRATION: 0.98},
+      change={AUC: Estimate(0.02, 0.004, 0.036), LOGLOSS: Estimate(-0.003, -0.005, -0.001)},
+      resampled='ads (ad_id)', seconds=1.0))
+  page = _render(evaluation_results.Results(uri))
+  verdict, figures = page.split('<h2>Charts')[0], page.split('<h2>Figures')[1]
+  assert ('model vs challenger (LR): +0.0200 [+0.0040, +0.0360] AUC, paired on the same eval '
+          'rows, 95 % interval resampling ads (ad_id)') in verdict
+  assert '<td>0.7100</td>\n<td>0.6900</td>\n<td>+0.0200 [+0.0040, +0.0360]</td>' in figures
+  assert '<td>-0.0030 [-0.0050, -0.0010]</td>' in figures
+
+
 def test_intervals_are_clipped_to_what_auc_can_be(tmp_path):
   uri = str(tmp_path / 'evaluation')
   _write(uri, _model_rows(None, None, '', 0.71, 0.06) +

@@ -80,8 +80,8 @@ def test_new_and_served_model_per_slice_with_intervals_and_paired_change(tmp_pat
   assert results.new('device=mobile', AUC).value == 0.68
   assert results.served('device=mobile', AUC) is None
   assert results.slices() == ['device=mobile'] and results.slices('category=') == []
-  new, diff = results.gate_inputs()
-  assert set(new) == {AUC, LOGLOSS} and set(diff) == {AUC}
+  new, diff, challenger = results.gate_inputs()
+  assert set(new) == {AUC, LOGLOSS} and set(diff) == {AUC} and challenger == {}
   assert results.overall(results.baseline) == {
       AUC: 0.70, LOGLOSS: 0.17, CALIBRATION: pytest.approx(1.0), MEAN_PREDICTION: 0.05,
       MEAN_LABEL: 0.05, EXAMPLE_COUNT: 800}
@@ -96,6 +96,79 @@ def test_a_lone_model_has_no_served_figures(tmp_path):
   assert results.overall(results.baseline) is None
   assert results.served(OVERALL, AUC) is None and results.change(OVERALL, AUC) is None
   assert results.gate_inputs()[1] == {}
+
+
+def _challenger_comparison():
+  return results_lib.ChallengerComparison(
+      name='logistic regression', model={AUC: 0.71}, challenger={AUC: 0.73},
+      change={AUC: Estimate(-0.02, -0.035, -0.004), LOGLOSS: Estimate(0.003, 0.001, 0.005)},
+      resampled='ads (ad_id)', seconds=1.5)
+
+
+def test_the_challenger_comparison_is_read_back_and_gated(tmp_path):
+  uri = str(tmp_path / 'evaluation')
+  _write(uri, _model_rows(None, None, '', 0.71, 0.06))
+  assert results_lib.Results(uri).challenger is None
+  results_lib.write_challenger(uri, _challenger_comparison())
+  results = results_lib.Results(uri)
+  assert results.challenger == _challenger_comparison()
+  assert results.challenger.margin_words() == '-0.0200 [-0.0350, -0.0040]'
+  assert results.gate_inputs()[2] == _challenger_comparison().change
+
+
+def _month(rng, ads=100, rows_per_ad=120):
+  """Rows of `ads` ads, each with its own click-rate effect shared by all its rows."""
+  ad = np.repeat(np.arange(ads), rows_per_ad)
+  ad_effect = rng.normal(0, 1.0, ads)[ad]
+  row_effect = rng.normal(0, 0.5, len(ad))
+  truth = 1 / (1 + np.exp(-(-3 + ad_effect + row_effect)))
+  labels = (rng.random(len(ad)) < truth).astype(int)
+  return ad, row_effect, truth, labels
+
+
+def test_weighted_auc_with_unit_weights_is_the_auc_ties_included():
+  rng = np.random.default_rng(1)
+  labels = rng.integers(0, 2, 500)
+  scores = np.round(rng.random(500) + 0.3 * labels, 1)  # many ties
+  weighted = results_lib.WeightedAuc(labels, scores)
+  assert weighted(np.ones(500)) == pytest.approx(results_lib.auc(labels, scores))
+  # Integer weights are repeated rows.
+  weights = rng.integers(0, 3, 500)
+  repeated = np.repeat(np.arange(500), weights)
+  assert weighted(weights.astype(float)) == pytest.approx(
+      results_lib.auc(labels[repeated], scores[repeated]))
+
+
+def test_a_scorer_against_itself_has_no_change_and_a_one_class_month_none():
+  rng = np.random.default_rng(2)
+  ad, _, truth, labels = _month(rng)
+  assert results_lib.paired_change(labels, truth, truth, ad) == {
+      AUC: Estimate(0.0, 0.0, 0.0), LOGLOSS: Estimate(0.0, 0.0, 0.0)}
+  assert results_lib.paired_change(np.zeros(10, int), truth[:10], truth[:10], ad[:10]) == {}
+  assert results_lib.auc_gap(np.zeros(10, int), truth[:10], truth[:10], ad[:10]) is None
+
+
+def test_the_interval_brackets_the_change_and_is_wider_when_ads_are_resampled():
+  rng = np.random.default_rng(3)
+  ad, row_effect, truth, labels = _month(rng)
+  # A model that knows only the row-level part: clearly worse than the oracle.
+  blind = 1 / (1 + np.exp(-(-3 + row_effect)))
+  by_ad = results_lib.paired_change(labels, blind, truth, ad)
+  by_row = results_lib.paired_change(labels, blind, truth, np.arange(len(ad)))
+  assert by_ad[AUC].value == pytest.approx(
+      results_lib.auc(labels, blind) - results_lib.auc(labels, truth))
+  assert by_ad[LOGLOSS].value == pytest.approx(
+      results_lib.log_loss(labels, blind) - results_lib.log_loss(labels, truth))
+  assert by_ad[AUC].lower < by_ad[AUC].value < by_ad[AUC].upper < 0
+  assert 0 < by_ad[LOGLOSS].lower < by_ad[LOGLOSS].value < by_ad[LOGLOSS].upper
+  assert by_ad[AUC].value == by_row[AUC].value
+  # Rows of one ad move together: resampling rows understates the noise.
+  for metric in (AUC, LOGLOSS):
+    assert (by_ad[metric].upper - by_ad[metric].lower >
+            1.5 * (by_row[metric].upper - by_row[metric].lower))
+  # The same seed gives the same interval; the benchmark's name gives the AUC's.
+  assert results_lib.paired_change(labels, blind, truth, ad) == by_ad
+  assert results_lib.auc_gap(labels, blind, truth, ad) == by_ad[AUC]
 
 
 def test_click_rate_has_the_wilson_interval():

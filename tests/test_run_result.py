@@ -1,12 +1,17 @@
 """The run result (pipeline/run_result.py) and what is rendered from it: the summary's line
 budget, the split's words, the console's figures, the peak memory recorded on executions."""
+import dataclasses
 import io
+import json
 import logging
 import os
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import standard_artifacts
 
+from components import evaluation_results
+from components import gate_rule
+from components import gated_evaluator
 from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, Estimate
 from components.image_csv_example_gen import executor
 from models import features
@@ -15,8 +20,15 @@ from pipeline import progress
 from pipeline import run_result
 from pipeline import summary
 from tests import monitoring_fakes
+from tests.test_evaluation_results import _model_rows
+from tests.test_evaluation_results import _write as write_metrics
 
 FIGURES = {AUC: 0.72, LOGLOSS: 0.16, CALIBRATION: 0.98, EXAMPLE_COUNT: 4000}
+# The new model against a challenger that beats it by more than 0.01 AUC, surely.
+CHALLENGER = evaluation_results.ChallengerComparison(
+    name='logistic regression', model=FIGURES, challenger=dict(FIGURES, **{AUC: 0.75}),
+    change={AUC: Estimate(-0.03, -0.046, -0.014), LOGLOSS: Estimate(0.002, 0.0, 0.004)},
+    resampled='ads (ad_id)', seconds=0.8)
 
 
 def _examples(uri: str, accepted: int = 8, rejected: int = 2) -> standard_artifacts.Examples:
@@ -60,7 +72,8 @@ def _longest(tmp_path) -> run_result.RunResult:
   result.data = run_result.data_of(_examples(examples_uri, accepted=4000, rejected=40))
   result.data_validation_passed = True
   result.training = run_result.Training('model', {f'h{i}': i for i in range(14)}, 'config',
-                                        7, {'scale': 0.8, 'bias': -0.6})
+                                        7, {'scale': 0.8, 'bias': -0.6},
+                                        {'epochs_trained': 4, 'seconds': 12.3})
   result.served = run_result.Served(5, {'to': 5, 'from': 6, 'who': 'alice', 'when': 'noon',
                                         'reason': 'log-loss up', 'moved_to': 'aside'})
   result.evaluation = run_result.Evaluation(
@@ -68,7 +81,7 @@ def _longest(tmp_path) -> run_result.RunResult:
       {AUC: Estimate(-0.02, -0.03, -0.01), LOGLOSS: Estimate(0.02, 0.01, 0.03)},
       {'cohort=new': FIGURES, 'cohort=established': FIGURES}, False,
       ['AUC change lower bound -0.030 < -0.010.', 'log-loss change upper bound +0.030.',
-       'AUC 0.55 below the floor 0.65.'])
+       'AUC 0.55 below the floor 0.65.'], CHALLENGER)
   result.push = run_result.Push(False, None, None)
   return result
 
@@ -85,9 +98,40 @@ def test_the_summary_keeps_to_its_line_budget_at_its_longest(tmp_path):
   assert 'peak memory 3.2 GiB (by the end of Trainer)' in text
   assert any(line.startswith('Rollback: the served model is version 5') for line in lines)
   assert 'Decision: NOT blessed: AUC change lower bound' in text
+  assert ('  model vs challenger (LR): -0.0300 [-0.0460, -0.0140] AUC, +0.0020 [+0.0000, '
+          '+0.0040] log-loss (model minus LR, paired, 95 % over ads (ad_id); the LR alone: '
+          'AUC 0.7500, log-loss 0.1600, calibration 0.980)') in lines
+  assert 'bias -0.600; challenger (LR) 4 epochs in 12 s.' in text
   assert ('Report (cohorts, slices, charts): eval/evaluation_report.html; as text: '
           'eval/evaluation_report.md') in text
   assert lines[-1] == 'Pushed: nothing (the model was not blessed).'
+
+
+def test_the_challenger_margin_and_its_gate_reason_are_read_from_the_evaluation(tmp_path):
+  """From the Evaluator's artifacts and its recorded gate, as a finished run left them."""
+  uri = str(tmp_path / 'evaluation')
+  write_metrics(uri, _model_rows(None, None, '', 0.72, 0.05))
+  evaluation_results.write_challenger(uri, CHALLENGER)
+  evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+  evaluation.uri = uri
+  blessing.set_int_custom_property('blessed', 0)
+  evaluator = _component('Evaluator', [evaluation, blessing])
+  gate = dataclasses.asdict(gate_rule.GateConfig())
+  evaluator.execution.custom_properties[gated_evaluator.GATE_KEY].string_value = json.dumps(gate)
+  read = run_result.from_components(1, 0.0, [evaluator]).evaluation
+  assert read.challenger == CHALLENGER and read.blessed is False
+  assert len(read.reasons) == 1 and 'challenger' in read.reasons[0]
+  # With the option off, the same evaluation has nothing against it.
+  gate['challenger_check'] = False
+  evaluator.execution.custom_properties[gated_evaluator.GATE_KEY].string_value = json.dumps(gate)
+  assert run_result.from_components(1, 0.0, [evaluator]).evaluation.reasons == []
+  # A run without a challenger says so.
+  os.remove(os.path.join(uri, evaluation_results.CHALLENGER_FILE))
+  result = _longest(tmp_path / 'longest')
+  result.evaluation = run_result.from_components(1, 0.0, [evaluator]).evaluation
+  assert result.evaluation.challenger is None
+  assert '  model vs challenger (LR): n/a (the Model artifact has no challenger)' in (
+      summary.render(result).splitlines())
 
 
 def test_a_stopped_run_says_where_in_one_line(tmp_path):
