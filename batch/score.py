@@ -15,8 +15,13 @@ by default the newest complete version under --model-base-path, the one TF Servi
 DirectRunner and Dataflow flags work here too (e.g. --runner=DataflowRunner --project=...);
 --beam-workers N runs it in N worker processes, as local_runner.py does (pipeline/options.py).
 
+The input is read in the log's format (features.CSV_FORMAT: e.g. tab-separated, header-less).
 The output folder holds
-  scores-SSSSS-of-NNNNN.csv   header impression_id,ad_id,click_probability,model_version
+  scores-SSSSS-of-NNNNN.csv   header impression_id,ad_id,click_probability,model_version: the
+                              row's KEY fields (row id, cohort key) name it; a log without a
+                              row-id field gets source_file,line_number first instead (line 1
+                              being the header where the file has one), as rejected rows do.
+                              Comma-separated, whatever the log's format
   rejected_rows/              rejected-*.csv (source_file,line_number,key,reason,line) and
                               accepted-*.txt, as ImageCsvExampleGen writes them
   manifest.json               model_version, model_path, input, rows_read, rows_scored,
@@ -61,13 +66,24 @@ _METRICS_NAMESPACE = 'BatchScore'
 _ROWS_SCORED = 'rows_scored'
 
 
+# What names a scored row of a log without a row-id field: its file and line (the columns of
+# the rejected rows that name them).
+ORIGIN_COLUMNS = ('source_file', 'line_number')
+
+
 def key_fields() -> List[features.Feature]:
   """The fields that name a scored row: the impression (row id) and its ad (cohort key)."""
   return [f for f in (features.row_id_feature(), features.cohort_key_feature()) if f]
 
 
+def named_by_origin() -> bool:
+  """Whether a score is tied to its row by file and line: the log has no row-id field."""
+  return features.row_id_feature() is None
+
+
 def output_columns() -> List[str]:
-  return [f.name for f in key_fields()] + [signatures.PREDICTION_KEY, MODEL_VERSION_COLUMN]
+  return ((list(ORIGIN_COLUMNS) if named_by_origin() else []) +
+          [f.name for f in key_fields()] + [signatures.PREDICTION_KEY, MODEL_VERSION_COLUMN])
 
 
 def resolve_version(model_base_path: str, version: Optional[int] = None) -> int:
@@ -89,15 +105,17 @@ def _cell(feature: tf.train.Feature) -> str:
 
 
 class _Keyed(beam.DoFn):
-  """(span, example) -> (the row's key cells, the serialized example): the key travels
-  through RunInference, and the example is serialized once."""
+  """(span, example[, (file, line)]) -> (the cells naming the row: its file and line where
+  given, then its key fields; the serialized example): they travel through RunInference,
+  and the example is serialized once."""
 
   def __init__(self):
     self._names = [f.name for f in key_fields()]
 
   def process(self, element):
     example = element[1]
-    yield (tuple(_cell(example.features.feature[name]) for name in self._names),
+    origin = tuple(str(cell) for cell in element[2]) if len(element) > 2 else ()
+    yield (origin + tuple(_cell(example.features.feature[name]) for name in self._names),
            example.SerializeToString())
 
 
@@ -143,7 +161,7 @@ def score(input_dir: str, output: str, model_base_path: str = DEFAULT_MODEL_BASE
   _ = (pipeline
        | 'ReadRows' >> example_gen.ReadRows(
            [(0, csv_path)], header, example_gen.rejected_rows_dir(staging),
-           example_gen.report_name(data_layout.ADS_FILE))
+           example_gen.report_name(data_layout.ADS_FILE), with_origin=named_by_origin())
        # Typed, so that RunInference knows its input is keyed.
        | 'Key' >> beam.ParDo(_Keyed()).with_output_types(
            beam.typehints.Tuple[beam.typehints.Tuple[str, ...], bytes])

@@ -10,6 +10,10 @@ of models/data_layout.py; a local path or gs://, written through Beam FileSystem
 of the training CSV without the label (the image is not kept: image_path stays empty) plus
 CAPTURE_COLUMNS, one whole file per flush, so TFDV and the pipeline's CSV readers read them as
 they read a month of data. `counts-<writer>.json` beside them holds this writer's counts.
+A capture file is our own file, not the log: it keeps one fixed format, CSV_FORMAT
+(comma-separated, with a header row), whatever features.CSV_FORMAT declares for the log (a
+tab-separated or header-less log included), so a reader of captured rows passes CSV_FORMAT to
+models/rows.py's readers, whose default is the log's format.
 
 record() only samples and puts rows on a bounded queue; a background thread formats and writes
 them. When the queue is full the rows are dropped and counted, so a slow disk or store never
@@ -63,6 +67,7 @@ MODEL_VERSION_COLUMN = 'model_version'
 PREDICTION_COLUMN = signatures.PREDICTION_KEY
 TIME_COLUMN = 'capture_time'  # unix seconds when the prediction was answered
 CAPTURE_COLUMNS = (MODEL_VERSION_COLUMN, PREDICTION_COLUMN, TIME_COLUMN)
+CSV_FORMAT = features.CsvFormat()  # what csv.writer writes below: commas, a header row
 FILE_PREFIX, FILE_SUFFIX = 'capture-', '.csv'
 COUNTS_PREFIX = 'counts-'
 JOURNAL_PREFIX, JOURNAL_SUFFIX, MARKS_SUFFIX = 'journal-', '.part', '.marks'

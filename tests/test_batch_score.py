@@ -4,6 +4,7 @@ The model is the adclick model as the Trainer exports it (tests/conftest.py), pu
 served version; the scores must equal its serving_default signature on the same raw rows.
 """
 import csv
+import dataclasses
 import glob
 import io
 import os
@@ -173,3 +174,42 @@ def test_one_line_of_every_bad_kind_costs_that_line_only(raw_rows, model_base, t
   assert {k: manifest[k] for k in counts} == counts
   assert manifest['files'] == {os.path.join(span_dir, data_layout.ADS_FILE): counts}
   assert len(_read_scores(output)) == counts['rows_scored']
+
+
+def test_a_header_less_tab_separated_log_without_a_row_id_is_scored_by_file_and_line(
+    raw_rows, model_base, serving_model_dir, tmp_path, monkeypatch):
+  """The sample log declared without a row id (impression_id an ordinary KEY field), in a
+  tab-separated file without a header: each score names its file and line, as the rejected
+  row does."""
+  columns = tuple(features.csv_columns())
+  monkeypatch.setattr(features, 'FEATURES', tuple(
+      dataclasses.replace(f, row_id=False) for f in features.FEATURES))
+  monkeypatch.setattr(features, 'CSV_FORMAT',
+                      features.CsvFormat(delimiter='\t', columns=columns))
+  rows = raw_rows[:ROWS]
+  span_dir = str(tmp_path / 'span-7')
+  lines = test_rows.sample_cells(rows, span_dir, columns)
+  bad = list(lines[0])
+  bad[columns.index(features.IMAGE_PATH_COLUMN)] = f'{data_layout.IMAGE_DIR}/missing.png'
+  lines.insert(5, bad)  # line 6: the file has no header
+  csv_path = os.path.join(span_dir, data_layout.ADS_FILE)
+  with open(csv_path, 'w', newline='') as f:
+    csv.writer(f, delimiter='\t').writerows(lines)
+  output = str(tmp_path / 'scores')
+  score.score(span_dir, output, model_base)
+
+  [shard] = glob.glob(os.path.join(output, f'{score.SCORES_PREFIX}-*.csv'))
+  with open(shard, newline='') as f:
+    reader = csv.DictReader(f)
+    assert reader.fieldnames == ['source_file', 'line_number', 'ad_id',
+                                 signatures.PREDICTION_KEY, score.MODEL_VERSION_COLUMN]
+    scores = {int(row['line_number']): row for row in reader}
+  row_lines = [i + 1 if i < 5 else i + 2 for i in range(ROWS)]
+  assert sorted(scores) == row_lines
+  assert {row['source_file'] for row in scores.values()} == {csv_path}
+  np.testing.assert_allclose(
+      [float(scores[line][signatures.PREDICTION_KEY]) for line in row_lines],
+      fake_models.serving_predictions(serving_model_dir, rows), rtol=1e-5)
+  [rejected] = rows_lib.read_rejected_rows(output)
+  assert (rejected['source_file'], rejected['line_number']) == (csv_path, '6')
+  assert 'image missing' in rejected['reason']

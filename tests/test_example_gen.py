@@ -270,3 +270,26 @@ def test_split_sizes_are_recorded_by_label(tmp_path):
               for record in tf.data.TFRecordDataset(files, compression_type='GZIP')]
     assert (sizes[split, 0], sizes[split, 1]) == (labels.count(0), labels.count(1))
   assert 3 <= sizes['eval', 0] + sizes['eval', 1] <= 5  # the last 20 % of the rows in time
+
+
+def test_a_header_less_tab_separated_log_is_read_as_features_py_declares(tmp_path,
+                                                                          monkeypatch):
+  """The sample log's columns in another order, tab-separated, without a header: line 1 is
+  the first row, and a rejected row is named by its file and line."""
+  columns = tuple(reversed(features.csv_columns()))
+  monkeypatch.setattr(features, 'CSV_FORMAT',
+                      features.CsvFormat(delimiter='\t', columns=columns))
+  rows = _good_rows(10)
+  rows[3]['bid_price'] = 'abc'  # line 4
+  span_dir = tmp_path / 'data' / 'span-1'
+  _write_span(tmp_path / 'data', 1, [], GOOD_IMAGES)
+  with open(span_dir / 'ads.csv', 'w', newline='') as f:
+    csv.writer(f, delimiter='\t').writerows([row[c] for c in columns] for row in rows)
+  examples = _run_executor(tmp_path / 'data', tmp_path / 'out', max_rejected_fraction=0.5)
+
+  [rejected] = executor.read_rejected_rows(examples.uri)
+  assert (rejected['source_file'], rejected['line_number'], rejected['reason']) == (
+      str(span_dir / 'ads.csv'), '4', "bid_price: 'abc' is not a number")
+  accepted = {e.features.feature['impression_id'].bytes_list.value[0].decode()
+              for e in _read_examples(examples.uri)}
+  assert accepted == {f'imp-{i}' for i in range(10) if i != 3}

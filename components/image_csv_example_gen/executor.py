@@ -1,7 +1,8 @@
 """Executor of ImageCsvExampleGen: ads.csv rows plus creative images -> tf.Examples.
 
-Each span folder holds `ads.csv` (header row, columns = features.csv_columns()) and
-`images/`; the `image_path` column is relative to the CSV's folder. Every read goes
+Each span folder holds `ads.csv` (columns features.csv_columns() at least, in the log's
+format, features.CSV_FORMAT: its delimiter, and a header row or the declared column names of
+a header-less file) and `images/`; the `image_path` column is relative to the CSV's folder. Every read goes
 through Beam's FileSystems, so `input_base` may be a local path or `gs://...`. The
 executor picks the spans itself from the `{SPAN}` pattern and the range config (see
 spans.py): the latest span, one given span, or a window of recent spans read as one
@@ -20,9 +21,10 @@ split out of time, and each split is written shuffled over splits.SHARDS files (
 
 Besides the Split-* folders, the executor writes under the output Examples URI:
   rejected_rows/rejected-<input>-SSSSS-of-NNNNN.csv  CSV with the header
-      source_file,line_number,key,reason,line  (`line_number` is the line the row starts
-      on, the header being line 1; `key` names the row by its KEY fields; `line` is the
-      raw CSV text as read, undecodable bytes escaped)
+      source_file,line_number,key,reason,line  (comma-separated whatever the log's format;
+      `line_number` is the line the row starts on, from 1, the header being line 1 where
+      the file has one: file and line name every row; `key` adds the row's KEY fields, empty
+      for a log without them; `line` is the raw CSV text as read, undecodable bytes escaped)
   rejected_rows/accepted-<input>.txt                the number of accepted rows
 where <input> is the split pattern made file-name safe. `Do` then sets the integer
 custom properties `rows_accepted` and `rows_rejected` on the Examples artifact, each split's
@@ -33,7 +35,7 @@ rows of each label (`rows_<split>_label_<0|1>`), its `span` (the latest span rea
 import csv
 import io
 import re
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import apache_beam as beam
@@ -53,6 +55,7 @@ from tfx.utils import proto_utils
 
 from components.image_csv_example_gen import spans as spans_lib
 from components.image_csv_example_gen import splits
+from models import features
 from models import rows
 
 MAX_REJECTED_FRACTION_KEY = 'max_rejected_fraction'
@@ -117,32 +120,40 @@ def _direct_runner(pipeline: beam.pvalue.PBegin) -> bool:
   return runner in (None, 'DirectRunner', 'direct')
 
 
-def _records(file: Tuple[int, str]) -> Iterator[Tuple[int, str, rows.Record]]:
+def _records(file: Tuple[int, str], csv_format: features.CsvFormat
+             ) -> Iterator[Tuple[int, str, rows.Record]]:
   """(span, csv file) -> (span, csv file, record) for each record after the header (which
-  check_headers has read)."""
+  check_headers has read), or each record of a header-less file."""
   span, path = file
-  for record in rows.data_records(path):
+  for record in rows.data_records(path, csv_format):
     yield span, path, record
 
 
 class _ParseRow(beam.DoFn):
-  """(span, csv file, record) -> (span, tf.Example), or a rejected row on the tagged output."""
+  """(span, csv file, record) -> (span, tf.Example), or a rejected row on the tagged output.
+  With `with_origin`, (span, tf.Example, (csv file, line number)): what names a row of a log
+  without a KEY field."""
 
-  def __init__(self, header: Sequence[str]):
+  def __init__(self, header: Sequence[str], csv_format: features.CsvFormat,
+               with_origin: bool):
     self._header = list(header)
+    self._csv_format = csv_format
+    self._with_origin = with_origin
     self._rows_read = beam.metrics.Metrics.counter(splits.METRICS_NAMESPACE, 'rows_read')
     self._rows_rejected = beam.metrics.Metrics.counter(splits.METRICS_NAMESPACE,
                                                        'rows_rejected')
 
   def setup(self):
-    self._parser = rows.RowParser(self._header)  # holds this worker's cache of creatives
+    # Holds this worker's cache of creatives.
+    self._parser = rows.RowParser(self._header, csv_format=self._csv_format)
 
   def process(self, element: Tuple[int, str, rows.Record]) -> Iterator[Any]:
     span, csv_path, record = element
     self._rows_read.inc()
     example, reason = self._parser.parse(csv_path, record)
     if reason is None:
-      yield span, example
+      yield (span, example, (csv_path, record.line_number)) if self._with_origin else (
+          span, example)
       return
     self._rows_rejected.inc()
     yield beam.pvalue.TaggedOutput(_REJECTED_TAG, format_csv_row(
@@ -154,9 +165,13 @@ class _ParseRow(beam.DoFn):
 @beam.typehints.with_input_types(beam.Pipeline)
 def ReadRows(pipeline: beam.Pipeline,  # pylint: disable=invalid-name
              files: Sequence[Tuple[int, str]], header: Sequence[str], report_dir: str,
-             input_name: str) -> beam.pvalue.PCollection:
-  """Parses the (span, CSV file) pairs into (span, tf.Example), by models/rows.py's rules.
+             input_name: str, csv_format: Optional[features.CsvFormat] = None,
+             with_origin: bool = False) -> beam.pvalue.PCollection:
+  """Parses the (span, CSV file) pairs into (span, tf.Example), by models/rows.py's rules;
+  with `with_origin`, into (span, tf.Example, (CSV file, line number)).
 
+  The files are read in `csv_format` (default: the log's, features.CSV_FORMAT, as the
+  pipeline is built: the workers are handed it).
   Each file is read as a stream by one worker (rows.read_records: line numbers, quoted
   newlines, a line that is not text refused alone); its records are then spread over the
   workers, which parse them and load the creatives.
@@ -166,15 +181,17 @@ def ReadRows(pipeline: beam.Pipeline,  # pylint: disable=invalid-name
   from the output whose rejected_rows_dir it is). Batch scoring (batch/score.py) reads its
   input here too.
   """
+  csv_format = rows.log_format(csv_format)
   records = (pipeline
              | 'ListFiles' >> beam.Create(list(files))
              | 'SpreadFiles' >> beam.Reshuffle()
-             | 'ReadRecords' >> beam.FlatMap(_records))
+             | 'ReadRecords' >> beam.FlatMap(_records, csv_format))
   if not _direct_runner(pipeline):
     # Spreads one file's rows over the workers (Dataflow would parse a file on one). The
     # DirectRunner would hold every record of the input in memory here instead.
     records = records | 'SpreadRecords' >> beam.Reshuffle()
-  parsed = records | 'ParseRows' >> beam.ParDo(_ParseRow(header)).with_outputs(
+  parsed = records | 'ParseRows' >> beam.ParDo(
+      _ParseRow(header, csv_format, with_origin)).with_outputs(
       _REJECTED_TAG, main='examples')
   _ = (parsed[_REJECTED_TAG]
        | 'WriteRejected' >> beam.io.WriteToText(
