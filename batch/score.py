@@ -7,8 +7,8 @@
 
 Reads the span's ads.csv and the images it names with ImageCsvExampleGen's reader, by the
 rules of models/rows.py (same types, defaults and rejections, each rejected row named by its
-line; the label column may be absent, and a creative the model cannot decode never reaches
-it), and scores the accepted rows
+line; the label column may be absent, from a header-less file's every line too, and a
+creative the model cannot decode never reaches it), and scores the accepted rows
 with the served SavedModel through tfx-bsl's RunInference on its serving_examples signature:
 by default the newest complete version under --model-base-path, the one TF Serving serves
 (models/serving_layout.py). Any other flag goes to Beam, so the training pipeline's

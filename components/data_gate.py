@@ -10,7 +10,8 @@ Drift compares the new span's CSV with the previous span's (models/data_layout.p
 drift fields), both read the same way: not the ExampleGen splits, whose training split mixes
 the older months of the window into the new one and would dilute a shift, and not a
 Resolver: open-source Kubeflow Pipelines cannot run resolvers. Each CSV is read as a stream,
-in Beam, by ExampleGen's own reader and row rules (components/row_statistics.py): a line they
+in Beam, in the log's format (features.CSV_FORMAT: delimiter, header or declared columns) by
+ExampleGen's own reader and row rules (components/row_statistics.py): a line they
 refuse (not UTF-8, a NUL, the wrong number of columns, a bad value or label) is left out,
 never fatal, and so is every line ExampleGen's rejected-rows report names (e.g. for its
 creative: DataGate reads none), so the statistics describe the rows ExampleGen accepted.

@@ -414,9 +414,11 @@ def _columns_advice(csv_format: features.CsvFormat, count: int) -> str:
   return f'(the names of the {count} columns in file order)'
 
 
-def _file_columns(path: str, csv_format: features.CsvFormat) -> List[str]:
+def _file_columns(path: str, csv_format: features.CsvFormat, optional: Sequence[str]
+                  ) -> List[str]:
   """A file's column names (check_headers); ValueError for an empty file, an unreadable
-  header, or a header in a file declared header-less."""
+  header, or a header in a file declared header-less. A header-less file whose line 1 has
+  as many cells as the declared columns without the `optional` ones lacks those."""
   columns = read_header(path, csv_format)
   if not columns:
     expected = ('a header row' if csv_format.has_header else 'rows of the columns')
@@ -428,6 +430,9 @@ def _file_columns(path: str, csv_format: features.CsvFormat) -> List[str]:
       raise ValueError(f'{path}: line 1 is a header, but models/features.py declares the file '
                        'header-less (CSV_FORMAT.columns). ' +
                        (format_advice(path, csv_format) or ''))
+    kept = [c for c in columns if c not in optional]
+    if len(kept) < len(columns) and len(first.cells) == len(kept):
+      return kept
   return columns
 
 
@@ -437,9 +442,11 @@ def check_headers(csv_paths: Sequence[str], optional: Sequence[str] = (),
   raises ValueError on a bad header, saying what to declare where line 1 shows another
   format (format_advice).
 
-  Columns named in `optional` (e.g. the label, for batch scoring) may be absent."""
+  Columns named in `optional` (e.g. the label, for batch scoring) may be absent: from the
+  header, or from every line of a header-less file (its line 1 then has that many fewer
+  cells)."""
   csv_format = log_format(csv_format)
-  header = _file_columns(csv_paths[0], csv_format)
+  header = _file_columns(csv_paths[0], csv_format, optional)
   missing = [c for c in features.csv_columns() if c not in header and c not in optional]
   if missing:
     where = ('header lacks' if csv_format.has_header else
@@ -449,7 +456,7 @@ def check_headers(csv_paths: Sequence[str], optional: Sequence[str] = (),
                      f'expected {list(features.csv_columns())}, got {header}.' +
                      (f' {advice}.' if advice else ''))
   for path in csv_paths[1:]:
-    if _file_columns(path, csv_format) != header:
+    if _file_columns(path, csv_format, optional) != header:
       raise ValueError(f'{path}: header differs from that of {csv_paths[0]}.')
   return header
 

@@ -269,6 +269,16 @@ def test_a_header_less_tab_separated_log_is_read_from_line_1(tmp_path, tsv_log):
   assert 'site_id' not in example.features.feature  # declared, read by no field: ignored
 
 
+def test_a_header_less_file_may_lack_the_optional_columns_on_every_line(tmp_path, tsv_log):
+  """E.g. the label of a month to score: line 1 has one cell fewer than the declared columns."""
+  path = tmp_path / 'ads.tsv'
+  path.write_text('\t'.join(TSV_ROW[1:]) + '\n')
+  assert rows.check_headers([str(path)], optional=['click']) == list(tsv_log[1:])
+  with pytest.raises(ValueError, match=r"CSV_FORMAT.columns lacks required columns \['click'\]"):
+    rows.check_headers([str(path)], csv_format=features.CsvFormat(
+        delimiter='\t', columns=tsv_log[1:]))
+
+
 def test_the_readers_take_the_format_given_over_the_logs(tmp_path, tsv_log):
   """Our own files (captured rows) keep commas and a header whatever the log's format."""
   path = tmp_path / 'capture.csv'
