@@ -1,10 +1,13 @@
 """Bring your own data, end to end: a copy of the repository whose models/features.py describes
 another log (tests/testdata/own_csv/features.py: no image, no ad id, integer-coded categoricals
 declared strings), `make schema`, the CSV check, the tests that follow features.py, and a
-pipeline run over two tiny generated spans, summary included.
+pipeline run over two tiny generated spans, summary included. A second copy declares a log
+as bare as real logs come (tests/testdata/own_csv/tsv_features.py: tab-separated, no header,
+no key, no time) and runs it through the CSV check, a pipeline run and batch scoring.
 """
 import ast
 import csv
+import glob
 import json
 import os
 import re
@@ -18,6 +21,7 @@ from tests import conftest
 
 pytestmark = pytest.mark.slow
 OWN_FIELDS = os.path.join(conftest.REPO, 'tests', 'testdata', 'own_csv', 'features.py')
+TSV_FIELDS = os.path.join(conftest.REPO, 'tests', 'testdata', 'own_csv', 'tsv_features.py')
 ROWS = 1000  # per span
 # Columns as in the Avazu sample (site_id is not in the fixture's features.py: ignored).
 COLUMNS = ('id', 'click', 'hour', 'C1', 'banner_pos', 'site_id', 'site_category',
@@ -39,23 +43,33 @@ def _draw(rng, table, n):
   return [values[i] for i in index], np.array([table[values[i]][1] for i in index])
 
 
-def write_span(root: str, span: int, rows: int = ROWS) -> str:
-  """span-N/ads.csv of the fixture log: day 20 + N of October 2014, hours as YYMMDDHH."""
+def _draw_rows(span: int, rows: int):
+  """The fixture log's rows of a span, as one dict of column -> values."""
   rng = np.random.default_rng(span)
   drawn = [_draw(rng, table, rows) for table in (_C1, _BANNER, _SITE, _DEVICE, _SIZE, _C18)]
   (c1, banner, site, device, size, c18) = [values for values, _ in drawn]
   logit = _BASE + sum(effect for _, effect in drawn)
-  click = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
-  hour = rng.integers(0, 24, size=rows)
+  return {'id': [10**19 + span * 10**6 + i for i in range(rows)],
+          'click': (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int),
+          'hour': 14102000 + 100 * (20 + span) + rng.integers(0, 24, size=rows),
+          'C1': c1, 'banner_pos': banner,
+          'site_id': [f'{n:08x}' for n in rng.integers(16**8, size=rows)],
+          'site_category': site, 'device_type': device, 'C15': [w for w, _ in size],
+          'C16': [h for _, h in size], 'C18': c18}
+
+
+def write_span(root: str, span: int, rows: int = ROWS, columns=COLUMNS, delimiter=',',
+               header=True) -> str:
+  """span-N/ads.csv of the fixture log: day 20 + N of October 2014, hours as YYMMDDHH; the
+  columns given (some or all of COLUMNS), with or without a header."""
+  drawn = _draw_rows(span, rows)
   path = os.path.join(root, f'span-{span}', 'ads.csv')
   os.makedirs(os.path.dirname(path))
   with open(path, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(COLUMNS)
-    for i in range(rows):
-      writer.writerow([10**19 + span * 10**6 + i, click[i], 14102000 + 100 * (20 + span) + hour[i],
-                       c1[i], banner[i], f'{rng.integers(16**8):08x}', site[i], device[i],
-                       size[i][0], size[i][1], c18[i]])
+    writer = csv.writer(f, delimiter=delimiter)
+    if header:
+      writer.writerow(columns)
+    writer.writerows(zip(*(drawn[name] for name in columns)))
   return path
 
 
@@ -74,11 +88,11 @@ def features_with_own_fields(original: str, own: str) -> str:
                    lines[fields_end:]) + '\n'
 
 
-def _copy_with_own_fields(destination: str) -> None:
+def _copy_with_own_fields(destination: str, own_fields: str = OWN_FIELDS) -> None:
   """The repository with the fixture's fields in models/features.py."""
   conftest.copy_repository(destination)
   features_path = os.path.join(destination, 'models', 'features.py')
-  with open(features_path) as f, open(OWN_FIELDS) as own:
+  with open(features_path) as f, open(own_fields) as own:
     text = features_with_own_fields(f.read(), own.read())
   with open(features_path, 'w') as f:
     f.write(text)
@@ -190,3 +204,57 @@ def test_pipeline_runs_end_to_end(own_repo):
   assert 'cohort=' not in report
   with open(os.path.join(out, 'last_run_summary.md')) as f:
     assert 'oracle    : n/a' in f.read()  # true probabilities exist for the sample log only
+
+
+# The header-less tab-separated log of tsv_features.py: its columns in file order.
+TSV_COLUMNS = ('click', 'C1', 'banner_pos', 'site_id', 'site_category', 'device_type', 'C15',
+               'C16', 'C18')
+TSV_ROWS = 1000  # per span
+
+
+@pytest.fixture(scope='module')
+def tsv_repo(tmp_path_factory):
+  """The copy declaring the bare log (tsv_features.py) and its schema, and two spans of it."""
+  root = tmp_path_factory.mktemp('tsv_csv')
+  repo, data = str(root / 'repo'), str(root / 'data')
+  _copy_with_own_fields(repo, TSV_FIELDS)
+  for span in (1, 2):
+    write_span(data, span, TSV_ROWS, TSV_COLUMNS, delimiter='\t', header=False)
+  made = _run(repo, '-m', 'schema.generate')
+  assert made.returncode == 0, made.stderr
+  return repo, data, str(root / 'out')
+
+
+def test_a_bare_tab_separated_log_without_header_key_or_time_end_to_end(tsv_repo):
+  """Declared in features.py alone (the CSV check on such files: tests/test_check_csv.py):
+  ExampleGen and DataGate read it, the rows are split at random, a model is pushed, and batch
+  scores name each row by file and line."""
+  repo, data, out = tsv_repo
+  run = _run(repo, 'local_runner.py', '--data-root', data, '--output-root', out,
+             '--window-spans', '1', '--set', 'hparams.max_epochs=2',
+             '--set', 'hparams.learning_rate=0.01', '--set', 'hparams.batch_size=64',
+             '--set', 'gate.auc_floor=0.5', timeout=900)
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+  read = _run(repo, '-c', RUN_RESULT, out)
+  assert read.returncode == 0, read.stderr
+  result = json.loads(read.stdout.splitlines()[-1])
+  assert result['spans'] == [2] and result['rows'] == [TSV_ROWS, TSV_ROWS, 0], result
+  # DataGate read span 1 too (C1's drift), header-less and tab-separated like span 2.
+  assert result['data_validation_passed'] and result['push']['pushed'], result
+  with open(os.path.join(out, 'last_run_summary.md')) as f:
+    assert 'random split' in f.read()
+
+  csv_path = os.path.join(data, 'span-2', 'ads.csv')
+  scores = os.path.join(out, 'scores')
+  scored = _run(repo, '-m', 'batch.score', '--input', os.path.dirname(csv_path), '--output',
+                scores, '--model-base-path', os.path.join(out, 'serving', 'adclick'))
+  assert scored.returncode == 0, scored.stderr[-3000:]
+  named = []
+  for shard in glob.glob(os.path.join(scores, 'scores-*.csv')):
+    with open(shard, newline='') as f:
+      reader = csv.DictReader(f)
+      assert reader.fieldnames == ['source_file', 'line_number', 'click_probability',
+                                   'model_version']
+      named += [(row['source_file'], int(row['line_number'])) for row in reader]
+  # Line 1 is the first row: the file has no header.
+  assert sorted(named) == [(csv_path, line) for line in range(1, TSV_ROWS + 1)]

@@ -19,7 +19,8 @@ CSV_FORMAT = CsvFormat(delimiter='\t', columns=(
 
 FEATURES: Tuple[Feature, ...] = (
     Feature('click', LABEL, 'int', '1 if the impression was clicked.', value_range=(0, 1)),
-    Feature('C1', CATEGORICAL, 'string', 'Anonymised categorical (integer codes).'),
+    Feature('C1', CATEGORICAL, 'string', 'Anonymised categorical (integer codes).',
+            drift_threshold=0.1),
     Feature('banner_pos', CATEGORICAL, 'string', 'Position of the banner (integer codes).',
             slice=True),
     Feature('site_category', CATEGORICAL, 'string', 'Category of the site (hashed).'),
