@@ -26,8 +26,6 @@ LABEL = 'label'  # 0/1 click; exactly one field has this role
 DERIVED = 'derived'  # written by ExampleGen, not read from the CSV, never a model input
 
 IMAGE_SIZE = 32  # side in pixels the transform graph resizes creatives to
-# Delimiters check_csv recognises in a file whose declared one does not split its first line.
-COMMON_DELIMITERS = (',', '\t', ';', '|')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -334,6 +334,7 @@ def read_header(path: str, csv_format: Optional[features.CsvFormat] = None) -> L
   return list(first.cells)
 
 
+# The delimiters format_advice recognises in a file, by name.
 _DELIMITER_NAMES = {',': 'comma', '\t': 'tab', ';': 'semicolon', '|': 'pipe'}
 _SHOWN_CELLS = 4  # values of line 1 quoted in format_advice
 
@@ -368,7 +369,7 @@ def format_advice(path: str, csv_format: Optional[features.CsvFormat] = None
   """What to declare as CSV_FORMAT in models/features.py when the file's first line shows
   another format than `csv_format` (default: the log's), in words; None when it does not.
 
-  The delimiter is the one of COMMON_DELIMITERS (or the declared one) that splits line 1 into
+  The delimiter is the one of _DELIMITER_NAMES (or the declared one) that splits line 1 into
   the most columns. Declared with a header, line 1 is data instead when it names none of
   features.py's columns and holds a number (names are not numbers); declared header-less, it
   is a header when it names most of them."""
@@ -377,7 +378,7 @@ def format_advice(path: str, csv_format: Optional[features.CsvFormat] = None
   if first is None or first.refusal:
     return None
   splits = {d: _split(first.text, d)
-            for d in (csv_format.delimiter,) + features.COMMON_DELIMITERS}
+            for d in (csv_format.delimiter, *_DELIMITER_NAMES)}
   delimiter = max(splits, key=lambda d: len(splits[d]))  # the declared one first on a tie
   cells = splits[delimiter]
   if csv_format.has_header:
