@@ -115,3 +115,21 @@ def test_cut_points_follow_the_rows_not_the_range_of_a_time_field(tmp_path):
   share = {name: len(rows) / len(keyed) for name, rows in found.items()}
   assert abs(share[splits.EVAL] - 0.2) < 0.03 and abs(share[splits.VALIDATION] - 0.1) < 0.03
   assert max(t for _, t, _ in found[splits.VALIDATION]) < min(t for _, t, _ in found[splits.EVAL])
+
+
+def test_the_bundles_time_quantiles_merge_into_those_of_all_rows():
+  """Pass 1 sums up each bundle's latest-span times; merged, they give the quantiles of all."""
+  def accumulated(times):
+    accumulator = splits.QUANTILES_FN.create_accumulator()
+    for time in times:
+      accumulator = splits.QUANTILES_FN.add_input(accumulator, time)
+    return accumulator
+
+  merge = splits._MergeQuantiles()  # pylint: disable=protected-access
+  merged = merge.create_accumulator()
+  for bundle in (range(0, 3000, 2), range(1, 3000, 2), range(3000, 4000)):
+    merged = merge.add_input(merged, accumulated(bundle))
+  assert merge.extract_output(merged) == splits.QUANTILES_FN.extract_output(
+      accumulated(range(4000)))
+  validation_start, eval_start = splits.time_cuts(merge.extract_output(merged), CONFIG)
+  assert abs(validation_start - 2800) <= 4 and abs(eval_start - 3200) <= 4  # 0.1 % of rows

@@ -21,13 +21,16 @@ and at a random place in it, so a reader streaming the files meets the months mi
 shuffle of the whole split (models/trainer.py). WriteSplits does it in bounded memory on every
 runner, as an external shuffle in two passes:
   1. rows stream into per-bundle temporary files, one per shard (the shard drawn from a seeded
-     hash of the row), while the cut points and each ad's first time are combined;
+     hash of the row), and the same step sums up each bundle (quantiles of the latest span's
+     times, each ad's first time), from which the cut points and first times are combined;
   2. each shard's files are read back, cut into pieces of at most SORT_BYTES on the worker's
      local disk, each piece sorted by the rows' places, and every row, now given its split
      and cohort, written to that split's shard.
-No step holds more than SORT_BYTES of rows (plus one ad id and first time per ad for cohorts),
-whatever the month's size: Beam's DirectRunner keeps every grouped or side-input collection in
-memory, so rows never pass through one.
+No step holds more than SORT_BYTES of rows (pass 1: SHARDS blocks of WRITE_BYTES; plus one ad id
+and first time per ad for cohorts), whatever the month's size: Beam's DirectRunner keeps every
+grouped or side-input collection in memory, so rows never pass through one (measured with
+benchmarks/example_gen_bench.py --trace: each Beam stage's RSS stays flat from 300,000 to
+1,000,000 rows read).
 """
 import dataclasses
 import hashlib
@@ -40,6 +43,7 @@ from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import stats
 import tensorflow as tf
 
 from models import features
@@ -49,6 +53,9 @@ NAMES = (TRAIN, VALIDATION, EVAL)
 SHARDS = 16  # files per split
 SORT_BYTES = 64 << 20  # rows a shard's writer sorts in memory at once
 QUANTILES = 1001  # of the latest span's times: cut points to 0.1 % of its rows
+QUANTILES_FN = stats.ApproximateQuantilesCombineFn.create(num_quantiles=QUANTILES)
+WRITE_BYTES = 1 << 20  # pass 1 writes a shard's file in blocks of this size
+_QUANTILES_TAG, _FIRST_SEEN_TAG = 'quantiles', 'first_seen'  # pass 1's summaries of a bundle
 # Seeds the rows' places on disk; not the hash of the hash split, so the two are independent.
 _PLACE_SEED = b'shards'
 _FILE_PREFIX = 'data_tfrecord'  # TFX's name for ExampleGen's files
@@ -145,17 +152,28 @@ def _place(serialized: bytes) -> int:
 
 class _BucketRows(beam.DoFn):
   """Pass 1: (span, tf.Example) -> the rows in this bundle's file of their shard under
-  temp_dir; yields (shard, file) per file when the bundle ends. A retried bundle writes new
-  files and only the files of the bundle that succeeded are read back."""
+  temp_dir; yields (shard, file) per file when the bundle ends, and on its tagged outputs
+  what pass 2's side inputs are combined from: the bundle's quantiles of the latest span's
+  times (an accumulator of QUANTILES_FN) and each ad's first time in the bundle. A retried
+  bundle writes new files and only the files of the bundle that succeeded are read back.
 
-  def __init__(self, temp_dir: str):
+  One step reads a row's fields once, instead of a Beam branch per side input over every row
+  (each costs a Beam step per row), and it writes its files in blocks of WRITE_BYTES."""
+
+  def __init__(self, temp_dir: str, latest_span: int):
     self._temp_dir = temp_dir
+    self._latest_span = latest_span
     self._time = features.time_feature()
     self._key = features.cohort_key_feature()
+    self._first_seen_wanted = self._time is not None and _cohorts_wanted()
 
   def start_bundle(self):
     self._bundle = uuid.uuid4().hex
     self._files: Dict[int, Tuple[str, BinaryIO]] = {}
+    self._blocks: Dict[int, List[bytes]] = {}
+    self._block_bytes: Dict[int, int] = {}
+    self._quantiles = QUANTILES_FN.create_accumulator()
+    self._first_seen: Dict[bytes, int] = {}
 
   def process(self, element: Tuple[int, tf.train.Example]):
     span, example = element
@@ -165,19 +183,58 @@ class _BucketRows(beam.DoFn):
                label=_int_value(example, features.LABEL_KEY),
                key=_key_value(example, self._key.name) if self._key else b'',
                example=serialized)
-    self._file(row.place % SHARDS).write(row.pack())
+    self._write(row.place % SHARDS, row.pack())
+    if self._time is None:
+      return
+    if span == self._latest_span:
+      self._quantiles = QUANTILES_FN.add_input(self._quantiles, row.time)
+    if self._first_seen_wanted:
+      seen = self._first_seen.get(row.key)
+      if seen is None or row.time < seen:
+        self._first_seen[row.key] = row.time
 
-  def _file(self, shard: int) -> BinaryIO:
+  def _write(self, shard: int, packed: bytes) -> None:
+    """Appends to the shard's block, written out once it holds WRITE_BYTES."""
+    self._blocks.setdefault(shard, []).append(packed)
+    self._block_bytes[shard] = self._block_bytes.get(shard, 0) + len(packed)
+    if self._block_bytes[shard] >= WRITE_BYTES:
+      self._flush(shard)
+
+  def _flush(self, shard: int) -> None:
     if shard not in self._files:
       path = FileSystems.join(self._temp_dir, f'{self._bundle}-{shard:05d}')
       self._files[shard] = path, FileSystems.create(
           path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return self._files[shard][1]
+    self._files[shard][1].write(b''.join(self._blocks.pop(shard)))
+    self._block_bytes[shard] = 0
 
   def finish_bundle(self):
+    window = beam.transforms.window.GlobalWindows
+    for shard in list(self._blocks):
+      self._flush(shard)
     for shard, (path, f) in sorted(self._files.items()):
       f.close()
-      yield beam.transforms.window.GlobalWindows.windowed_value((shard, path))
+      yield window.windowed_value((shard, path))
+    if self._time is not None:
+      yield beam.pvalue.TaggedOutput(_QUANTILES_TAG, window.windowed_value(self._quantiles))
+    for key, time in self._first_seen.items():
+      yield beam.pvalue.TaggedOutput(_FIRST_SEEN_TAG, window.windowed_value((key, time)))
+
+
+class _MergeQuantiles(beam.CombineFn):
+  """QUANTILES_FN's accumulators (one a bundle of pass 1) -> the quantiles of all of them."""
+
+  def create_accumulator(self):
+    return QUANTILES_FN.create_accumulator()
+
+  def add_input(self, mutable_accumulator, element):
+    return QUANTILES_FN.merge_accumulators([mutable_accumulator, element])
+
+  def merge_accumulators(self, accumulators):
+    return QUANTILES_FN.merge_accumulators(accumulators)
+
+  def extract_output(self, accumulator):
+    return QUANTILES_FN.extract_output(accumulator)
 
 
 def _sorted_rows(paths: List[str], sort_bytes: int) -> Iterator[_Row]:
@@ -219,7 +276,7 @@ class _WriteShard(beam.DoFn):
     self._timed = features.time_feature() is not None
     cohort = features.cohort_feature()
     self._cohorts = None
-    if cohort is not None and features.cohort_key_feature() is not None:
+    if _cohorts_wanted():
       # Appending a serialized message merges it into the one before (protobuf's rule), so a
       # row gains its cohort field without being parsed again.
       self._cohorts = {value: tf.train.Example(features=tf.train.Features(feature={
@@ -261,24 +318,22 @@ def _hash_split(serialized: bytes, config: SplitConfig) -> str:
   return EVAL
 
 
-def _side_inputs(keyed_examples: beam.PCollection, latest_span: int,
+def _cohorts_wanted() -> bool:
+  return features.cohort_key_feature() is not None and features.cohort_feature() is not None
+
+
+def _side_inputs(bucketed: beam.pvalue.DoOutputsTuple,
                  config: SplitConfig) -> Dict[str, beam.pvalue.AsSideInput]:
-  """The cut points of the latest span's time range and each ad's first time, for pass 2."""
-  time = features.time_feature()
-  if time is None:
+  """The cut points of the latest span's times and each ad's first time, for pass 2, from
+  pass 1's summaries of its bundles."""
+  if features.time_feature() is None:
     return {}
-  cuts = (keyed_examples
-          | 'LatestSpan' >> beam.Filter(lambda kv: kv[0] == latest_span)
-          | 'Time' >> beam.Map(lambda kv: _int_value(kv[1], time.name))
-          | 'TimeQuantiles' >> beam.ApproximateQuantiles.Globally(QUANTILES)
+  cuts = (bucketed[_QUANTILES_TAG]
+          | 'TimeQuantiles' >> beam.CombineGlobally(_MergeQuantiles())
           | 'Cuts' >> beam.Map(time_cuts, config))
   side = {'cuts': beam.pvalue.AsSingleton(cuts)}
-  key = features.cohort_key_feature()
-  if key is not None and features.cohort_feature() is not None:
-    first_seen = (keyed_examples
-                  | 'KeyTime' >> beam.Map(lambda kv: (_key_value(kv[1], key.name),
-                                                      _int_value(kv[1], time.name)))
-                  | 'FirstSeen' >> beam.CombinePerKey(min))
+  if _cohorts_wanted():
+    first_seen = bucketed[_FIRST_SEEN_TAG] | 'FirstSeen' >> beam.CombinePerKey(min)
     side['first_seen'] = beam.pvalue.AsDict(first_seen)
   return side
 
@@ -295,11 +350,13 @@ def WriteSplits(keyed_examples: beam.PCollection, latest_span: int,  # pylint: d
   URI), rows split out of time and shuffled (see the module docstring). temp_dir holds pass 1's
   files: the caller deletes it once the pipeline has run (a step that deleted them would break
   a retried bundle of pass 2)."""
-  bucketed = keyed_examples | 'BucketRows' >> beam.ParDo(_BucketRows(temp_dir))
+  bucketed = keyed_examples | 'BucketRows' >> beam.ParDo(
+      _BucketRows(temp_dir, latest_span)).with_outputs(_QUANTILES_TAG, _FIRST_SEEN_TAG,
+                                                       main='files')
   markers = keyed_examples.pipeline | 'Shards' >> beam.Create([(s, None) for s in range(SHARDS)])
-  return ((bucketed, markers)
+  return ((bucketed.files, markers)
           | 'Flatten' >> beam.Flatten()
           | 'GroupByShard' >> beam.GroupByKey()
           | 'WriteShards' >> beam.ParDo(
               _WriteShard(latest_span, config, split_uris, sort_bytes),
-              **_side_inputs(keyed_examples, latest_span, config)))
+              **_side_inputs(bucketed, config)))
