@@ -56,11 +56,12 @@ test-quick: venv chromium
 
 # Gate vs next month at 20,000 and 100,000 rows a month; the cost per component, row and byte
 # of runs reading 300,000, 1,000,000 and 3,000,000 rows (the default window of 3 months) and
-# the largest one's next-month AUC; serving, batch scoring and the edge model
-# (docs/benchmarks.md).
+# the largest one's next-month AUC; ExampleGen alone at 300,000 and 1,000,000 rows read (its
+# own peak RSS per Beam stage); serving, batch scoring and the edge model (docs/benchmarks.md).
 bench: venv
 	$(PY) -m benchmarks.model_bench
 	$(PY) -m benchmarks.model_bench --scale
+	$(PY) -m benchmarks.example_gen_bench --trace
 	$(PY) -m benchmarks.serving_bench
 	$(PY) -m benchmarks.batch_bench
 	$(PY) -m benchmarks.distributed_bench
