@@ -1,6 +1,7 @@
-"""The TFX Evaluator, gating against the served model with paired intervals, and explaining it.
+"""The TFX Evaluator, gating against the served model and the challenger with paired intervals,
+and explaining it.
 
-Three additions to tfx.components.Evaluator, all in its executor so they hold under every
+Four additions to tfx.components.Evaluator, all in its executor so they hold under every
 orchestrator:
 * An empty baseline (ServedModelBaseline found nothing served) is dropped before TFMA
   runs; the Evaluator then treats the run as having no baseline.
@@ -220,7 +221,8 @@ def compare_with_challenger(examples: types.Artifact, splits: List[str],
 
 
 class Executor(evaluator_executor.Executor):
-  """TFX's Evaluator executor, minus an empty baseline, plus the paired gate and the report."""
+  """TFX's Evaluator executor, minus an empty baseline, plus the challenger pass, the paired
+  gate and the report."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
