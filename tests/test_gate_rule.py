@@ -1,10 +1,13 @@
 """The blessing rule: the floor, and paired intervals against the served model and against
 the challenger."""
 import dataclasses
+import json
 
 from components import gate_rule
 from components.evaluation_results import AUC, LOGLOSS, Estimate
 from components.gate_rule import GateConfig
+from pipeline import config as config_lib
+from pipeline import options
 
 GATE = GateConfig(auc_floor=0.65, auc_tolerance=0.01, logloss_tolerance=0.01)
 NEW = {AUC: Estimate(0.70, 0.68, 0.72), LOGLOSS: Estimate(0.16)}
@@ -60,3 +63,13 @@ def test_a_challenger_margin_inside_the_noise_or_the_tolerance_does_not_block():
   # A looser tolerance lets a surely worse model through.
   loose = dataclasses.replace(GATE, challenger_auc_tolerance=0.05)
   assert gate_rule.decide(NEW, {}, {AUC: Estimate(-0.03, -0.045, -0.015)}, loose) == (True, [])
+
+
+def test_every_runner_sets_the_challenger_option_by_name():
+  """`--set gate.challenger_check=false` (pipeline/options.py) reaches the GateConfig that the
+  Evaluator is given as JSON."""
+  config = options.apply(config_lib.PipelineConfig(), {
+      'gate.challenger_check': 'false', 'gate.challenger_auc_tolerance': '0.02'})
+  assert config.gate == GateConfig(challenger_check=False, challenger_auc_tolerance=0.02)
+  assert GateConfig(**json.loads(json.dumps(dataclasses.asdict(config.gate)))) == config.gate
+  assert GateConfig().challenger_check  # on by default
