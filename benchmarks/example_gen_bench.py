@@ -39,6 +39,7 @@ from tfx.types import standard_component_specs
 import local_runner
 from components.image_csv_example_gen import executor
 from pipeline import config as config_lib
+from pipeline import memory
 from pipeline import pipeline as pipeline_lib
 from pipeline import run_result
 
@@ -52,19 +53,6 @@ def rss_bytes() -> int:
   """This process's resident set now."""
   with open('/proc/self/statm') as f:
     return int(f.read().split()[1]) * _PAGE
-
-
-def peak_rss_bytes() -> int:
-  """This process's own peak resident set (VmHWM), counted from its exec.
-
-  Not getrusage's ru_maxrss, in this process or from wait4 in its parent: Linux carries
-  ru_maxrss over fork and exec, so a child started by a large parent reports at least the
-  parent's resident set at the fork whatever it used itself."""
-  with open('/proc/self/status') as f:
-    for line in f:
-      if line.startswith('VmHWM:'):
-        return int(line.split()[1]) * 1024
-  raise RuntimeError('no VmHWM in /proc/self/status')
 
 
 class StageTrace:
@@ -154,7 +142,7 @@ def run_one(data_root: str, output_root: str, trace: bool, tfx_run: bool) -> Dic
   seconds, cpu_seconds = time.time() - start, _cpu_seconds() - cpu_start
   stages.stop()
   return {'rows': rows, 's': seconds, 'cpu_s': cpu_seconds, 'imported_rss': imported_rss,
-          'peak_rss': peak_rss_bytes(), 'stages': stages.stages}
+          'peak_rss': memory.peak_rss_bytes(), 'stages': stages.stages}
 
 
 def run_child(data_root: str, output_root: str, trace: bool, tfx_run: bool) -> Dict:

@@ -34,7 +34,6 @@ import dataclasses
 import datetime
 import glob
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -67,6 +66,7 @@ from models import data_layout
 from models import features
 from models import signatures
 from pipeline import config as config_lib
+from pipeline import memory
 from pipeline import run_result
 from pipeline import summary
 
@@ -123,7 +123,9 @@ def generate(data_root: str, spans: Sequence[int], rows: int, seed: int) -> None
 
 def run_pipeline(label: str, data_root: str, output_root: str, span: int,
                  *settings: str) -> Run:
-  """Runs local_runner.py on `span` in its own process, so its peak RSS is its own."""
+  """Runs local_runner.py on `span` in its own process. Its peak RSS is the largest the run
+  recorded after a component (pipeline/memory.py: VmHWM, the process's own; wait4's
+  ru_maxrss would include this process's resident set at the fork)."""
   os.makedirs(output_root, exist_ok=True)
   log_path = os.path.join(output_root, f'span-{span}.log')
   command = [sys.executable, 'local_runner.py', '--data-root', data_root,
@@ -135,16 +137,15 @@ def run_pipeline(label: str, data_root: str, output_root: str, span: int,
   with open(log_path, 'w') as log:
     process = subprocess.Popen(command, cwd=config_lib.REPO_ROOT, stdout=log,
                                stderr=subprocess.STDOUT)
-    # wait4 gives this child's own rusage; RUSAGE_CHILDREN would be the max over all runs.
-    _, status, usage = os.wait4(process.pid, 0)
-  process.returncode = os.waitstatus_to_exitcode(status)
+    process.wait()
   wall_s = time.time() - start
   if process.returncode != 0:
     raise RuntimeError(f'[{label}] the pipeline failed (exit {process.returncode}); see '
                        f'{log_path} and {output_root}/last_run_summary.md')
   print(f'[{label}] {wall_s:.0f} s', flush=True)
-  return Run(label, run_result.read(local_runner.metadata_config(output_root)),
-             wall_s, usage.ru_maxrss / 2**20, load_before)  # ru_maxrss: KiB on Linux
+  result = run_result.read(local_runner.metadata_config(output_root))
+  return Run(label, result, wall_s, max(c.peak_memory_gib or 0 for c in result.components),
+             load_before)
 
 
 def gate_figures(run: Run, cohort: str) -> Dict[str, Optional[Estimate]]:
@@ -596,7 +597,7 @@ def main(argv=None):
             'months, so "rows read" covers the months of the window); whole run: the '
             'local_runner.py process, imports included; peak RSS: that process. This process '
             f'(scoring, peers) peaked at '
-            f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB.']
+            f'{memory.peak_rss_gib():.2f} GiB.']
   text = '\n'.join(parts)
   print(text)
   name = 'model_bench_timing.md' if args.timing_only else 'model_bench.md'

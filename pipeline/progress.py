@@ -14,7 +14,6 @@ import contextlib
 import datetime
 import logging
 import os
-import resource
 import time
 import traceback
 from typing import Callable, IO, Iterator, List, Optional
@@ -22,6 +21,7 @@ from typing import Callable, IO, Iterator, List, Optional
 from absl import logging as absl_logging
 
 from components.evaluation_results import AUC
+from pipeline import memory
 from pipeline import run_result
 from pipeline.config import REPO_ROOT
 from pipeline.run_result import RunResult
@@ -161,7 +161,7 @@ class Progress(logging.Handler):
       return
     seconds = self.clock() - self.started
     self.running = None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB
+    peak = memory.peak_rss_gib()
     try:
       component = run_result.component(self.connection_config, self.pipeline_name, node_id)
       state, figure = (component.state, key_figure(component)) if component else ('done', '')

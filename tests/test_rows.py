@@ -5,6 +5,7 @@ import dataclasses
 import gzip
 import io
 import os
+import random
 import struct
 import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -349,6 +350,29 @@ def test_the_row_parser_names_every_dirty_line(tmp_path, raw_rows):
   for number, reason in expected.items():
     assert (found[number] is None) if reason is None else reason in found[number], number
   assert sum(r is None for r in found.values()) == len(good) + 1
+
+
+@needs_sample_rows
+def test_each_creative_is_loaded_once_while_the_cache_holds_it(tmp_path, raw_rows, monkeypatch):
+  """3,000 ads' creatives met in random order, twice over (more than the 2,048 entries of a
+  count-bounded cache): each is read and checked once; a cache too small for them, again."""
+  header = list(features.csv_columns())
+  [cells] = sample_cells(raw_rows[:1], str(tmp_path))
+  loads = []
+  monkeypatch.setattr(rows, 'load_image', lambda path: loads.append(path) or (b'png', None))
+  names = [f'images/ad_{i}.png' for i in range(3000)] * 2
+  random.Random(0).shuffle(names)
+
+  def parse_all(parser):
+    for name in names:
+      cells[header.index(features.IMAGE_PATH_COLUMN)] = name
+      assert parser.parse(str(tmp_path / 'a.csv'), rows.Record(2, '', tuple(cells)))[1] is None
+  parse_all(rows.RowParser(header))
+  assert len(loads) == len(set(loads)) == 3000
+  loads.clear()
+  monkeypatch.setattr(rows, '_IMAGE_CACHE_BYTES', 1000 * rows._cached_size((b'png', None)))  # pylint: disable=protected-access
+  parse_all(rows.RowParser(header))
+  assert len(loads) > 3000
 
 
 @needs_sample_rows
