@@ -47,7 +47,7 @@ def test_it_is_one_weight_per_id_and_per_numeric_and_a_bias(transformed):
   assert challenger.l2_per_row(1000) == pytest.approx(1 / (2 * challenger.INVERSE_L2 * 1000))
 
 
-@pytest.mark.slow  # ~25 s alone: loading the Transform graph, tracing, saving 3 signatures
+@pytest.mark.slow  # ~25 s alone: loading the Transform graph, tracing, saving
 @needs_sample_rows
 def test_the_trainer_fits_it_on_the_rows_and_exports_it_beside_the_serving_model(
     transformed, raw_rows, tmp_path, monkeypatch):
