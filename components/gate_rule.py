@@ -37,7 +37,8 @@ def rule_text(gate: GateConfig) -> str:
           f'log-loss change upper bound <= {gate.logloss_tolerance:+.3f} (blessed unless '
           'the new model may be worse by more than that).' + (
               ' Against the challenger (a logistic regression on the same rows), paired with '
-              f'a 95 % interval over ads: AUC margin upper bound >= '
+              'a 95 % interval resampling ads (rows where features.py names no ad): AUC '
+              f'margin upper bound >= '
               f'{-gate.challenger_auc_tolerance:+.3f} (refused only when the model is worse '
               'than the challenger by more than that).' if gate.challenger_check else
               ' The challenger is reported, not gated (gate.challenger_check is off).'))

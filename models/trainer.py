@@ -233,7 +233,7 @@ def fit_challenger(fn_args, tf_transform_output, hparams: model_lib.HParams,
   """Trains the challenger (models/challenger.py) on the same training rows, without the
   image, early-stopped on the validation split and calibrated like the model; exports it to
   challenger.challenger_dir(model_uri) and returns how it went (also written to INFO_FILE).
-  On the chief only, outside any strategy: it is small, and one process fits it in seconds."""
+  On the chief only, outside any strategy: it is small (32 s for 70,000 training rows)."""
   started = time.time()
   rows = count_rows(fn_args.train_files)
   # An epoch as the model's: a pass, or epoch_rows rows of a stream that repeats.
