@@ -24,6 +24,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.public import tfxio
 
+from models import features
 from models import rows
 
 Stats = statistics_pb2.DatasetFeatureStatisticsList
@@ -53,8 +54,9 @@ def fields_schema(schema: schema_pb2.Schema, names: Sequence[str]) -> schema_pb2
   return kept
 
 
-def _file_records(csv_path: str) -> Iterator[Tuple[str, rows.Record]]:
-  return ((csv_path, record) for record in rows.data_records(csv_path))
+def _file_records(csv_path: str, csv_format: Optional[features.CsvFormat]
+                  ) -> Iterator[Tuple[str, rows.Record]]:
+  return ((csv_path, record) for record in rows.data_records(csv_path, csv_format))
 
 
 class _FieldsExample(beam.DoFn):
@@ -62,13 +64,15 @@ class _FieldsExample(beam.DoFn):
   rules refuse it (counted) or its line is in `skipped` (CSV file -> line numbers)."""
 
   def __init__(self, header: Sequence[str], names: Sequence[str],
-               skipped: Mapping[str, FrozenSet[int]], values: bool):
+               skipped: Mapping[str, FrozenSet[int]], values: bool,
+               csv_format: Optional[features.CsvFormat]):
     self._header, self._names, self._skipped = list(header), list(names), dict(skipped)
-    self._values = values
+    self._values, self._csv_format = values, csv_format
     self._rejected = Metrics.counter(COUNTER_NAMESPACE, REJECTED_COUNTER)
 
   def setup(self):
-    self._parser = rows.RowParser(self._header, images=False, values=self._values)
+    self._parser = rows.RowParser(self._header, images=False, values=self._values,
+                                  csv_format=self._csv_format)
 
   def process(self, element: Tuple[str, rows.Record]) -> Iterator[bytes]:
     csv_path, record = element
@@ -89,13 +93,15 @@ class _FieldsExample(beam.DoFn):
 def RowStatistics(pipeline: beam.pvalue.PBegin, csv_paths: Sequence[str],  # pylint: disable=invalid-name
                   schema: schema_pb2.Schema, names: Sequence[str],
                   skipped: Optional[Mapping[str, FrozenSet[int]]] = None,
-                  optional: Sequence[str] = (), values: bool = True):
+                  optional: Sequence[str] = (), values: bool = True,
+                  csv_format: Optional[features.CsvFormat] = None):
   """CSV files (one header, check_headers: `optional` columns may be absent) -> one
   DatasetFeatureStatisticsList of the fields `names` of the rows the row rules accept,
   leaving out `skipped` lines too (CSV file -> line numbers). The lines the rules refuse are
   counted by the Beam counter REJECTED_COUNTER. `values=False` keeps values outside their
-  range or domain (RowParser), for a schema check to name them."""
-  header = rows.check_headers(csv_paths, optional)
+  range or domain (RowParser), for a schema check to name them. The files are in
+  `csv_format` (default: the log's, features.CSV_FORMAT)."""
+  header = rows.check_headers(csv_paths, optional, csv_format)
   kept_schema = fields_schema(schema, names)
   source = tfxio.TFExampleBeamRecord(physical_format='inmem', schema=kept_schema,
                                      telemetry_descriptors=['RowStatistics'])
@@ -103,8 +109,9 @@ def RowStatistics(pipeline: beam.pvalue.PBegin, csv_paths: Sequence[str],  # pyl
           | 'ListFiles' >> beam.Create(list(csv_paths))
           # Streamed from the read to the statistics (no Reshuffle, which would hold every
           # row): parsing cells costs far less than reading them.
-          | 'ReadRecords' >> beam.FlatMap(_file_records)
-          | 'Fields' >> beam.ParDo(_FieldsExample(header, names, skipped or {}, values))
+          | 'ReadRecords' >> beam.FlatMap(_file_records, csv_format)
+          | 'Fields' >> beam.ParDo(_FieldsExample(header, names, skipped or {}, values,
+                                                  csv_format))
           | 'ToRecordBatches' >> source.BeamSource()
           | 'GenerateStatistics' >> tfdv.GenerateStatistics(
               tfdv.StatsOptions(schema=kept_schema, feature_allowlist=list(names))))
@@ -118,7 +125,8 @@ def rejected_lines(result: beam.runners.runner.PipelineResult) -> int:
 
 
 def statistics(csv_pattern: str, schema: schema_pb2.Schema, names: Sequence[str],
-               optional: Sequence[str] = (), values: bool = True) -> Counted:
+               optional: Sequence[str] = (), values: bool = True,
+               csv_format: Optional[features.CsvFormat] = None) -> Counted:
   """RowStatistics of the files a pattern matches, in a Beam pipeline of its own (the
   DirectRunner), with the count of the lines the row rules refused."""
   with tempfile.TemporaryDirectory() as folder:
@@ -126,7 +134,8 @@ def statistics(csv_pattern: str, schema: schema_pb2.Schema, names: Sequence[str]
     pipeline = beam.Pipeline()
     _ = (pipeline
          | 'RowStatistics' >> RowStatistics(csv_files(csv_pattern), schema, names,
-                                            optional=optional, values=values)
+                                            optional=optional, values=values,
+                                            csv_format=csv_format)
          | 'WriteStatistics' >> tfdv.WriteStatisticsToBinaryFile(output))
     result = pipeline.run()
     result.wait_until_finish()

@@ -80,10 +80,10 @@ def read_capture(capture_root: str, span: int) -> Tuple[np.ndarray, List[str], i
   left out and counted, never fatal."""
   probabilities, versions, left_out = [], [], 0
   for path in rows.matched_paths(capture.file_pattern(capture_root, span)):
-    header = rows.read_header(path)
+    header = rows.read_header(path, capture.CSV_FORMAT)
     probability = header.index(capture.PREDICTION_COLUMN)
     version = header.index(capture.MODEL_VERSION_COLUMN)
-    for record in rows.data_records(path):
+    for record in rows.data_records(path, capture.CSV_FORMAT):
       value = _prediction(record, len(header), probability)
       if value is None:
         left_out += 1
@@ -144,7 +144,8 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
   if served is None:
     notes.append(f'MLMD has no run that pushed version {version}: only drift was checked.')
   schema = schema_lib.build_schema()
-  current = fields.traffic(capture.file_pattern(capture_root, span), schema)
+  current = fields.traffic(capture.file_pattern(capture_root, span), schema,
+                           capture.CSV_FORMAT)
   if current.rejected:
     notes.append(f'{current.rejected} captured lines of span {span} were left out of skew '
                  'and drift: the row rules refuse them.')
@@ -153,7 +154,8 @@ def run(capture_root: str, span: int, data_root: Optional[str], lineage, serving
     measures += fields.skew(lineage_lib.training_statistics(served.statistics_uri),
                             current.statistics, schema)
   if span - 1 in captured_spans(capture_root):
-    previous = fields.traffic(capture.file_pattern(capture_root, span - 1), schema)
+    previous = fields.traffic(capture.file_pattern(capture_root, span - 1), schema,
+                              capture.CSV_FORMAT)
     measures += fields.drift(current.statistics, previous.statistics, schema)
   else:
     notes.append(f'No captured traffic for span {span - 1}: drift was not checked.')

@@ -39,12 +39,15 @@ def _subset(schema: schema_pb2.Schema, names: List[str]) -> schema_pb2.Schema:
   return kept
 
 
-def traffic(csv_pattern: str, schema: schema_pb2.Schema) -> row_statistics.Counted:
+def traffic(csv_pattern: str, schema: schema_pb2.Schema,
+            csv_format: Optional[features.CsvFormat] = None) -> row_statistics.Counted:
   """Statistics of the skew fields of the rows of captured (or raw monthly) CSV files that
   the row rules accept, and the count of the lines they refused (left out). Values outside
-  a field's range or domain are kept: skew() names them (the schema's complaints)."""
+  a field's range or domain are kept: skew() names them (the schema's complaints). The files
+  are in `csv_format`: capture.CSV_FORMAT for captured rows, the log's by default."""
   return row_statistics.statistics(csv_pattern, schema, skew_names(),
-                                   optional=[features.LABEL_KEY], values=False)
+                                   optional=[features.LABEL_KEY], values=False,
+                                   csv_format=csv_format)
 
 
 def _moved_most(found: anomalies_pb2.Anomalies) -> Dict[str, str]:

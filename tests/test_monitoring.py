@@ -12,6 +12,7 @@ from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLO
 from components.evaluation_results import MEAN_PREDICTION
 from datagen import generate
 from models import data_layout
+from models import features
 from monitoring import check
 from monitoring import fields
 from monitoring import history
@@ -150,9 +151,14 @@ def test_a_month_1_model_on_a_drifted_month_is_flagged(world, tmp_path, capsys):
   assert (tmp_path / 'out' / 'monitoring' / 'report.html').exists()
 
 
-def test_captured_lines_the_row_rules_refuse_are_left_out_and_counted(tmp_path):
+@pytest.mark.parametrize('log_format', [features.CsvFormat(), features.CsvFormat(delimiter='\t')],
+                         ids=['log-like-capture', 'tab-separated-log'])
+def test_captured_lines_the_row_rules_refuse_are_left_out_and_counted(tmp_path, monkeypatch,
+                                                                      log_format):
   """Lines that stopped tfdv.generate_statistics_from_csv: a row cut short, a NUL, and an
-  advertiser with a newline, which the client and the server let through (open domain)."""
+  advertiser with a newline, which the client and the server let through (open domain).
+  Captured files keep their own format whatever the log's (features.CSV_FORMAT) is."""
+  monkeypatch.setattr(features, 'CSV_FORMAT', log_format)
   ad = {'impression_id': 'imp', 'ad_id': 'ad', 'campaign_id': 'cmp', 'impression_time': 0,
         'advertiser': 'Acme', 'category': 'food', 'creative_format': 'banner_728x90',
         'placement': 'feed', 'device': 'mobile', 'country': 'US', 'hour': 3, 'day_of_week': 1,
@@ -166,7 +172,8 @@ def test_captured_lines_the_row_rules_refuse_are_left_out_and_counted(tmp_path):
   with open(path, 'ab') as f:
     f.write(b'imp-x,ad,cmp,0,Acme,food\n')  # 6 cells
     f.write(b'imp-y,ad,cmp,0,Ac\0me' + b',x' * 13 + b'\n')  # a NUL
-  found = fields.traffic(capture_lib.file_pattern(str(tmp_path), 4), schema_lib.build_schema())
+  found = fields.traffic(capture_lib.file_pattern(str(tmp_path), 4), schema_lib.build_schema(),
+                         capture_lib.CSV_FORMAT)
   assert found.rejected == 2
   assert found.statistics.datasets[0].num_examples == len(ads)
   # The check's own read of the predictions leaves out the same two lines, never fatal.
