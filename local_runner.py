@@ -80,11 +80,12 @@ def _summary(metadata, data_root: str, error: Optional[BaseException]) -> str:
 
 def run(data_root: str, output_root: str, config: config_lib.PipelineConfig,
         verbose: bool = False, preamble: bytes = b'',
-        beam_pipeline_args: Sequence[str] = ()) -> bool:
+        beam_pipeline_args: Sequence[str] = (), ends_process: bool = False) -> bool:
   """Runs the pipeline once, prints and saves the summary; True if it completed.
 
   Without `verbose`, what TFX, Beam and TensorFlow print goes to the run's log (after
-  `preamble`, what they printed while loading), and the console gets the component lines.
+  `preamble`, what they printed while loading), and the console gets the component lines;
+  with `ends_process` (main) also what they print while the process shuts down.
   """
   data_root, output_root = os.path.abspath(data_root), os.path.abspath(output_root)
   metadata = metadata_config(output_root)
@@ -115,6 +116,8 @@ def run(data_root: str, output_root: str, config: config_lib.PipelineConfig,
     print(f'\nFull log of this run: {log}')
   with open(os.path.join(output_root, 'last_run_summary.md'), 'w') as f:
     f.write(text + '\n')
+  if log and ends_process:
+    console.stderr_to_log(log)
   return error is None
 
 
@@ -126,7 +129,7 @@ def main(argv=None):
     config = dataclasses.replace(config, tuned_hparams_uri=tuned_hparams_uri(args.output_root))
   try:
     ok = run(args.data_root, args.output_root, config, args.verbose, preamble,
-             options.beam_workers_args(args.beam_workers))
+             options.beam_workers_args(args.beam_workers), ends_process=True)
   except KeyboardInterrupt:
     sys.exit(130)  # the component lines said where; the traceback is in the log
   sys.exit(0 if ok else 1)

@@ -36,6 +36,10 @@ class HParams:
   # epoch to epoch and early stopping keeps an early, noisy optimum (docs/benchmarks.md).
   lr_decay: float = 0.3
   calibrate: bool = True  # Platt-scale the output on the validation split after training
+  # Fit the challenger, a logistic regression on the same rows (models/challenger.py), which
+  # the report compares the model with and gate.challenger_check gates on; false skips it
+  # (the comparison then reads "n/a"): for runs about something else, e.g. most tests.
+  challenger: bool = True
   # Seeds initial weights, dropout and shuffling, so a rerun on the same rows trains the same
   # model up to float summation order (TF's parallel kernels do not promise more).
   seed: int = 0

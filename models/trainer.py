@@ -284,7 +284,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
                signatures=signatures.build(model, tf_transform_output))
   if chief:
     model_uri = os.path.dirname(fn_args.serving_model_dir)
-    fit_challenger(fn_args, tf_transform_output, hparams, model_uri)
+    if hparams.challenger:
+      fit_challenger(fn_args, tf_transform_output, hparams, model_uri)
     _write_json(os.path.join(model_uri, HPARAMS_FILE), {
         'hparams': hparams.in_use(), 'source': source, 'epochs_trained': epochs,
         'replicas': strategy.num_replicas_in_sync,

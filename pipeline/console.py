@@ -81,6 +81,15 @@ def write_stderr(data: bytes) -> None:
     stderr.write(data)
 
 
+def stderr_to_log(path: str) -> None:
+  """Points fd 2 at the log for the rest of the process: what TensorFlow's C++ prints while
+  the interpreter shuts down (e.g. "Local rendezvous is aborting" after a failed Beam step)
+  belongs in the run's log, not under its summary. For a process that ends with the run."""
+  _flush()
+  with open(path, 'ab') as log:
+    os.dup2(log.fileno(), 2)
+
+
 def _show_if_held() -> None:
   if _held is not None:
     write_stderr(release_held())

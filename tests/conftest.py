@@ -1,10 +1,15 @@
 """Shared test helpers: a handful of raw ad rows with real PNG creatives, the models built from
-them, a free port, and copies of the repository as a checkout holds it."""
+them, a free port, copies of the repository as a checkout holds it, and one run of
+local_runner.py over two dirty months that several end-to-end files read."""
+import csv
+import dataclasses
 import io
 import os
 import shutil
 import socket
 import subprocess
+import sys
+from typing import Dict, Optional
 
 import numpy as np
 from PIL import Image
@@ -13,6 +18,23 @@ import pytest
 from models import features
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The xdist group of the files that read the shared local run: `make test` (--dist loadgroup)
+# hands them to one worker, so the run happens once; every other file is a group of its own.
+LOCAL_RUN_GROUP = 'local_run'
+LOCAL_RUN_ROWS = 1200  # good rows a span; the bad lines stay under max_rejected_fraction (5 %)
+# Tiny and quick: the tabular model, one epoch, no floor worth failing on (the runs are about
+# lines, screens and artifacts, not model quality). The challenger is trained and reported,
+# as by default, but not gated on: a one-epoch model may lose to it.
+FAST = ['--set', 'hparams.max_epochs=1', '--set', 'hparams.use_image=false',
+        '--set', 'gate.auc_floor=0.0', '--set', 'gate.challenger_check=false']
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
+def pytest_collection_modifyitems(items):
+  """Every test file is its own xdist group (as --dist loadfile) unless it names one."""
+  for item in items:
+    if item.get_closest_marker('xdist_group') is None:
+      item.add_marker(pytest.mark.xdist_group(item.nodeid.split('::')[0]))
 
 
 def free_port() -> int:
@@ -155,3 +177,59 @@ def model_server(serving_model_dir, tmp_path_factory):
   with server_process.model_server(str(root), serving_layout.MODEL_NAME,
                                    '--poll-seconds', '0.2') as server:
     yield server, model_dir
+
+
+def run_local_runner(data: str, out: str, *extra: str) -> subprocess.CompletedProcess:
+  """local_runner.py in its own process, as a user starts it, with the FAST options."""
+  return subprocess.run([sys.executable, os.path.join(REPO, 'local_runner.py'),
+                         '--data-root', data, '--output-root', out, *FAST, *extra],
+                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO),
+                        check=False, timeout=900)
+
+
+@dataclasses.dataclass
+class DirtySpan:
+  csv_path: str
+  rows_read: int
+  rows_good: int  # to be accepted: the generated rows and the one with a quoted newline
+  rejected: Dict[int, str]  # line number -> words of its reason
+
+
+def dirty_span(data: str, span: int, rows: int) -> DirtySpan:
+  """A generated span with one line of every bad kind (and a quoted newline) among its rows
+  (tests/test_rows.py's lines, which ExampleGen, check_csv and batch scoring tests read)."""
+  from datagen import generate  # pylint: disable=import-outside-toplevel
+  from models import data_layout  # pylint: disable=import-outside-toplevel
+  from tests import test_rows  # pylint: disable=import-outside-toplevel
+  generate.generate_span(data, span, rows)
+  csv_path = data_layout.ads_csv(data, span)
+  with open(csv_path, newline='') as f:
+    header, *good = list(csv.reader(f))
+  lines: Dict[int, Optional[str]] = test_rows.write_dirty_csv(
+      data_layout.span_dir(data, span), header, good,
+      test_rows.dirty_lines(dict(zip(header, good[0])), header))
+  rejected = {line: words for line, words in lines.items() if words is not None}
+  return DirtySpan(csv_path, rows_read=len(good) + len(lines),
+                   rows_good=len(good) + len(lines) - len(rejected), rejected=rejected)
+
+
+@dataclasses.dataclass
+class LocalRun:
+  data: str  # data root: spans 1 and 2
+  out: str  # output root
+  spans: Dict[int, DirtySpan]
+  process: subprocess.CompletedProcess  # the runner's exit code, screen and stderr
+  code_revision: str  # of the checkout when the run started ('' outside a git checkout)
+
+
+@pytest.fixture(scope='session')
+def local_run(tmp_path_factory) -> LocalRun:
+  """One run of local_runner.py over two generated months with one line of every bad kind in
+  each. Files that use it are marked `pytest.mark.xdist_group(LOCAL_RUN_GROUP)` and must not
+  change its roots (copy them first)."""
+  root = tmp_path_factory.mktemp('local_run')
+  data, out = str(root / 'data'), str(root / 'out')
+  spans = {span: dirty_span(data, span, LOCAL_RUN_ROWS) for span in (1, 2)}
+  from pipeline import cache_keys  # pylint: disable=import-outside-toplevel
+  revision = cache_keys.code_revision(REPO)
+  return LocalRun(data, out, spans, run_local_runner(data, out), revision)

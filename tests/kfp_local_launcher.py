@@ -91,7 +91,7 @@ class LocalLauncher:
     run_root = f"{root}/{spec['pipelineInfo']['name']}/{run_id}"
     tasks = spec['root']['dag']['tasks']
     if only is not None:
-      tasks = {name: tasks[name] for name in _with_upstream(tasks, only)}
+      tasks = {name: tasks[name] for name in with_upstream(tasks, only)}
     results: Dict[str, TaskResult] = {}
     for name in _dependency_order(tasks):
       result = self._run_task(spec, name, tasks[name], run_root, run_id, results)
@@ -175,7 +175,7 @@ def _dependency_order(tasks: Dict[str, Any]) -> List[str]:
   return order
 
 
-def _with_upstream(tasks: Dict[str, Any], names: Collection[str]) -> set:
+def with_upstream(tasks: Dict[str, Any], names: Collection[str]) -> set:
   """The named tasks and every task they depend on, directly or not."""
   found, waiting = set(), list(names)
   while waiting:

@@ -1,15 +1,13 @@
 """A month with one line of every bad kind, in the new span and the one before, runs to a
-pushed model with every line accounted for (the real pipeline: LocalDagRunner, MLMD, Beam).
+pushed model with every line accounted for (the real pipeline: local_runner.py, MLMD, Beam;
+the run is conftest.local_run, which other end-to-end files read too).
 
 The months are generated sample data with test_rows.dirty_lines put among the rows (the same
 lines the ExampleGen, check_csv and batch scoring tests read). What each line became is read
 from MLMD and the artifacts (ExampleGen's row counts and rejected-rows report, DataGate's
 statistics), through the run's result (pipeline/run_result.py), never from console wording.
 """
-import csv
-import dataclasses
 import os
-from typing import Dict, Optional
 
 import pytest
 import tensorflow_data_validation as tfdv
@@ -18,52 +16,22 @@ import local_runner
 from components import data_gate
 from components.image_csv_example_gen import executor
 from datagen import generate
-from models import data_layout
-from models import model as model_lib
 from models import serving_layout
 from pipeline import config as config_lib
 from pipeline import run_result
-from tests import test_rows
+from tests import conftest
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
-ROWS = 400  # good rows a span: the bad lines stay under max_rejected_fraction (5 %)
-# This run is about accounting for lines, not model quality: one epoch, and no AUC floor, so
-# that the model (a few clicks a span) is pushed whatever its AUC.
-CONFIG = config_lib.PipelineConfig(hparams=model_lib.HParams(max_epochs=1),
-                                   gate=config_lib.GateConfig(auc_floor=0.0))
-
-
-@dataclasses.dataclass
-class DirtySpan:
-  csv_path: str
-  rows_read: int
-  rows_good: int  # to be accepted: the generated rows and the one with a quoted newline
-  rejected: Dict[int, str]  # line number -> words of its reason
-
-
-def _dirty_span(data: str, span: int) -> DirtySpan:
-  """A generated span with one line of every bad kind (and a quoted newline) among its rows."""
-  generate.generate_span(data, span, ROWS)
-  csv_path = data_layout.ads_csv(data, span)
-  with open(csv_path, newline='') as f:
-    header, *good = list(csv.reader(f))
-  lines: Dict[int, Optional[str]] = test_rows.write_dirty_csv(
-      data_layout.span_dir(data, span), header, good,
-      test_rows.dirty_lines(dict(zip(header, good[0])), header))
-  rejected = {line: words for line, words in lines.items() if words is not None}
-  return DirtySpan(csv_path, rows_read=len(good) + len(lines),
-                   rows_good=len(good) + len(lines) - len(rejected), rejected=rejected)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(conftest.LOCAL_RUN_GROUP),
+              pytest.mark.skipif(generate.sample_fields_problem() is not None,
+                                 reason=str(generate.sample_fields_problem()))]
 
 
 @pytest.fixture(scope='module')
-def dirty_run(tmp_path_factory):
-  """Two dirty months and one run over them; (data root, output root, {span: DirtySpan})."""
-  root = tmp_path_factory.mktemp('dirty')
-  data, out = str(root / 'data'), str(root / 'out')
-  spans = {span: _dirty_span(data, span) for span in (1, 2)}
-  assert local_runner.run(data, out, CONFIG)
-  return data, out, spans
+def dirty_run(local_run):
+  """The shared local run (conftest.local_run): two dirty months and one run over them;
+  (data root, output root, {span: DirtySpan})."""
+  assert local_run.process.returncode == 0, local_run.process.stdout + local_run.process.stderr
+  return local_run.data, local_run.out, local_run.spans
 
 
 def test_every_line_is_accepted_or_rejected_by_name(dirty_run):
@@ -97,6 +65,7 @@ def test_the_model_is_pushed(dirty_run):
   _, out, _ = dirty_run
   push = run_result.read(local_runner.metadata_config(out)).push
   assert push.pushed
-  model_root = serving_layout.model_root(os.path.join(out, 'serving'), CONFIG.model_name)
+  model_root = serving_layout.model_root(os.path.join(out, 'serving'),
+                                        config_lib.PipelineConfig().model_name)
   assert os.listdir(model_root) == [push.version]
   assert os.path.exists(os.path.join(model_root, push.version, 'saved_model.pb'))

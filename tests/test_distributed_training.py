@@ -103,7 +103,11 @@ def test_two_workers_train_one_export_as_good_as_one_process(transformed, splits
   assert [r.returncode for r in replicas] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
 
   exports = glob.glob(str(cluster_dir / '**' / 'saved_model.pb'), recursive=True)
-  assert exports == [os.path.join(model_roots[0], 'Format-Serving', 'saved_model.pb')]
+  # The chief's model and its challenger (models/challenger.py); nothing from the other.
+  model_export = os.path.join(model_roots[0], 'Format-Serving', 'saved_model.pb')
+  assert sorted(exports) == [
+      os.path.join(model_roots[0], 'Challenger-Serving', 'saved_model.pb'), model_export]
+  exports = [model_export]
   assert not os.path.exists(model_roots[1])
   assert not os.listdir(replicas[1].tmpdir)
   record = trainer.read_used_hparams(model_roots[0])

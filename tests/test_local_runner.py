@@ -2,13 +2,13 @@
 budget, failures), TFX caching, and the lineage command on the run it recorded."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 import local_runner
-from datagen.generate import generate_span
 from pipeline import cache_keys
 from pipeline import config as config_lib
 from pipeline import console
@@ -16,12 +16,8 @@ from pipeline import progress
 from pipeline import run_result
 from pipeline import summary
 from pipeline.pipeline import create_pipeline
+from tests import conftest
 
-RUNNER = os.path.join(config_lib.REPO_ROOT, 'local_runner.py')
-ROWS = 1200
-# Tiny and quick: the tabular model, one epoch, no floor worth failing on.
-FAST = ['--set', 'hparams.max_epochs=1', '--set', 'hparams.use_image=false',
-        '--set', 'gate.auc_floor=0.0']
 BEFORE_MODEL = ['ImageCsvExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
                 'DataGate', 'Transform', 'Trainer']
 EVERY_RUN = ['ServedModelBaseline', 'Evaluator', 'SafePusher', 'EdgeExport']
@@ -113,13 +109,6 @@ def test_to_log_sends_file_descriptors_to_the_log(tmp_path, capfd):
     assert f.read() == 'loading\nC++ to stdout\nC++ to stderr\n'
 
 
-def _run(data, out, *extra):
-  env = dict(os.environ, PYTHONPATH=config_lib.REPO_ROOT)
-  return subprocess.run([sys.executable, RUNNER, '--data-root', data, '--output-root', out,
-                         *FAST, *extra], capture_output=True, text=True, env=env,
-                        check=False, timeout=900)
-
-
 def _states_of_latest_run(out):
   """{node id: state} of the latest pipeline run, from its run result."""
   return {c.name: c.state for c in run_result.read(local_runner.metadata_config(out)).components}
@@ -146,13 +135,16 @@ def _log_path(text):
 
 
 @pytest.mark.slow
-def test_one_screen_per_run_and_caching(tmp_path):
-  data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
-  for span in (1, 2):
-    generate_span(data, span, ROWS)
-
-  first = _run(data, out)
+@pytest.mark.xdist_group(conftest.LOCAL_RUN_GROUP)
+def test_one_screen_per_run_and_caching(local_run, tmp_path):
+  data, first = local_run.data, local_run.process
   assert first.returncode == 0, first.stdout + first.stderr
+  # The runs after the shared one go to a copy of its output root (its metadata store names
+  # the shared run's artifacts, which stay where they are), so other files still read it. The
+  # tuned values' path is a Trainer parameter, part of its cache key: the shared run's.
+  out = str(tmp_path / 'out')
+  same_trainer = ['--set', f'tuned_hparams_uri={local_runner.tuned_hparams_uri(local_run.out)}']
+  rows_read = sum(span.rows_read for span in local_run.spans.values())
   screen = first.stdout
   for node in BEFORE_MODEL + EVERY_RUN:  # one line per component, when it ends
     assert len(_component_lines(screen, node, '')) == 1, (node, screen)
@@ -162,45 +154,52 @@ def test_one_screen_per_run_and_caching(tmp_path):
   with open(_log_path(screen)) as f:
     log = f.read()
   assert 'Component Trainer is running.' in log and 'FutureWarning' in log
-  result = run_result.read(local_runner.metadata_config(out))
-  assert _states_of_latest_run(out) == {n: 'done' for n in BEFORE_MODEL + EVERY_RUN}
+  result = run_result.read(local_runner.metadata_config(local_run.out))
+  assert _states_of_latest_run(local_run.out) == {n: 'done' for n in BEFORE_MODEL + EVERY_RUN}
   assert all(c.peak_memory_gib > 0.1 for c in result.components)
-  assert result.data.spans == [1, 2] and result.data.rows_read == 2 * ROWS
+  assert result.data.spans == [1, 2] and result.data.rows_read == rows_read
   assert sum(size.rows for size in result.data.splits.values()) == result.data.rows_accepted
   assert result.anomalous_splits == [] and result.data_validation_passed
   assert result.training.epochs == 1 and result.served.version is None
   assert result.evaluation.blessed and result.push.pushed
   pushed = result.push.version
   # What trained the served model, from MLMD, by one command.
-  lineage = subprocess.run([sys.executable, '-m', 'monitoring.lineage', '--output-root', out],
+  lineage = subprocess.run([sys.executable, '-m', 'monitoring.lineage',
+                            '--output-root', local_run.out],
                            capture_output=True, text=True, cwd=config_lib.REPO_ROOT,
                            env=dict(os.environ, PYTHONPATH=config_lib.REPO_ROOT), check=False)
   assert lineage.returncode == 0, lineage.stdout + lineage.stderr
   assert lineage.stdout.startswith(f'Served version {pushed}: pushed by pipeline run '
                                    f'{result.run_id} '), lineage.stdout
-  assert f'{2 * ROWS:,} rows read' in lineage.stdout and 'max_epochs=1' in lineage.stdout
-  revision = cache_keys.code_revision(config_lib.REPO_ROOT)  # '' outside a git checkout
+  assert f'{rows_read:,} rows read' in lineage.stdout and 'max_epochs=1' in lineage.stdout
+  revision = local_run.code_revision
   assert result.code_revision == revision
   assert f'Code revision: {revision or "not recorded by this run"}' in lineage.stdout
 
-  second = _run(data, out)
+  shutil.copytree(local_run.out, out)
+  second = conftest.run_local_runner(data, out, *same_trainer)
   assert second.returncode == 0, second.stdout + second.stderr
   states = _states_of_latest_run(out)
   assert states == {**{n: 'cached' for n in BEFORE_MODEL},
                     **{n: 'done' for n in EVERY_RUN}}, states
   for node in BEFORE_MODEL:
     assert len(_component_lines(second.stdout, node, 'cached')) == 1, second.stdout
-  assert _log_path(second.stdout) != _log_path(screen)
+  assert os.path.basename(_log_path(second.stdout)) != os.path.basename(_log_path(screen))
   # The baseline was read again: it is now the model the first run pushed.
   assert run_result.read(local_runner.metadata_config(out)).served.version == int(pushed)
 
   # Changed data under the same root: ExampleGen must read it again, not reuse the cache.
-  csv_path = os.path.join(data, 'span-2', 'ads.csv')
-  with open(csv_path) as f:
-    lines = f.read().splitlines()
-  _write(csv_path, '\n'.join(lines[:1] + ['broken,row' if i % 5 == 0 else line
-                                          for i, line in enumerate(lines[1:])]) + '\n')
-  third = _run(data, out)
+  csv_path = local_run.spans[2].csv_path
+  with open(csv_path, 'rb') as f:
+    shared = f.read()
+  lines = shared.decode('utf-8', 'replace').splitlines()
+  try:
+    _write(csv_path, '\n'.join(lines[:1] + ['broken,row' if i % 5 == 0 else line
+                                            for i, line in enumerate(lines[1:])]) + '\n')
+    third = conftest.run_local_runner(data, out, *same_trainer)
+  finally:
+    with open(csv_path, 'wb') as f:  # the shared run's data as it was
+      f.write(shared)
   assert third.returncode == 1
   assert _states_of_latest_run(out) == {'ImageCsvExampleGen': 'FAILED'}
   screen = third.stdout

@@ -246,7 +246,7 @@ def test_scale_mode_on_a_tiny_size(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(model_bench, 'PEER_ROWS', 1000)
   out = str(tmp_path)
   model_bench.main(['--scale', '--sizes', '3000', '--out', out,
-                    '--set', 'hparams.max_epochs=1'])
+                    '--set', 'hparams.max_epochs=1', '--set', 'hparams.challenger=false'])
   with open(os.path.join(out, 'model_bench_scale.md')) as f:
     text = f.read()
   assert text.startswith('`python -m benchmarks.model_bench --scale --sizes 3000 --out ')

@@ -12,23 +12,19 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 import local_runner
 from components import evaluation_results
 from components.image_csv_example_gen import splits
-from datagen.generate import generate_span
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 from pipeline import run_result
-from tests.test_local_runner import _run
+from tests import conftest
 
 NOTEBOOK = os.path.join(config_lib.REPO_ROOT, 'notebooks', 'explore_run.ipynb')
-ROWS = 600  # one month: the smallest run whose eval rows have clicks in every slice kind
+pytestmark = pytest.mark.xdist_group(conftest.LOCAL_RUN_GROUP)
 
 
 @pytest.fixture(scope='module')
-def executed(tmp_path_factory):
-  """(the executed notebook, the run's evaluation) after one tiny pipeline run."""
-  tmp = tmp_path_factory.mktemp('notebook')
-  data, out = str(tmp / 'data'), str(tmp / 'out')
-  generate_span(data, 1, ROWS)
-  run = _run(data, out)
+def executed(local_run):
+  """(the executed notebook, the run's evaluation) on the shared tiny run (conftest.local_run)."""
+  data, out, run = local_run.data, local_run.out, local_run.process
   assert run.returncode == 0, run.stdout + run.stderr
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   os.environ.update(ADCLICK_OUTPUT_ROOT=out, ADCLICK_DATA_ROOT=data)  # the kernel inherits it

@@ -184,7 +184,8 @@ def test_pipeline_runs_end_to_end(own_repo):
   run = _run(repo, 'local_runner.py', '--data-root', data, '--output-root', out,
              '--window-spans', '2', '--set', 'hparams.max_epochs=3',
              '--set', 'hparams.learning_rate=0.01', '--set', 'hparams.batch_size=64',
-             '--set', 'gate.auc_floor=0.5', timeout=1500)
+             '--set', 'gate.auc_floor=0.5', '--set', 'gate.challenger_check=false',
+             timeout=1500)
   assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
   read = _run(repo, '-c', RUN_RESULT, out)
   assert read.returncode == 0, read.stderr
@@ -233,7 +234,8 @@ def test_a_bare_tab_separated_log_without_header_key_or_time_end_to_end(tsv_repo
   run = _run(repo, 'local_runner.py', '--data-root', data, '--output-root', out,
              '--window-spans', '1', '--set', 'hparams.max_epochs=2',
              '--set', 'hparams.learning_rate=0.01', '--set', 'hparams.batch_size=64',
-             '--set', 'gate.auc_floor=0.5', timeout=900)
+             '--set', 'gate.auc_floor=0.5', '--set', 'hparams.challenger=false',
+             timeout=900)
   assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
   read = _run(repo, '-c', RUN_RESULT, out)
   assert read.returncode == 0, read.stderr

@@ -57,6 +57,16 @@ def test_gate_against_the_served_model(tmp_path, capsys):
   pushed = _versions(out)[-1]
   assert _versions(out) == ['1', '5', pushed] and first.push.version == pushed
   assert os.path.exists(os.path.join(model_root, pushed, 'saved_model.pb'))
+  # The challenger (an LR on the same rows) trained beside the model and was not pushed; the
+  # model's paired margin over it on the eval rows is in the run result, report and summary.
+  assert first.training.challenger['epochs_trained'] >= 1
+  assert os.path.exists(os.path.join(first.training.model_uri, 'Challenger-Serving',
+                                     'saved_model.pb'))
+  assert not os.path.exists(os.path.join(model_root, pushed, 'Challenger-Serving'))
+  margin = first.evaluation.challenger.change['auc']
+  assert margin.lower <= margin.value <= margin.upper
+  assert first.evaluation.challenger.model['example_count'] == first.evaluation.rows
+  assert 'model vs challenger (LR): ' in text and 'model vs challenger (LR): ' in report
 
   # Same data, an untrained model (tiny learning rate, no calibration): clearly worse than the
   # model now served, beyond the paired intervals' noise.
@@ -71,6 +81,8 @@ def test_gate_against_the_served_model(tmp_path, capsys):
           '(promised ' in screen and 'no decay' in screen), screen
   assert second.evaluation.blessed is False and not second.push.pushed
   assert any('served model' in reason for reason in second.evaluation.reasons), second
+  # The untrained model is surely worse than its challenger too, and the gate says so.
+  assert any('challenger' in reason for reason in second.evaluation.reasons), second
   assert _versions(out) == ['1', '5', pushed]  # nothing new pushed
   with open(os.path.join(out, 'last_run_summary.md')) as f:
     saved = f.read()

@@ -25,7 +25,8 @@ def test_tune_once_then_reuse_the_stored_values(tmp_path):
   store = str(tmp_path / 'tuned' / 'hparams.json')
   config = config_lib.PipelineConfig(
       tune=True, tuner_trials=1, tuned_hparams_uri=store,
-      hparams=model_lib.HParams(max_epochs=1), gate=config_lib.GateConfig(auc_floor=0.0))
+      hparams=model_lib.HParams(max_epochs=1, challenger=False),
+      gate=config_lib.GateConfig(auc_floor=0.0))
 
   assert local_runner.run(data, out, config)
   with open(store) as f:
@@ -37,6 +38,8 @@ def test_tune_once_then_reuse_the_stored_values(tmp_path):
   # Calibration is fitted and reported; cohorts are reported next to the overall figures.
   assert first.training.calibration['scale'] > 0 and CALIBRATION in first.evaluation.new
   assert 'cohort=established' in first.evaluation.cohorts
+  # hparams.challenger=False: no challenger trained, so none compared.
+  assert first.training.challenger is None and first.evaluation.challenger is None
 
   assert local_runner.run(data, out, dataclasses.replace(config, tune=False))
   second = run_result.read(local_runner.metadata_config(out))
