@@ -45,15 +45,14 @@ demo: venv data
 tune: venv data
 	$(PY) local_runner.py --data-root $(DATA_ROOT) --output-root outputs --tune $(RUN_ARGS)
 
-# Both cores: pytest-xdist sends whole files to 2 workers (a file's module fixtures run once;
-# files that read conftest.local_run form one group, so that run happens once);
+# Both cores: pytest-xdist sends whole files to 2 workers (a file's module fixtures run once);
 # the slowest 15 tests are listed last, so every CI log shows where the time goes.
 test: venv chromium
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 # The edit loop: everything but the end-to-end pipeline runs and the KFP spec run.
 test-quick: venv chromium
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow and not kfp" tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not kfp" tests
 
 # Gate vs next month at 20,000 and 100,000 rows a month; the cost per component, row and byte
 # of runs reading 300,000, 1,000,000 and 3,000,000 rows (the default window of 3 months) and

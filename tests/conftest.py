@@ -1,6 +1,6 @@
 """Shared test helpers: a handful of raw ad rows with real PNG creatives, the models built from
-them, a free port, copies of the repository as a checkout holds it, and one run of
-local_runner.py over two dirty months that several end-to-end files read."""
+them, a free port, copies of the repository as a checkout holds it, local_runner.py in its
+own process, and generated months with one line of every bad kind."""
 import csv
 import dataclasses
 import io
@@ -18,23 +18,11 @@ import pytest
 from models import features
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The xdist group of the files that read the shared local run: `make test` (--dist loadgroup)
-# hands them to one worker, so the run happens once; every other file is a group of its own.
-LOCAL_RUN_GROUP = 'local_run'
-LOCAL_RUN_ROWS = 1200  # good rows a span; the bad lines stay under max_rejected_fraction (5 %)
 # Tiny and quick: the tabular model, one epoch, no floor worth failing on (the runs are about
 # lines, screens and artifacts, not model quality). The challenger is trained and reported,
 # as by default, but not gated on: a one-epoch model may lose to it.
 FAST = ['--set', 'hparams.max_epochs=1', '--set', 'hparams.use_image=false',
         '--set', 'gate.auc_floor=0.0', '--set', 'gate.challenger_check=false']
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
-def pytest_collection_modifyitems(items):
-  """Every test file is its own xdist group (as --dist loadfile) unless it names one."""
-  for item in items:
-    if item.get_closest_marker('xdist_group') is None:
-      item.add_marker(pytest.mark.xdist_group(item.nodeid.split('::')[0]))
 
 
 def free_port() -> int:
@@ -211,25 +199,3 @@ def dirty_span(data: str, span: int, rows: int) -> DirtySpan:
   rejected = {line: words for line, words in lines.items() if words is not None}
   return DirtySpan(csv_path, rows_read=len(good) + len(lines),
                    rows_good=len(good) + len(lines) - len(rejected), rejected=rejected)
-
-
-@dataclasses.dataclass
-class LocalRun:
-  data: str  # data root: spans 1 and 2
-  out: str  # output root
-  spans: Dict[int, DirtySpan]
-  process: subprocess.CompletedProcess  # the runner's exit code, screen and stderr
-  code_revision: str  # of the checkout when the run started ('' outside a git checkout)
-
-
-@pytest.fixture(scope='session')
-def local_run(tmp_path_factory) -> LocalRun:
-  """One run of local_runner.py over two generated months with one line of every bad kind in
-  each. Files that use it are marked `pytest.mark.xdist_group(LOCAL_RUN_GROUP)` and must not
-  change its roots (copy them first)."""
-  root = tmp_path_factory.mktemp('local_run')
-  data, out = str(root / 'data'), str(root / 'out')
-  spans = {span: dirty_span(data, span, LOCAL_RUN_ROWS) for span in (1, 2)}
-  from pipeline import cache_keys  # pylint: disable=import-outside-toplevel
-  revision = cache_keys.code_revision(REPO)
-  return LocalRun(data, out, spans, run_local_runner(data, out), revision)

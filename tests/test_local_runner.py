@@ -1,27 +1,16 @@
-"""local_runner.py: one screen per run (log file, a line per component, a summary within its
-budget, failures), TFX caching, and the lineage command on the run it recorded."""
+"""local_runner.py's parts: the cache fingerprints, the code revision, the error paragraph and
+the log redirection. A whole run of it is tests/test_local_run_e2e.py's."""
 import os
 import re
-import shutil
 import subprocess
-import sys
 
 import pytest
 
-import local_runner
 from pipeline import cache_keys
 from pipeline import config as config_lib
 from pipeline import console
 from pipeline import progress
-from pipeline import run_result
-from pipeline import summary
 from pipeline.pipeline import create_pipeline
-from tests import conftest
-
-BEFORE_MODEL = ['ImageCsvExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
-                'DataGate', 'Transform', 'Trainer']
-EVERY_RUN = ['ServedModelBaseline', 'Evaluator', 'SafePusher', 'EdgeExport']
-NOISE = re.compile(r'INFO|WARNING|Warning:|absl|tensorflow/|Epoch 1/')
 
 
 def _write(path, text):
@@ -107,106 +96,3 @@ def test_to_log_sends_file_descriptors_to_the_log(tmp_path, capfd):
   assert 'for a person' in out and 'C++' not in out + err
   with open(log) as f:
     assert f.read() == 'loading\nC++ to stdout\nC++ to stderr\n'
-
-
-def _states_of_latest_run(out):
-  """{node id: state} of the latest pipeline run, from its run result."""
-  return {c.name: c.state for c in run_result.read(local_runner.metadata_config(out)).components}
-
-
-def _component_lines(text, node, word):
-  return [line for line in text.splitlines() if re.match(rf'\d\d:\d\d:\d\d  {node} +{word}',
-                                                           line)]
-
-
-def _summary_lines(text):
-  """The summary's lines on the console: from its title to the log's line."""
-  lines = text.rstrip().splitlines()
-  start = next(i for i, line in enumerate(lines) if ' Run summary ' in line)
-  return lines[start:-2]  # a blank line and the log's path end the screen
-
-
-def _log_path(text):
-  """The run's log, named on the first line and on the last one."""
-  lines = text.rstrip().splitlines()
-  paths = [re.search(r'(/\S+/logs/run-\d{8}-\d{6}\.log)$', lines[i]) for i in (0, -1)]
-  assert paths[0] and paths[1] and paths[0][1] == paths[1][1], text
-  return paths[0][1]
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group(conftest.LOCAL_RUN_GROUP)
-def test_one_screen_per_run_and_caching(local_run, tmp_path):
-  data, first = local_run.data, local_run.process
-  assert first.returncode == 0, first.stdout + first.stderr
-  # The runs after the shared one go to a copy of its output root (its metadata store names
-  # the shared run's artifacts, which stay where they are), so other files still read it. The
-  # tuned values' path is a Trainer parameter, part of its cache key: the shared run's.
-  out = str(tmp_path / 'out')
-  same_trainer = ['--set', f'tuned_hparams_uri={local_runner.tuned_hparams_uri(local_run.out)}']
-  rows_read = sum(span.rows_read for span in local_run.spans.values())
-  screen = first.stdout
-  for node in BEFORE_MODEL + EVERY_RUN:  # one line per component, when it ends
-    assert len(_component_lines(screen, node, '')) == 1, (node, screen)
-    assert len(_component_lines(screen, node, r'done +\d+\.\d s')) == 1, (node, screen)
-  assert len(_summary_lines(screen)) <= summary.MAX_LINES, screen
-  assert not NOISE.search(screen + first.stderr), screen + first.stderr
-  with open(_log_path(screen)) as f:
-    log = f.read()
-  assert 'Component Trainer is running.' in log and 'FutureWarning' in log
-  result = run_result.read(local_runner.metadata_config(local_run.out))
-  assert _states_of_latest_run(local_run.out) == {n: 'done' for n in BEFORE_MODEL + EVERY_RUN}
-  assert all(c.peak_memory_gib > 0.1 for c in result.components)
-  assert result.data.spans == [1, 2] and result.data.rows_read == rows_read
-  assert sum(size.rows for size in result.data.splits.values()) == result.data.rows_accepted
-  assert result.anomalous_splits == [] and result.data_validation_passed
-  assert result.training.epochs == 1 and result.served.version is None
-  assert result.evaluation.blessed and result.push.pushed
-  pushed = result.push.version
-  # What trained the served model, from MLMD, by one command.
-  lineage = subprocess.run([sys.executable, '-m', 'monitoring.lineage',
-                            '--output-root', local_run.out],
-                           capture_output=True, text=True, cwd=config_lib.REPO_ROOT,
-                           env=dict(os.environ, PYTHONPATH=config_lib.REPO_ROOT), check=False)
-  assert lineage.returncode == 0, lineage.stdout + lineage.stderr
-  assert lineage.stdout.startswith(f'Served version {pushed}: pushed by pipeline run '
-                                   f'{result.run_id} '), lineage.stdout
-  assert f'{rows_read:,} rows read' in lineage.stdout and 'max_epochs=1' in lineage.stdout
-  revision = local_run.code_revision
-  assert result.code_revision == revision
-  assert f'Code revision: {revision or "not recorded by this run"}' in lineage.stdout
-
-  shutil.copytree(local_run.out, out)
-  second = conftest.run_local_runner(data, out, *same_trainer)
-  assert second.returncode == 0, second.stdout + second.stderr
-  states = _states_of_latest_run(out)
-  assert states == {**{n: 'cached' for n in BEFORE_MODEL},
-                    **{n: 'done' for n in EVERY_RUN}}, states
-  for node in BEFORE_MODEL:
-    assert len(_component_lines(second.stdout, node, 'cached')) == 1, second.stdout
-  assert os.path.basename(_log_path(second.stdout)) != os.path.basename(_log_path(screen))
-  # The baseline was read again: it is now the model the first run pushed.
-  assert run_result.read(local_runner.metadata_config(out)).served.version == int(pushed)
-
-  # Changed data under the same root: ExampleGen must read it again, not reuse the cache.
-  csv_path = local_run.spans[2].csv_path
-  with open(csv_path, 'rb') as f:
-    shared = f.read()
-  lines = shared.decode('utf-8', 'replace').splitlines()
-  try:
-    _write(csv_path, '\n'.join(lines[:1] + ['broken,row' if i % 5 == 0 else line
-                                            for i, line in enumerate(lines[1:])]) + '\n')
-    third = conftest.run_local_runner(data, out, *same_trainer)
-  finally:
-    with open(csv_path, 'wb') as f:  # the shared run's data as it was
-      f.write(shared)
-  assert third.returncode == 1
-  assert _states_of_latest_run(out) == {'ImageCsvExampleGen': 'FAILED'}
-  screen = third.stdout
-  assert len(_component_lines(screen, 'ImageCsvExampleGen', r'FAILED +\d+\.\d s')) == 1, screen
-  assert 'The run stopped: ImageCsvExampleGen failed.' in screen
-  assert '  ValueError: ImageCsvExampleGen rejected' in screen
-  assert f'  Full log: {_log_path(screen)}' in screen
-  assert 'The run STOPPED: ValueError: ImageCsvExampleGen rejected' in screen
-  assert len(_summary_lines(screen)) <= summary.MAX_LINES, screen
-  assert not NOISE.search(screen + third.stderr), screen + third.stderr
