@@ -98,6 +98,14 @@ class Feature:
           f"features.py: {self.name}: a CATEGORICAL default of '' is dropped from the "
           "vocabulary; declare a visible value instead, e.g. default='<missing>'.")
 
+  @property
+  def missing_indicator(self) -> bool:
+    """An optional NUMERIC float field without a default: a missing value is information.
+    The graph gives the model the field's training mean in its place and a 0/1 input
+    (preprocessing.missing_name) that says it was missing."""
+    return self.role == NUMERIC and self.dtype == 'float' and not self.required and (
+        self.default is None)
+
 
 CATEGORIES = ('apparel', 'automotive', 'beauty', 'electronics', 'finance', 'food',
               'gaming', 'health', 'home', 'travel')

@@ -33,6 +33,12 @@ def bucket_name(name: str) -> str:
   return features.transformed_name(name + '_bucket')
 
 
+def missing_name(name: str) -> str:
+  """The 0/1 float output of a field with a missing indicator (Feature.missing_indicator):
+  1 where the raw value was missing (NaN) or not finite."""
+  return features.transformed_name(name + '_missing')
+
+
 def num_ids(tf_transform_output: tft.TFTransformOutput, name: str) -> int:
   """How many ids (0 .. n-1) the Transform graph's integer output `name` takes: a vocabulary's
   size plus its OOV buckets, a numeric field's quantile buckets, as the graph recorded them."""
