@@ -13,7 +13,8 @@ For each size and seed, with N = --months:
    month-(N-1) model; and once more on month N with hparams.use_image=false (the tabular-only
    variant) in its own root;
 3. scores month N+1, which no run has seen, with each run's model through its serving_default
-   signature, next to a logistic regression and a gradient-boosted tree trained on the rows the
+   signature, next to a tuned logistic regression and a gradient-boosted tree
+   (benchmarks/peers.py) trained on the rows the
    month-N model trained on (its ExampleGen's train and validation splits) and the generator's
    true probabilities (the oracle), overall and for new ads (whose cohort_key value is absent
    from those training rows) and established ones;
@@ -44,12 +45,6 @@ import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
-from sklearn.preprocessing import StandardScaler
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx.utils import path_utils
@@ -57,6 +52,7 @@ from tfx.utils import path_utils
 import local_runner
 from benchmarks import auc_interval
 from benchmarks import component_io
+from benchmarks.peers import figures, input_columns, peers, tabular_features
 from components import data_gate
 from components import evaluation_results
 from components.evaluation_results import Estimate
@@ -206,9 +202,10 @@ def predict(model_dir: str, inputs: Dict[str, np.ndarray]) -> np.ndarray:
 
 
 def read_examples(examples_uri: str, split_names: Sequence[str]) -> pd.DataFrame:
-  """The tabular fields, label and cohort key of some splits of an Examples artifact."""
+  """The tabular fields, label, cohort key and time of some splits of an Examples artifact."""
   wanted = [f for f in tabular_features() + [features.label_feature(),
-                                             features.cohort_key_feature()] if f]
+                                             features.cohort_key_feature(),
+                                             features.time_feature()] if f]
   spec = {f.name: tf.io.FixedLenFeature([], features.tf_dtype(f)) for f in wanted}
   files = [path for split in split_names
            for path in sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))]
@@ -232,48 +229,6 @@ def new_ads(frame: pd.DataFrame, training: pd.DataFrame) -> Optional[np.ndarray]
 
 
 # ---------------------------------------------------------------- peers and metrics
-
-def tabular_features() -> List[features.Feature]:
-  return list(features.with_role(features.CATEGORICAL, features.INTEGER, features.NUMERIC))
-
-
-def _numeric(frame: pd.DataFrame) -> np.ndarray:
-  """NUMERIC fields as the model sees them before z-scoring: log1p where features.py says."""
-  return np.column_stack([np.log1p(frame[f.name]) if f.log_scale else frame[f.name]
-                          for f in features.with_role(features.NUMERIC)]).astype(float)
-
-
-def peers() -> Dict[str, object]:
-  """Unfitted scikit-learn baselines on the tabular fields (no image)."""
-  one_hot = [f.name for f in features.with_role(features.CATEGORICAL, features.INTEGER)]
-  numeric = [f.name for f in features.with_role(features.NUMERIC)]
-  categorical = [f.name for f in features.with_role(features.CATEGORICAL)]
-  ordered = [f.name for f in features.with_role(features.INTEGER, features.NUMERIC)]
-  logistic = make_pipeline(
-      ColumnTransformer([
-          ('one_hot', OneHotEncoder(handle_unknown='ignore'), one_hot),
-          ('numeric', make_pipeline(FunctionTransformer(_numeric), StandardScaler()), numeric)]),
-      LogisticRegression(max_iter=2000))
-  # Trees need no scaling; categories unseen in training become missing values.
-  gbdt = make_pipeline(
-      ColumnTransformer([
-          ('ordinal', OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=np.nan),
-           categorical),
-          ('ordered', 'passthrough', ordered)]),
-      HistGradientBoostingClassifier(
-          categorical_features=[True] * len(categorical) + [False] * len(ordered),
-          learning_rate=0.05, max_iter=500, early_stopping=True, n_iter_no_change=20,
-          random_state=0))
-  return {'logistic regression': logistic, 'gradient-boosted tree': gbdt}
-
-
-def figures(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
-  clicks = int(labels.sum())
-  return {'auc': evaluation_results.auc(labels, probabilities),
-          'logloss': evaluation_results.log_loss(labels, probabilities),
-          'calibration': evaluation_results.calibration(labels, probabilities),
-          'rows': len(labels), 'clicks': clicks}
-
 
 def cohort_masks(rows: int, is_new: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
   """Row masks: all rows, and new and established ads when the log can tell them apart."""
@@ -387,7 +342,7 @@ def next_month_rows(size: str, data_root: str, months: int,
   is_new = new_ads(month, training)
   inputs = serving_inputs(month, data_layout.span_dir(data_root, months + 1))
   scores = {name: predict(run.model_dir(), inputs) for name, run in gated.items()}
-  names = [f.name for f in tabular_features()]
+  names = input_columns()
   fit_rows = (training.sample(PEER_ROWS, random_state=0) if len(training) > PEER_ROWS
               else training)
   for name, peer in peers().items():
@@ -431,10 +386,10 @@ AUC(month-{p} model) there. Next-month AUC - oracle: paired on the same rows, wi
 interval that resamples ads ({resamples} Poisson bootstrap draws; rows of one ad are not
 independent), so a target such as "oracle - 0.03" can be told apart from the month's noise.
 New ads there: ads (the cohort_key field) absent from the rows the
-month-{n} model trained on (its ExampleGen's train and validation splits). The logistic
-regression (one-hot categorical and integer fields; numeric ones z-scored, after log1p where
-features.py says) and the gradient-boosted tree (scikit-learn HistGradientBoostingClassifier)
-were trained on those same rows (a uniform sample of {peer_rows:,} where there are more).
+month-{n} model trained on (its ExampleGen's train and validation splits). The tuned logistic
+regression and the gradient-boosted tree (benchmarks/peers.py: the LR's C chosen on the
+latest tenth of those rows by time) were trained on those same rows (a uniform sample of
+{peer_rows:,} where there are more).
 Calibration: mean prediction / mean label. Oracle: the
 generator's true click probabilities."""
 

@@ -5,7 +5,6 @@ pipeline run over two tiny generated spans, summary included. A second copy decl
 as bare as real logs come (tests/testdata/own_csv/tsv_features.py: tab-separated, no header,
 no key, no time) and runs it through the CSV check, a pipeline run and batch scoring.
 """
-import ast
 import csv
 import glob
 import json
@@ -17,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from examples import swap
 from tests import conftest
 
 pytestmark = pytest.mark.slow
@@ -73,31 +73,6 @@ def write_span(root: str, span: int, rows: int = ROWS, columns=COLUMNS, delimite
   return path
 
 
-def features_with_own_fields(original: str, own: str) -> str:
-  """models/features.py with its sample fields (the statements from the one after the Feature
-  class to the end of FEATURES) replaced by the fixture's statements after its imports."""
-  body = ast.parse(original).body
-  after_class = next(i for i, node in enumerate(body)
-                     if isinstance(node, ast.ClassDef) and node.name == 'Feature') + 1
-  fields_end = next(node for node in body if isinstance(node, ast.AnnAssign) and
-                    getattr(node.target, 'id', None) == 'FEATURES').end_lineno
-  own_start = next(node for node in ast.parse(own).body[1:]
-                   if not isinstance(node, (ast.Import, ast.ImportFrom))).lineno
-  lines = original.splitlines()
-  return '\n'.join(lines[:body[after_class].lineno - 1] + own.splitlines()[own_start - 1:] +
-                   lines[fields_end:]) + '\n'
-
-
-def _copy_with_own_fields(destination: str, own_fields: str = OWN_FIELDS) -> None:
-  """The repository with the fixture's fields in models/features.py."""
-  conftest.copy_repository(destination)
-  features_path = os.path.join(destination, 'models', 'features.py')
-  with open(features_path) as f, open(own_fields) as own:
-    text = features_with_own_fields(f.read(), own.read())
-  with open(features_path, 'w') as f:
-    f.write(text)
-
-
 # The run as the copy's own code reads it from MLMD (pipeline/run_result.py), as JSON.
 RUN_RESULT = """
 import dataclasses, json, sys
@@ -128,7 +103,7 @@ def own_repo(tmp_path_factory):
   """The copy with the fixture's features.py and its schema, and the two spans of data."""
   root = tmp_path_factory.mktemp('own_csv')
   repo, data = str(root / 'repo'), str(root / 'data')
-  _copy_with_own_fields(repo)
+  swap.copy_with_fields(repo, OWN_FIELDS)
   for span in (1, 2):
     write_span(data, span)
   made = _run(repo, '-m', 'schema.generate')
@@ -218,7 +193,7 @@ def tsv_repo(tmp_path_factory):
   """The copy declaring the bare log (tsv_features.py) and its schema, and two spans of it."""
   root = tmp_path_factory.mktemp('tsv_csv')
   repo, data = str(root / 'repo'), str(root / 'data')
-  _copy_with_own_fields(repo, TSV_FIELDS)
+  swap.copy_with_fields(repo, TSV_FIELDS)
   for span in (1, 2):
     write_span(data, span, TSV_ROWS, TSV_COLUMNS, delimiter='\t', header=False)
   made = _run(repo, '-m', 'schema.generate')
