@@ -13,6 +13,7 @@ file without a header row, its column names in file order.
 Only the sample-data generator (datagen/) and its oracle are tied to the fields below.
 """
 import dataclasses
+import math
 from typing import Optional, Sequence, Tuple
 
 # Roles: what the pipeline does with a field.
@@ -26,6 +27,9 @@ LABEL = 'label'  # 0/1 click; exactly one field has this role
 DERIVED = 'derived'  # written by ExampleGen, not read from the CSV, never a model input
 
 IMAGE_SIZE = 32  # side in pixels the transform graph resizes creatives to
+# The default of an optional NUMERIC float field declared without one: the value is missing
+# (Feature.missing_indicator).
+MISSING = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +81,9 @@ class Feature:
   role: str
   dtype: str  # 'string' | 'int' | 'float' | 'bytes'
   description: str
-  required: bool = True  # at serving; optional fields fall back to `default`
+  # At serving and in the log: an optional field's missing value is its `default`; an
+  # optional NUMERIC 'float' field declared without one gets a missing indicator.
+  required: bool = True
   default: object = None
   domain: Tuple[str, ...] = ()  # closed string domain enforced by the schema
   value_range: Optional[Tuple[float, float]] = None  # inclusive
@@ -97,14 +103,36 @@ class Feature:
       raise ValueError(
           f"features.py: {self.name}: a CATEGORICAL default of '' is dropped from the "
           "vocabulary; declare a visible value instead, e.g. default='<missing>'.")
+    if self.required and self.default is not None:
+      raise ValueError(
+          f'features.py: {self.name}: a required field never uses its default '
+          f'{self.default!r}; declare required=False to fill it in for a missing value, or '
+          'drop the default.')
+    if not self.required and (self.default is None or is_missing(self.default)):
+      if not (self.role == NUMERIC and self.dtype == 'float'):
+        raise ValueError(
+            f'features.py: {self.name}: an optional {self.role} {self.dtype!r} field needs a '
+            'default, the value a missing one takes; only an optional NUMERIC field of dtype '
+            "'float' may go without one (it gets a missing indicator): declare dtype 'float' "
+            'and no default to get a missing indicator, or a default.')
+      # A missing value is NaN, in the rows ExampleGen writes and in requests: see
+      # missing_indicator.
+      object.__setattr__(self, 'default', MISSING)
 
   @property
   def missing_indicator(self) -> bool:
-    """An optional NUMERIC float field without a default: a missing value is information.
-    The graph gives the model the field's training mean in its place and a 0/1 input
-    (preprocessing.missing_name) that says it was missing."""
-    return self.role == NUMERIC and self.dtype == 'float' and not self.required and (
-        self.default is None)
+    """An optional NUMERIC float field declared without a default: a missing value is
+    information. Its default is MISSING (NaN): ExampleGen writes it for an empty cell and the
+    serving client for a request without the field. The Transform graph gives the model the
+    field's training mean in its place and a 0/1 input (preprocessing.missing_name) that is 1
+    where the value was missing; its z-score and quantile buckets come from the values
+    observed."""
+    return self.role == NUMERIC and not self.required and is_missing(self.default)
+
+
+def is_missing(value) -> bool:
+  """Whether a value is MISSING (NaN): the missing value of a field with a missing indicator."""
+  return isinstance(value, float) and math.isnan(value)
 
 
 CATEGORIES = ('apparel', 'automotive', 'beauty', 'electronics', 'finance', 'food',

@@ -19,14 +19,26 @@ from models import features
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
-  """The bucket counts of the Transform graph."""
-  oov_buckets: int = 2  # per vocabulary: unseen advertisers etc. hash into these, not fail
+  """The bucket counts of the Transform graph and what its vocabularies keep.
+
+  A CATEGORICAL value seen fewer than vocabulary_min_count times in the training rows, or
+  not among the vocabulary_top_k most frequent, gets no id of its own: like a value never
+  seen, it hashes into one of the field's oov_buckets (shared with the other rare values
+  there), so hashed ids with a handful of rows each do not get an embedding learned from
+  those rows alone. Raising them moves more values into the OOV buckets: raise oov_buckets
+  with them."""
+  oov_buckets: int = 2  # per vocabulary: unseen and rare values hash into these, not fail
   numeric_buckets: int = 10  # quantile buckets per numeric field (embedded beside its z-score)
+  vocabulary_min_count: int = 1  # training rows a value needs for an id of its own
+  vocabulary_top_k: Optional[int] = None  # the most frequent values kept; 0 or None: all
 
   def __post_init__(self):
-    for name in ('oov_buckets', 'numeric_buckets'):
+    for name in ('oov_buckets', 'numeric_buckets', 'vocabulary_min_count'):
       if getattr(self, name) < 1:
         raise ValueError(f'preprocessing.{name} must be >= 1; got {getattr(self, name)}')
+    if self.vocabulary_top_k is not None and self.vocabulary_top_k < 0:
+      raise ValueError('preprocessing.vocabulary_top_k must be >= 0 (0 or null: no limit); '
+                       f'got {self.vocabulary_top_k}')
 
 
 def bucket_name(name: str) -> str:
@@ -46,7 +58,8 @@ def num_ids(tf_transform_output: tft.TFTransformOutput, name: str) -> int:
 
 
 def oov_buckets(tf_transform_output: tft.TFTransformOutput, feature_name: str) -> int:
-  """The OOV buckets of a categorical field's vocabulary in this Transform graph."""
+  """The OOV buckets of a categorical field's vocabulary in this Transform graph (the
+  vocabulary as kept: vocabulary_min_count and vocabulary_top_k applied)."""
   return (num_ids(tf_transform_output, features.transformed_name(feature_name)) -
           tf_transform_output.vocabulary_size_by_name(feature_name))
 
@@ -243,12 +256,12 @@ def decode_refusal(data: bytes) -> Optional[str]:
 
 def _finite(feature: features.Feature, x: tf.Tensor) -> tf.Tensor:
   """A float field with NaN and +-Inf replaced by the field's default, or by its training mean
-  when it has none: TF Serving in production parses them from JSON and has no validation of
-  ours in front of the graph. Integer tensors cannot hold them."""
+  when it has none or a missing indicator: TF Serving in production parses them from JSON
+  and has no validation of ours in front of the graph. Integer tensors cannot hold them."""
   if not x.dtype.is_floating:
     return x
   finite = tf.math.is_finite(x)
-  if feature.default is not None:
+  if feature.default is not None and not feature.missing_indicator:
     stand_in = tf.cast(feature.default, x.dtype)
   else:
     stand_in = tf.cast(tft.mean(tf.boolean_mask(x, finite)), x.dtype)
@@ -262,25 +275,58 @@ def log_scale(value):
   return tf.sign(value) * tf.math.log1p(tf.abs(value))
 
 
+def _observed_z_score(value: tf.Tensor, observed: tf.Tensor) -> tf.Tensor:
+  """tft.scale_to_z_score with the mean and variance of the observed values only: the
+  stand-ins of missing ones would shrink the variance by the share missing."""
+  kept = tf.boolean_mask(value, observed)
+  return tf.math.divide_no_nan(value - tft.mean(kept), tf.sqrt(tft.var(kept)))
+
+
+def _numeric(feature: features.Feature, raw: tf.Tensor, x: tf.Tensor,
+             settings: PreprocessingConfig) -> dict:
+  """A NUMERIC field's outputs: its z-score and quantile bucket; with a missing indicator,
+  also the 0/1 missing input, and the statistics and quantiles of the observed values only
+  (`raw` finite), whose stand-ins in `x` (the training mean) would pile onto one value."""
+  value = tf.cast(x, tf.float32)
+  if feature.log_scale:
+    value = log_scale(value)
+  out = features.transformed_name(feature.name)
+  if not feature.missing_indicator:
+    return {out: tft.scale_to_z_score(value),
+            bucket_name(feature.name): tft.bucketize(value, settings.numeric_buckets)}
+  observed = tf.math.is_finite(raw)
+  return {out: _observed_z_score(value, observed),
+          bucket_name(feature.name): tft.bucketize(value, settings.numeric_buckets,
+                                                   weights=tf.cast(observed, tf.float32)),
+          missing_name(feature.name): 1.0 - tf.cast(observed, tf.float32)}
+
+
+def _vocabulary_ids(feature: features.Feature, x: tf.Tensor,
+                    settings: PreprocessingConfig) -> tf.Tensor:
+  """A CATEGORICAL field's ids: a value kept by the vocabulary (vocabulary_min_count,
+  vocabulary_top_k) is its line in the vocabulary file named after the field; any other
+  hashes into the oov_buckets after it."""
+  return tft.compute_and_apply_vocabulary(
+      x, num_oov_buckets=settings.oov_buckets, vocab_filename=feature.name,
+      frequency_threshold=settings.vocabulary_min_count,
+      top_k=settings.vocabulary_top_k or None)
+
+
 def preprocessing_fn(inputs, custom_config=None):
   """Transform's entry point; custom_config: PreprocessingConfig's fields (none: defaults)."""
   settings = PreprocessingConfig(**(custom_config or {}))
   outputs = {}
   for feature in features.model_features():
-    x = _finite(feature, _dense(inputs[feature.name]))
+    raw = _dense(inputs[feature.name])
+    x = _finite(feature, raw)
     out = features.transformed_name(feature.name)
     if feature.role == features.CATEGORICAL:
-      outputs[out] = tft.compute_and_apply_vocabulary(
-          x, num_oov_buckets=settings.oov_buckets, vocab_filename=feature.name)
+      outputs[out] = _vocabulary_ids(feature, x, settings)
     elif feature.role == features.INTEGER:
       low, high = feature.value_range
       outputs[out] = tf.clip_by_value(tf.cast(x, tf.int64), int(low), int(high)) - int(low)
     elif feature.role == features.NUMERIC:
-      value = tf.cast(x, tf.float32)
-      if feature.log_scale:
-        value = log_scale(value)
-      outputs[out] = tft.scale_to_z_score(value)
-      outputs[bucket_name(feature.name)] = tft.bucketize(value, settings.numeric_buckets)
+      outputs.update(_numeric(feature, raw, x, settings))
     elif feature.role == features.IMAGE:
       outputs[out] = decode_images(x)
   # The label is absent at serving; the Transform layer then simply omits this output.

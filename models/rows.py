@@ -62,7 +62,8 @@ def parse_cell(feature: features.Feature, cell: str, values: bool = True
                ) -> Tuple[Any, Optional[str]]:
   """A CSV cell as the field's value: (value, None), or (None, reason) when unusable.
 
-  An empty optional cell takes the field's default; a parsed value must also pass
+  An empty optional cell takes the field's default (MISSING, NaN, for a field with a missing
+  indicator: features.Feature.missing_indicator); a parsed value must also pass
   value_refusal (finite, in range, in the closed domain, a valid label) unless `values` is
   False."""
   if not cell:
@@ -88,11 +89,13 @@ def parse_cell(feature: features.Feature, cell: str, values: bool = True
 def value_refusal(feature: features.Feature, value: Any) -> Optional[str]:
   """Why a typed value (from a CSV cell or a JSON request) is not acceptable, or None.
 
-  Numbers must be finite and within `value_range`; strings within a closed `domain`; the
-  label 0 or 1."""
+  Numbers must be finite and within `value_range`, but for NaN (features.MISSING) in a field
+  with a missing indicator; strings within a closed `domain`; the label 0 or 1."""
   if feature.dtype in ('int', 'float'):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       return f'{feature.name}: {value!r} is not a number'
+    if feature.missing_indicator and features.is_missing(value):
+      return None
     if not math.isfinite(value):
       return f'{feature.name}: {value!r} is not a finite number'
     if feature.dtype == 'int' and not float(value).is_integer():

@@ -25,7 +25,9 @@ def build_schema() -> schema_pb2.Schema:
   for f in features.example_features():
     feature = schema.feature.add(name=f.name, type=_SCHEMA_TYPES[features.tf_dtype(f).name])
     feature.annotation.comment.append(f'{f.role}: {f.description}')
-    # ExampleGen fills defaults for optional fields, so every field is present once a row.
+    # ExampleGen fills defaults for optional fields, so every field is present once a row;
+    # a field with a missing indicator holds NaN (features.MISSING) where it is missing, which
+    # the schema accepts (its float_domain leaves disallow_nan unset).
     feature.presence.min_fraction = 1.0
     feature.presence.min_count = 1
     feature.shape.dim.add(size=1)
