@@ -4,8 +4,10 @@ real CTR logs a well-regularised LR was as good as the model, and nothing in a r
 
 It is one-hot logistic regression written as a Keras model: one weight per id of every
 categorical and integer field and of every numeric field's quantile bucket (a one-dimensional
-embedding), one weight per z-scored numeric, and a bias; no image. The weights are L2-
-regularised as scikit-learn's LogisticRegression(C=INVERSE_L2) would be on the same rows.
+embedding), one weight per dense input (z-scored numeric, missing indicator), and a bias; no
+image. The weights are L2-regularised as scikit-learn's LogisticRegression(C=INVERSE_L2)
+would be on the same rows (models/model.py: INVERSE_L2, l2_per_row, linear_terms); the same
+linear part is the model's wide part under hparams.wide.
 The Trainer (models/trainer.py) fits it on the same streaming training split, early-stopped on
 the validation log-loss and Platt-calibrated on the validation split like the model, and
 exports it with the model's examples signature (models/signatures.py) beside Format-Serving, at
@@ -18,17 +20,12 @@ from typing import List
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features
 from models import model as model_lib
-from models import preprocessing
 from models import signatures
 
 CHALLENGER_DIR = 'Challenger-Serving'  # in the Model artifact, beside Format-Serving
 INFO_FILE = 'challenger.json'  # beside it: how it was trained (epochs, seconds, calibration)
 NAME = 'logistic regression'  # what reports call it
-# scikit-learn's C (inverse L2 strength per row of the summed loss), as the LR of issue 22's
-# Criteo comparison used; Keras adds the penalty to the mean loss, hence l2_per_row below.
-INVERSE_L2 = 0.1
 # Training: a convex problem on a few thousand weights. On the tiny e2e data (6,799 rows)
 # early stopping ended it after 11-14 epochs, and these gave a better eval AUC than larger
 # rates with less patience; an epoch reads no image and is at most epoch_rows rows.
@@ -43,54 +40,14 @@ def challenger_dir(model_uri: str) -> str:
   return os.path.join(model_uri, CHALLENGER_DIR)
 
 
-def l2_per_row(rows: int) -> float:
-  """Keras' L2 factor (added to the mean loss) equal to scikit-learn's 1 / (2 C) penalty on
-  the summed loss of `rows` rows."""
-  return 1.0 / (2.0 * INVERSE_L2 * max(rows, 1))
-
-
-class LinearLogit(tf.keras.layers.Layer):
-  """The sum of the per-field terms plus a bias (not regularised, as scikit-learn's)."""
-
-  def build(self, input_shape):
-    self.bias = self.add_weight(name='bias', shape=(1,), initializer='zeros')
-    super().build(input_shape)
-
-  def call(self, terms):
-    return tf.add_n(terms) + self.bias
-
-
 def build_model(tf_transform_output: tft.TFTransformOutput, l2: float) -> tf.keras.Model:
-  """The LR over the Transform graph's outputs, its logit layer named 'logit' and its output
-  the model's Calibration layer, so trainer.calibrate fits it the same way."""
-  regularizer = tf.keras.regularizers.L2(l2)
-  inputs, terms, numeric = {}, [], []
-
-  def one_hot(name, ids):
-    inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
-    terms.append(tf.keras.layers.Embedding(
-        ids, 1, embeddings_initializer='zeros', embeddings_regularizer=regularizer,
-        name=f'weights_{name}')(inputs[name]))
-
-  for feature in features.model_features():
-    name = features.transformed_name(feature.name)
-    if feature.role == features.CATEGORICAL:
-      one_hot(name, preprocessing.num_ids(tf_transform_output, name))
-    elif feature.role == features.INTEGER:
-      one_hot(name, preprocessing.integer_cardinality(feature))
-    elif feature.role == features.NUMERIC:
-      inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.float32)
-      numeric.append(tf.keras.layers.Reshape((1,))(inputs[name]))
-      bucket = preprocessing.bucket_name(feature.name)
-      one_hot(bucket, preprocessing.num_ids(tf_transform_output, bucket))
-  if numeric:
-    values = numeric[0] if len(numeric) == 1 else tf.keras.layers.Concatenate()(numeric)
-    terms.append(tf.keras.layers.Dense(1, use_bias=False, kernel_initializer='zeros',
-                                       kernel_regularizer=regularizer,
-                                       name='weights_numeric')(values))
-  logit = LinearLogit(name='logit')(terms)
+  """The LR over the model's inputs (model.build_inputs, without the image), its logit layer
+  named 'logit' and its output the model's Calibration layer, so trainer.calibrate fits it
+  the same way."""
+  inputs = model_lib.build_inputs(tf_transform_output, use_image=False)
+  logit = model_lib.LinearLogit(name='logit')(model_lib.linear_terms(inputs, l2))
   output = model_lib.Calibration(name=signatures.PREDICTION_KEY)(logit)
-  model = tf.keras.Model(inputs=inputs, outputs=output)
+  model = tf.keras.Model(inputs=inputs.by_name, outputs=output)
   model.compile(optimizer=tf.keras.optimizers.Adam(LEARNING_RATE),
                 loss=tf.keras.losses.BinaryCrossentropy(),
                 metrics=[tf.keras.metrics.BinaryCrossentropy(name='logloss')])

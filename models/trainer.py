@@ -13,6 +13,8 @@ from typing import List, Optional, Tuple
 
 from absl import logging
 import numpy as np
+from scipy import optimize
+from scipy import special
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -130,32 +132,51 @@ def read_challenger_info(model_uri: str) -> Optional[dict]:
   return _read_json(os.path.join(model_uri, challenger.INFO_FILE))
 
 
+# The prior on the Platt scale: normal around 1 with this standard deviation (see _fit_platt).
+PLATT_SCALE_SD = 0.25
+
+
 def _fit_platt(logits: np.ndarray, labels: np.ndarray,
                fit_scale: bool = True) -> Tuple[float, float]:
-  """(a, b) minimising the log-loss of sigmoid(a * logit + b): Newton's method.
+  """(a, b) minimising the log-loss of sigmoid(a * logit + b) plus a prior on the scale:
+  (a - 1)^2 / (2 PLATT_SCALE_SD^2), by L-BFGS (plain Newton steps diverge from a = 1 when the
+  logits rank backwards).
 
+  The prior keeps calibration sound on small logs. The model is trained on the log-loss, so
+  its logits start calibrated in scale (a = 1); how far the validation rows can move it
+  depends on their clicks: at 50 clicks (issue 22: 314 rows, 49 clicks) the plain fit's scale
+  has a standard error near 0.2 (1.09-1.39 across seeds there). The prior's weight, 16, is
+  about the scale's information in 20-30 clicks at logits of spread 1, so it fades behind a
+  few hundred. Simulated (300 rows, 50 clicks, 200 draws each; logits N(-1.8, 1)), it cut the
+  plain fit's held-out log-loss excess over the true calibration by 37 % for a model
+  calibrated in scale and by 15 % for one underconfident by 1.25, and added 6 % for one
+  overconfident by 1 / 0.7; at 10,000 rows the fits were the same. The bias has no prior: a
+  base rate that moved between training and validation is what calibration is for.
   A scale below zero would turn the model's ranking upside down on the strength of the
   validation rows alone; then only the bias is fitted.
   """
-  a, b = 1.0, 0.0
-  for _ in range(50):
-    p = 1 / (1 + np.exp(-(a * logits + b)))
-    g = np.array([np.sum((p - labels) * logits), np.sum(p - labels)])
-    w = p * (1 - p)
-    h = np.array([[np.sum(w * logits ** 2), np.sum(w * logits)],
-                  [np.sum(w * logits), np.sum(w)]]) + 1e-6 * np.eye(2)
-    step = np.linalg.solve(h, g) if fit_scale else np.array([0.0, g[1] / h[1, 1]])
-    a, b = a - step[0], b - step[1]
-    if np.abs(step).max() < 1e-6:
-      break
-  if a <= 0:
+  def loss(params):
+    scale, bias = params if fit_scale else (1.0, params[0])
+    margin = scale * logits + bias
+    error = special.expit(margin) - labels
+    value = np.sum(np.logaddexp(0, margin) - labels * margin) + prior * (scale - 1) ** 2 / 2
+    gradient = [np.sum(error * logits) + prior * (scale - 1), np.sum(error)]
+    return value, np.array(gradient if fit_scale else gradient[1:])
+
+  prior = 1 / PLATT_SCALE_SD ** 2
+  fitted = optimize.minimize(loss, [1.0, 0.0] if fit_scale else [0.0], jac=True,
+                             method='L-BFGS-B').x
+  if not fit_scale:
+    return 1.0, float(fitted[0])
+  if fitted[0] <= 0:
     return _fit_platt(logits, labels, fit_scale=False)
-  return float(a), float(b)
+  return float(fitted[0]), float(fitted[1])
 
 
 def calibrate(model: tf.keras.Model, validation: tf.data.Dataset) -> Tuple[float, float]:
-  """Fits the model's Calibration layer on the validation split (Platt scaling). Under a
-  strategy it runs outside it, on the whole split: on the chief only (run_fn)."""
+  """Fits the model's Calibration layer on the validation split (Platt scaling, its scale
+  held near 1 on few clicks: _fit_platt). Under a strategy it runs outside it, on the whole
+  split: on the chief only (run_fn)."""
   logit_model = tf.keras.Model(model.inputs, model.get_layer('logit').output)
   logits, labels = [], []
   for x, y in validation:
@@ -175,8 +196,9 @@ def steps_per_epoch(rows: int, hparams: model_lib.HParams) -> Optional[int]:
 
 
 def datasets(fn_args, tf_transform_output, hparams: model_lib.HParams
-             ) -> Tuple[tf.data.Dataset, tf.data.Dataset, Optional[int]]:
-  """(training batches, validation batches, training steps per epoch). An epoch is a pass over
+             ) -> Tuple[tf.data.Dataset, tf.data.Dataset, Optional[int], int]:
+  """(training batches, validation batches, training steps per epoch, training rows: what the
+  wide part's L2 follows, model.build_model). An epoch is a pass over
   the training split or hparams.epoch_rows rows, whichever is fewer: the training budget
   (max_epochs of them; early stopping and the learning-rate cuts count them) then stops
   growing with the data. Past epoch_rows the training stream repeats without end, each pass
@@ -188,7 +210,7 @@ def datasets(fn_args, tf_transform_output, hparams: model_lib.HParams
                'a pass' if steps is None else f'{steps} steps of {hparams.batch_size} rows')
   return (train if steps is None else train.repeat(),
           _dataset(fn_args.eval_files, tf_transform_output, hparams.batch_size, shuffle=False),
-          steps)
+          steps, rows)
 
 
 def fit_data(fn_args, train: tf.data.Dataset, validation: tf.data.Dataset, steps: Optional[int],
@@ -243,7 +265,7 @@ def fit_challenger(fn_args, tf_transform_output, hparams: model_lib.HParams,
                    shuffle=True, image=False)
   validation = _dataset(fn_args.eval_files, tf_transform_output, challenger.BATCH_SIZE,
                         shuffle=False, image=False)
-  model = challenger.build_model(tf_transform_output, challenger.l2_per_row(rows))
+  model = challenger.build_model(tf_transform_output, model_lib.l2_per_row(rows))
   history = model.fit(train if steps is None else train.repeat(), steps_per_epoch=steps,
                       validation_data=validation, epochs=challenger.MAX_EPOCHS,
                       callbacks=challenger.callbacks(), verbose=0)
@@ -255,7 +277,7 @@ def fit_challenger(fn_args, tf_transform_output, hparams: model_lib.HParams,
              signatures={examples: signatures.build(model, tf_transform_output)[examples]})
   info = {'epochs_trained': len(history.history['loss']),
           'validation_logloss': float(min(history.history['val_logloss'])),
-          'l2': challenger.l2_per_row(rows), 'calibration': {'scale': scale, 'bias': bias},
+          'l2': model_lib.l2_per_row(rows), 'calibration': {'scale': scale, 'bias': bias},
           'seconds': round(time.time() - started, 1)}
   _write_json(os.path.join(model_uri, challenger.INFO_FILE), info)
   logging.info('The challenger (%s) trained %d epochs in %.1f s.', challenger.NAME,
@@ -268,10 +290,10 @@ def run_fn(fn_args: tfx.components.FnArgs):
   hparams, source = resolve_hparams(fn_args)
   tf.keras.utils.set_random_seed(hparams.seed)  # the same on every replica
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  train, validation, steps = datasets(fn_args, tf_transform_output, hparams)
+  train, validation, steps, rows = datasets(fn_args, tf_transform_output, hparams)
 
   with strategy.scope():
-    model = model_lib.build_model(tf_transform_output, hparams)
+    model = model_lib.build_model(tf_transform_output, hparams, rows)
   logging.info('Training up to %d epochs on %d replica(s), hparams %s (from %s)',
                hparams.max_epochs, strategy.num_replicas_in_sync, hparams, source)
   history = model.fit(epochs=hparams.max_epochs, callbacks=callbacks(hparams), verbose=2,

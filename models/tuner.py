@@ -27,10 +27,10 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   base = model_lib.HParams().replace(custom.get('hparams'))
   search = model_lib.TunerConfig(**custom.get('tuner', {}))
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-  train, validation, steps_per_epoch = trainer.datasets(fn_args, tf_transform_output, base)
+  train, validation, steps_per_epoch, rows = trainer.datasets(fn_args, tf_transform_output, base)
 
   def build(hp):
-    return model_lib.build_model(tf_transform_output, base.replace(hp.values))
+    return model_lib.build_model(tf_transform_output, base.replace(hp.values), rows)
 
   tuner = keras_tuner.RandomSearch(
       build, max_trials=custom.get('tuner_trials', 1), hyperparameters=hyperparameters(search),

@@ -40,11 +40,13 @@ def test_it_is_one_weight_per_id_and_per_numeric_and_a_bias(transformed):
       expected += preprocessing.integer_cardinality(feature)
     elif feature.role == features.NUMERIC:
       expected += 1 + preprocessing.num_ids(output, preprocessing.bucket_name(feature.name))
+      # and its missing indicator's weight, where the graph outputs one
+      expected += preprocessing.missing_name(feature.name) in output.transformed_feature_spec()
   assert model.count_params() == expected + 2  # and the Calibration layer's scale and bias
   image = features.image_feature()
   assert image is None or features.transformed_name(image.name) not in model.input_names
   # scikit-learn's C on the summed loss, as Keras' factor on the mean loss.
-  assert challenger.l2_per_row(1000) == pytest.approx(1 / (2 * challenger.INVERSE_L2 * 1000))
+  assert model_lib.l2_per_row(1000) == pytest.approx(1 / (2 * model_lib.INVERSE_L2 * 1000))
 
 
 @pytest.mark.slow  # ~25 s alone: loading the Transform graph, tracing, saving
