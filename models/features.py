@@ -27,9 +27,12 @@ LABEL = 'label'  # 0/1 click; exactly one field has this role
 DERIVED = 'derived'  # written by ExampleGen, not read from the CSV, never a model input
 
 IMAGE_SIZE = 32  # side in pixels the transform graph resizes creatives to
-# The default of an optional NUMERIC float field declared without one: the value is missing
-# (Feature.missing_indicator).
-MISSING = math.nan
+
+
+def is_missing(value) -> bool:
+  """Whether a value is NaN: the missing value of a field with a missing indicator (the
+  default of an optional NUMERIC float field declared without one)."""
+  return isinstance(value, float) and math.isnan(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,22 +120,17 @@ class Feature:
             'and no default to get a missing indicator, or a default.')
       # A missing value is NaN, in the rows ExampleGen writes and in requests: see
       # missing_indicator.
-      object.__setattr__(self, 'default', MISSING)
+      object.__setattr__(self, 'default', math.nan)
 
   @property
   def missing_indicator(self) -> bool:
     """An optional NUMERIC float field declared without a default: a missing value is
-    information. Its default is MISSING (NaN): ExampleGen writes it for an empty cell and the
+    information. Its default is NaN: ExampleGen writes it for an empty cell and the
     serving client for a request without the field. The Transform graph gives the model the
     field's training mean in its place and a 0/1 input (preprocessing.missing_name) that is 1
     where the value was missing; its z-score and quantile buckets come from the values
     observed."""
     return self.role == NUMERIC and not self.required and is_missing(self.default)
-
-
-def is_missing(value) -> bool:
-  """Whether a value is MISSING (NaN): the missing value of a field with a missing indicator."""
-  return isinstance(value, float) and math.isnan(value)
 
 
 CATEGORIES = ('apparel', 'automotive', 'beauty', 'electronics', 'finance', 'food',

@@ -62,7 +62,7 @@ def parse_cell(feature: features.Feature, cell: str, values: bool = True
                ) -> Tuple[Any, Optional[str]]:
   """A CSV cell as the field's value: (value, None), or (None, reason) when unusable.
 
-  An empty optional cell takes the field's default (MISSING, NaN, for a field with a missing
+  An empty optional cell takes the field's default (NaN for a field with a missing
   indicator: features.Feature.missing_indicator); a parsed value must also pass
   value_refusal (finite, in range, in the closed domain, a valid label) unless `values` is
   False."""
@@ -89,7 +89,7 @@ def parse_cell(feature: features.Feature, cell: str, values: bool = True
 def value_refusal(feature: features.Feature, value: Any) -> Optional[str]:
   """Why a typed value (from a CSV cell or a JSON request) is not acceptable, or None.
 
-  Numbers must be finite and within `value_range`, but for NaN (features.MISSING) in a field
+  Numbers must be finite and within `value_range`, but for NaN in a field
   with a missing indicator; strings within a closed `domain`; the label 0 or 1."""
   if feature.dtype in ('int', 'float'):
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -26,7 +26,7 @@ def build_schema() -> schema_pb2.Schema:
     feature = schema.feature.add(name=f.name, type=_SCHEMA_TYPES[features.tf_dtype(f).name])
     feature.annotation.comment.append(f'{f.role}: {f.description}')
     # ExampleGen fills defaults for optional fields, so every field is present once a row;
-    # a field with a missing indicator holds NaN (features.MISSING) where it is missing, which
+    # a field with a missing indicator holds NaN where it is missing, which
     # the schema accepts (its float_domain leaves disallow_nan unset).
     feature.presence.min_fraction = 1.0
     feature.presence.min_count = 1
