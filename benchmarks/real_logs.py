@@ -211,13 +211,15 @@ def table_lines(log: str, labels: np.ndarray, scorers: Dict[str, Scorer],
   best = best_peer(scorers)
   missed = verdict(scorers[MODEL], scorers[peers_lib.LOGISTIC])
   where = f'{log} ({len(labels):,}, {int(labels.sum()):,})'
-  names = {MODEL: MODEL + ('' if meta['pushed'] else
-                           ' (NOT pushed: the gate refused it; the candidate)'),
-           peers_lib.LOGISTIC: f"{peers_lib.LOGISTIC} (C = {meta['lr_c']})",
-           best: f'{best} (best peer)'}
+  notes = {name: [] for name in scorers}
+  notes[peers_lib.LOGISTIC].append(f"C = {meta['lr_c']}")
+  notes[best].append('best peer')
+  if not meta['pushed']:
+    notes[MODEL].append('NOT pushed: the gate refused it; the candidate')
   lines = []
   for name, scorer in scorers.items():
-    lines.append([where, names.get(name, name), scorer.auc.words(), f'{scorer.logloss:.4f}',
+    named = f"{name} ({', '.join(notes[name])})" if notes[name] else name
+    lines.append([where, named, scorer.auc.words(), f'{scorer.logloss:.4f}',
                   f'{scorer.calibration:.3f}',
                   scorer.gap.words(signed=True) if scorer.gap else '',
                   ('met' if not missed else 'NOT met: ' + '; '.join(missed))
@@ -313,7 +315,11 @@ def main(argv=None):
   started = time.time()
   lines, metas = [], {}
   for log in logs:
-    done = run_log(log, args.work)
+    try:
+      done = run_log(log, args.work)
+    except RuntimeError as e:  # the other logs' figures still count
+      lines.append([log, f'FAILED: {e}'] + [''] * (len(HEADER) - 2))
+      continue
     metas[log] = done['meta']
     lines += table_lines(log, done['labels'], measure(done['labels'], done['scores']),
                          done['meta'])
