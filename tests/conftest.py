@@ -1,6 +1,12 @@
 """Shared test helpers: a handful of raw ad rows with real PNG creatives, the models built from
 them, a free port, copies of the repository as a checkout holds it, local_runner.py in its
-own process, and generated months with one line of every bad kind."""
+own process, and generated months with one line of every bad kind.
+
+The suite follows models/features.py. Tests built on the generated sample log's fields (its
+rows from datagen/ or raw_row, fake models keyed on its fields, its domains) carry the marker
+`sample_fields`; with a features.py of another log they are skipped with SAMPLE_FIELDS_REASON
+(pytest -rs lists them). A test that uses the raw_rows fixture (or one built on it:
+transformed, serving_model_dir, model_server) is marked so without saying it."""
 import csv
 import dataclasses
 import io
@@ -15,6 +21,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from datagen import generate
 from models import features
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,6 +30,29 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # as by default, but not gated on: a one-epoch model may lose to it.
 FAST = ['--set', 'hparams.max_epochs=1', '--set', 'hparams.use_image=false',
         '--set', 'gate.auc_floor=0.0', '--set', 'gate.challenger_check=false']
+
+
+# Why a sample_fields test is skipped, and the fixtures whose rows are the sample log's.
+SAMPLE_FIELDS_REASON = ("needs the generated sample's fields (models/features.py declares "
+                        f'another log): {generate.sample_fields_problem()}')
+SAMPLE_ROW_FIXTURES = frozenset({'raw_rows'})
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'sample_fields: built on the generated sample log\'s fields; '
+                          'skipped with a reason when models/features.py declares another log')
+
+
+def pytest_collection_modifyitems(items):
+  """Marks the tests on raw_rows sample_fields, and skips them all on another log's fields."""
+  for item in items:
+    if SAMPLE_ROW_FIXTURES & set(item.fixturenames):
+      item.add_marker(pytest.mark.sample_fields)
+  if generate.sample_fields_problem() is None:
+    return
+  for item in items:
+    if item.get_closest_marker('sample_fields'):
+      item.add_marker(pytest.mark.skip(reason=SAMPLE_FIELDS_REASON))
 
 
 def free_port() -> int:
@@ -91,6 +121,17 @@ def raw_row(i: int, rng: np.random.Generator) -> dict:
       'image': png_bytes((int(rng.integers(0, 255)), 80, 160), badge=bool(i % 2)),
       'clicked': int(i % 4 == 0),
   }
+
+
+def field_values(field: features.Feature, count: int) -> list:
+  """`count` distinct values a field of features.py accepts, whatever the log: the first of
+  its domain, else whole numbers from the start of its value_range, else made-up text."""
+  if field.domain:
+    return list(field.domain[:count])
+  if field.dtype in ('int', 'float'):
+    start = field.value_range[0] if field.value_range else 0
+    return [(float if field.dtype == 'float' else int)(start + i) for i in range(count)]
+  return [f'{field.name}_{i}' for i in range(count)]
 
 
 @pytest.fixture(scope='session')

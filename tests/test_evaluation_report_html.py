@@ -1,39 +1,23 @@
 """The evaluation report as a page: self-contained, its charts drawn by a real headless
 Chromium from a real (tiny) evaluation, the served model beside the new one when there is one."""
-import dataclasses
-import json
 import os
 
 from PIL import Image
 import pytest
 import tensorflow as tf
-from tfx.components.example_gen import write_split
-from tfx.components.util import examples_utils
-from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
-from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components import evaluation_report_html
 from components import evaluation_results
-from components import gated_evaluator
-from components import served_baseline
 from components.evaluation_results import AUC, CALIBRATION, EXAMPLE_COUNT, LOGLOSS, MEAN_LABEL
 from components.evaluation_results import MEAN_PREDICTION, Estimate
-from components.image_csv_example_gen import splits
-from models import features
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
+from tests import evaluator_inputs
 from tests import fake_models
+from tests.evaluator_inputs import COHORTS, SLICES
 from tests.test_evaluation_results import _model_rows, _write, write_plots
 from tests.test_monitoring_report import _chromium
-from tests.test_served_baseline import GATE, _model
-
-ROWS = 240
-SLICES = {'category': features.CATEGORIES[:3], 'device': features.DEVICES[:2],
-          'placement': features.PLACEMENTS[:2]}
-COHORTS = (features.COHORT_NEW, features.COHORT_ESTABLISHED)
+from tests.test_served_baseline import GATE
 
 
 def _ids(dom: str, *parts: str) -> int:
@@ -114,29 +98,6 @@ def test_intervals_are_clipped_to_what_auc_can_be(tmp_path):
     assert 0 <= segment[0][1] <= segment[1][1] <= 1  # the Wilson interval, inside [0, 1]
 
 
-def _examples(uri):
-  """Tiny eval rows with the slice fields and the cohort, clicks every fifth row."""
-  examples = standard_artifacts.Examples()
-  examples.uri = str(uri)
-  examples.split_names = artifact_utils.encode_split_names([splits.EVAL])
-  examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
-  examples_utils.set_file_format(
-      examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-  split_dir = artifact_utils.get_split_uri([examples], splits.EVAL)
-  os.makedirs(split_dir)
-  with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'), options='GZIP') as writer:
-    for i in range(ROWS):
-      values = {name: domain[i % len(domain)] for name, domain in SLICES.items()}
-      values[features.cohort_feature().name] = COHORTS[i % 4 != 0]
-      feature = {k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
-                 for k, v in values.items()}
-      feature[features.LABEL_KEY] = tf.train.Feature(
-          int64_list=tf.train.Int64List(value=[i % 5 == 0]))
-      writer.write(tf.train.Example(
-          features=tf.train.Features(feature=feature)).SerializeToString())
-  return examples
-
-
 def _save_graded(path):
   """A test stand-in for a trained model: predictions spread over [0.03, 0.53], higher for
   clicks, so the reliability diagram has all its bins and AUC is between chance and 1."""
@@ -158,26 +119,15 @@ def evaluated(tmp_path_factory):
   """The Evaluator's executor on tiny rows: the graded stand-in against a served model that
   reads the label; returns the HTML report's path."""
   tmp = tmp_path_factory.mktemp('evaluated')
-  baseline = _model(tmp / 'baseline', fake_models.save_peeking)
-  baseline.set_int_custom_property(served_baseline.SERVED_VERSION_PROPERTY, 42)
-  baseline.set_string_custom_property(served_baseline.SERVED_PATH_PROPERTY, '/serving/42')
-  evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
-  evaluation.uri, blessing.uri = str(tmp / 'evaluation'), str(tmp / 'blessing')
-  os.makedirs(blessing.uri)
-  gated_evaluator.Executor().Do(
-      {standard_component_specs.EXAMPLES_KEY: [_examples(tmp / 'examples')],
-       standard_component_specs.MODEL_KEY: [_model(tmp / 'model', _save_graded)],
-       standard_component_specs.BASELINE_MODEL_KEY: [baseline]},
-      {standard_component_specs.EVALUATION_KEY: [evaluation],
-       standard_component_specs.BLESSING_KEY: [blessing]},
-      {standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(_eval_config()),
-       standard_component_specs.EXAMPLE_SPLITS_KEY: json.dumps([splits.EVAL]),
-       gated_evaluator.GATE_KEY: json.dumps(dataclasses.asdict(GATE)),
-       gated_evaluator.EVAL_FRACTION_KEY: 0.2})
+  baseline = evaluator_inputs.served(
+      evaluator_inputs.model_artifact(tmp / 'baseline', fake_models.save_peeking))
+  model = evaluator_inputs.model_artifact(tmp / 'model', _save_graded)
+  evaluation = evaluator_inputs.evaluate(tmp, model, baseline, _eval_config(), GATE).evaluation
   return os.path.join(evaluation.uri, evaluation_report_html.HTML_FILE)
 
 
 @pytest.mark.slow
+@pytest.mark.sample_fields  # counts the sample log's slice and cohort charts
 def test_chromium_renders_every_chart_new_against_served(evaluated):
   with open(evaluated) as f:
     _assert_self_contained(f.read())
@@ -201,6 +151,7 @@ def test_chromium_renders_every_chart_new_against_served(evaluated):
 
 
 @pytest.mark.slow
+@pytest.mark.sample_fields  # counts the sample log's slice and cohort charts
 def test_chromium_screenshot_shows_both_models(evaluated, tmp_path):
   png = str(tmp_path / 'report.png')
   _chromium(f'--screenshot={png}', '--window-size=1300,1400', f'file://{evaluated}')

@@ -1,25 +1,17 @@
 """The Evaluator's blessing, its histogram types (encoded whole by Beam, the same histogram
 as TFMA's), and its pass that scores the eval rows with the model and its challenger."""
-import dataclasses
-import json
 import os
 import pickle
 
 import apache_beam as beam
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import calibration_histogram
 from tensorflow_model_analysis.metrics import metric_types
-from tfx.components.example_gen import write_split
-from tfx.components.util import examples_utils
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
-from tfx.types import standard_component_specs
 from tfx.utils import path_utils
-from tfx.utils import proto_utils
 
 from components import evaluation_report
 from components import evaluation_results
@@ -31,8 +23,9 @@ from models import challenger
 from models import features
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
-from tests import conftest
+from tests import evaluator_inputs
 from tests import fake_models
+from tests.evaluator_inputs import ADS, ROWS
 
 _COMBINER_CLASS = calibration_histogram._CalibrationHistogramCombiner  # pylint: disable=protected-access
 
@@ -40,7 +33,7 @@ _COMBINER_CLASS = calibration_histogram._CalibrationHistogramCombiner  # pylint:
 def _histogram_combiner():
   """TFMA's combiner behind AUC's histogram (10,000 buckets, unweighted)."""
   computation = calibration_histogram.calibration_histogram(
-      eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec(label_key='clicked')]),
+      eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec(label_key=features.LABEL_KEY)]),
       example_weighted=False)[-1]
   return computation.combiner
 
@@ -131,45 +124,15 @@ def test_the_blessing_names_the_models_it_judged(tmp_path):
 
 
 # The model against its challenger: stand-in SavedModels (tests/fake_models.py) in a Model
-# artifact laid out as the Trainer writes it, and eval rows of 7 ads.
-ROWS, ADS = 240, 7
-
-
-def _eval_examples(uri, rows=ROWS):
-  examples = standard_artifacts.Examples()
-  examples.uri = str(uri)
-  examples.split_names = artifact_utils.encode_split_names([splits.EVAL])
-  examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
-  examples_utils.set_file_format(
-      examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-  split_dir = artifact_utils.get_split_uri([examples], splits.EVAL)
-  os.makedirs(split_dir)
-  key = features.cohort_key_feature()
-  with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'), options='GZIP') as writer:
-    for i in range(rows):
-      row = {features.LABEL_KEY: int(i % 5 == 0),
-             'category': features.CATEGORIES[i % 3], 'device': features.DEVICES[i % 2],
-             'placement': features.PLACEMENTS[i % 2]}
-      if key is not None:
-        row[key.name] = f'ad_{i % ADS}'
-      writer.write(conftest.to_example(row).SerializeToString())
-  return examples
-
-
-def _model_artifact(uri, save_model, save_challenger=None):
-  model = _artifact(standard_artifacts.Model, uri, 7)
-  save_model(path_utils.serving_model_dir(model.uri))
-  if save_challenger is not None:
-    save_challenger(challenger.challenger_dir(model.uri))
-  return model
+# artifact laid out as the Trainer writes it, and eval rows (tests/evaluator_inputs.py).
 
 
 def test_one_pass_scores_each_eval_row_with_both_models(tmp_path):
-  examples = _eval_examples(tmp_path / 'examples')
+  examples = evaluator_inputs.eval_examples(tmp_path / 'examples')
   # The model reads the label (AUC 1), the challenger predicts a constant (AUC 0.5): any row
   # whose scores were not kept beside its own label would lower the model's AUC.
-  model = _model_artifact(tmp_path / 'model', fake_models.save_peeking,
-                          fake_models.save_constant)
+  model = evaluator_inputs.model_artifact(tmp_path / 'model', fake_models.save_peeking,
+                                          save_challenger=fake_models.save_constant)
   comparison = gated_evaluator.compare_with_challenger(examples, [splits.EVAL], model)
   assert comparison.model[AUC] == 1.0 and comparison.challenger[AUC] == 0.5
   assert comparison.model[EXAMPLE_COUNT] == comparison.challenger[EXAMPLE_COUNT] == ROWS
@@ -183,7 +146,7 @@ def test_one_pass_scores_each_eval_row_with_both_models(tmp_path):
   assert len(set(clusters)) == (ADS if key else ROWS)
   # A Model artifact without a challenger (trained before there were any) is compared with
   # nothing.
-  alone = _model_artifact(tmp_path / 'alone', fake_models.save_peeking)
+  alone = evaluator_inputs.model_artifact(tmp_path / 'alone', fake_models.save_peeking)
   assert gated_evaluator.compare_with_challenger(examples, [splits.EVAL], alone) is None
 
 
@@ -191,23 +154,12 @@ def test_one_pass_scores_each_eval_row_with_both_models(tmp_path):
 def test_a_model_worse_than_its_challenger_is_refused_and_the_report_says_why(tmp_path):
   """The Executor end to end (TFMA included, ~20 s): a constant model against a challenger
   that reads the label."""
-  model = _model_artifact(tmp_path / 'model', fake_models.save_constant,
-                          fake_models.save_peeking)
-  evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
-  evaluation.uri, blessing.uri = str(tmp_path / 'evaluation'), str(tmp_path / 'blessing')
-  os.makedirs(blessing.uri)
+  model = evaluator_inputs.model_artifact(tmp_path / 'model', fake_models.save_constant,
+                                          save_challenger=fake_models.save_peeking)
   config = config_lib.PipelineConfig(gate=gate_rule.GateConfig(auc_floor=0.4))
-  gated_evaluator.Executor().Do(
-      {standard_component_specs.EXAMPLES_KEY: [_eval_examples(tmp_path / 'examples')],
-       standard_component_specs.MODEL_KEY: [model],
-       standard_component_specs.BASELINE_MODEL_KEY: []},
-      {standard_component_specs.EVALUATION_KEY: [evaluation],
-       standard_component_specs.BLESSING_KEY: [blessing]},
-      {standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(
-          pipeline_lib.eval_config(config)),
-       standard_component_specs.EXAMPLE_SPLITS_KEY: json.dumps([splits.EVAL]),
-       gated_evaluator.GATE_KEY: json.dumps(dataclasses.asdict(config.gate)),
-       gated_evaluator.EVAL_FRACTION_KEY: config.split.eval_fraction})
+  evaluated = evaluator_inputs.evaluate(tmp_path, model, None, pipeline_lib.eval_config(config),
+                                        config.gate)
+  evaluation, blessing = evaluated.evaluation, evaluated.blessing
   assert os.listdir(blessing.uri) == ['NOT_BLESSED']
   results = evaluation_results.Results(evaluation.uri)
   assert results.challenger.change[AUC].value == -0.5

@@ -1,28 +1,17 @@
 """The baseline is the served model: version selection, the copy, and the gate built on it."""
-import dataclasses
-import json
 import os
 
 import pytest
-import tensorflow as tf
 from tfx.components.evaluator import constants as evaluator_constants
-from tfx.components.example_gen import write_split
-from tfx.components.util import examples_utils
-from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
-from tfx.types import standard_component_specs
 from tfx.utils import path_utils
-from tfx.utils import proto_utils
 
 from components import evaluation_report
-from components import gated_evaluator
 from components import served_baseline
-from components.image_csv_example_gen import splits
-from models import features
 from models import storage
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
+from tests import evaluator_inputs
 from tests import fake_models
 from tests import gcs_emulator
 
@@ -143,69 +132,22 @@ def test_component_leaves_the_baseline_empty_when_nothing_is_served(tmp_path):
 # The gate: one mediocre candidate (a constant prediction, AUC 0.5) with an AUC floor it
 # clears. Without a served model it is blessed; against a better served model it is not.
 GATE = config_lib.GateConfig(auc_floor=0.4, auc_tolerance=0.01, logloss_tolerance=0.01)
-
-
-def _examples(uri, rows=240):
-  examples = standard_artifacts.Examples()
-  examples.uri = str(uri)
-  examples.split_names = artifact_utils.encode_split_names(['eval'])
-  examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
-  examples_utils.set_file_format(
-      examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-  split_dir = artifact_utils.get_split_uri([examples], 'eval')
-  os.makedirs(split_dir)
-  with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'), options='GZIP') as writer:
-    for i in range(rows):
-      feature = {
-          features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 5 == 0])),
-          'category': features.CATEGORIES[i % 3], 'device': features.DEVICES[i % 2],
-          'placement': features.PLACEMENTS[i % 2]}
-      feature = {k: v if isinstance(v, tf.train.Feature) else tf.train.Feature(
-          bytes_list=tf.train.BytesList(value=[v.encode()])) for k, v in feature.items()}
-      writer.write(tf.train.Example(
-          features=tf.train.Features(feature=feature)).SerializeToString())
-  return examples
-
-
-def _model(uri, save):
-  model = standard_artifacts.Model()
-  model.uri = str(uri)
-  if save:
-    save(path_utils.serving_model_dir(model.uri))
-  return model
-
-
 MODEL_ID, BASELINE_ID = 7, 9  # their ids in MLMD
 
 
 def _evaluate(tmp_path, served):
   """Runs the Evaluator on a constant model; returns (blessed, its report, the blessing)."""
-  baseline = _model(tmp_path / 'baseline', served)
-  baseline.id = BASELINE_ID
-  model = _model(tmp_path / 'model', fake_models.save_constant)
-  model.id = MODEL_ID
+  baseline = evaluator_inputs.model_artifact(tmp_path / 'baseline', served, BASELINE_ID)
   if served:
-    baseline.set_int_custom_property(served_baseline.SERVED_VERSION_PROPERTY, 42)
-    baseline.set_string_custom_property(served_baseline.SERVED_PATH_PROPERTY, '/serving/42')
-  evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
-  evaluation.uri, blessing.uri = str(tmp_path / 'evaluation'), str(tmp_path / 'blessing')
-  os.makedirs(blessing.uri)
-  config = config_lib.PipelineConfig(gate=GATE)
-  gated_evaluator.Executor().Do(
-      {standard_component_specs.EXAMPLES_KEY: [_examples(tmp_path / 'examples')],
-       standard_component_specs.MODEL_KEY: [model],
-       standard_component_specs.BASELINE_MODEL_KEY: [baseline]},
-      {standard_component_specs.EVALUATION_KEY: [evaluation],
-       standard_component_specs.BLESSING_KEY: [blessing]},
-      {standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(
-          pipeline_lib.eval_config(config)),
-       standard_component_specs.EXAMPLE_SPLITS_KEY: json.dumps([splits.EVAL]),
-       gated_evaluator.GATE_KEY: json.dumps(dataclasses.asdict(config.gate)),
-       gated_evaluator.EVAL_FRACTION_KEY: config.split.eval_fraction})
-  with open(os.path.join(evaluation.uri, evaluation_report.REPORT_FILE)) as f:
+    evaluator_inputs.served(baseline)
+  model = evaluator_inputs.model_artifact(tmp_path / 'model', fake_models.save_constant,
+                                          MODEL_ID)
+  evaluated = evaluator_inputs.evaluate(
+      tmp_path, model, baseline, pipeline_lib.eval_config(config_lib.PipelineConfig(gate=GATE)),
+      GATE)
+  with open(os.path.join(evaluated.evaluation.uri, evaluation_report.REPORT_FILE)) as f:
     report = f.read()
-  blessed = os.path.exists(os.path.join(blessing.uri, 'BLESSED'))
-  return blessed, report, blessing
+  return evaluated.blessed, report, evaluated.blessing
 
 
 @pytest.mark.slow
@@ -220,7 +162,8 @@ def test_without_served_model_only_absolute_thresholds_apply(tmp_path):
   assert 'Baseline: none' in report
   assert 'Decision: BLESSED' in report
   assert '| AUC | 0.5000 ' in report and 'AUC >= 0.40' in report
-  assert '| category=' in report and '| device=' in report and '| placement=' in report
+  for name in evaluator_inputs.SLICES:
+    assert f'| {name}=' in report
 
 
 @pytest.mark.slow
@@ -232,7 +175,8 @@ def test_worse_than_served_model_is_refused_with_reasons(tmp_path):
       evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY) == MODEL_ID
   assert blessing.get_int_custom_property(
       evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY) == BASELINE_ID
-  assert 'Baseline: the served model, version 42 (/serving/42)' in report
+  assert (f'Baseline: the served model, version {evaluator_inputs.SERVED_VERSION} '
+          f'({evaluator_inputs.SERVED_PATH})') in report
   assert 'Decision: NOT blessed, because:' in report
   assert '- AUC change against the served model is -0.5000' in report
   assert '- log-loss change against the served model is +' in report
