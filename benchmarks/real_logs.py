@@ -56,7 +56,6 @@ PEERS = (peers_lib.LOGISTIC, peers_lib.GBDT)
 SCORES_FILE = 'heldout_scores.npz'  # labels and each scorer's probabilities, from the copy
 META_FILE = 'heldout_run.json'  # what the run did: pushed, the gate's reasons, ...
 LABELS = 'labels'
-BATCH = 2048  # examples per signature call
 # Issue 22's criteria for the model on each log.
 CALIBRATION_TOLERANCE = 0.1  # calibration within 1 +- this
 
@@ -89,19 +88,6 @@ def read_accepted(paths: Sequence[str]):
   return serialized, frame[wanted], refused
 
 
-def predict_examples(model_dir: str, serialized: Sequence[bytes]) -> np.ndarray:
-  """Probabilities from a SavedModel's serving_examples signature (what the Evaluator and
-  batch scoring call), in batches."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from models import signatures  # pylint: disable=import-outside-toplevel
-  serve = tf.saved_model.load(model_dir).signatures[signatures.EXAMPLES_SIGNATURE]
-  name = next(iter(serve.structured_input_signature[1]))
-  return np.concatenate([
-      serve(**{name: tf.constant(serialized[start:start + BATCH])})[
-          signatures.PREDICTION_KEY].numpy()
-      for start in range(0, len(serialized), BATCH)])
-
-
 def score_heldout(data_root: str, heldout: str, output_root: str, out_dir: str) -> None:
   """Step 4, run inside the copy: SCORES_FILE and META_FILE under out_dir."""
   from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
@@ -109,6 +95,7 @@ def score_heldout(data_root: str, heldout: str, output_root: str, out_dir: str) 
   from models import challenger  # pylint: disable=import-outside-toplevel
   from models import data_layout  # pylint: disable=import-outside-toplevel
   from models import features  # pylint: disable=import-outside-toplevel
+  from monitoring import quality  # pylint: disable=import-outside-toplevel
   from pipeline import run_result  # pylint: disable=import-outside-toplevel
   result = run_result.read(local_runner.metadata_config(output_root))
   if result.training is None:
@@ -119,9 +106,9 @@ def score_heldout(data_root: str, heldout: str, output_root: str, out_dir: str) 
   _, training, training_refused = read_accepted(training_paths)
   serialized, rows, heldout_refused = read_accepted([heldout])
   labels = rows[features.LABEL_KEY].to_numpy()
-  scores = {MODEL: predict_examples(path_utils.serving_model_path(model_uri), serialized)}
+  scores = {MODEL: quality.score(path_utils.serving_model_path(model_uri), serialized)}
   if os.path.isdir(challenger.challenger_dir(model_uri)):
-    scores[CHALLENGER] = predict_examples(challenger.challenger_dir(model_uri), serialized)
+    scores[CHALLENGER] = quality.score(challenger.challenger_dir(model_uri), serialized)
   fitted_c = None
   for name, peer in peers_lib.peers().items():
     started = time.time()
