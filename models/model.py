@@ -65,11 +65,18 @@ class HParams:
     return values
 
   def replace(self, values: dict) -> 'HParams':
-    """A copy with the known fields of `values` (e.g. tuned ones) set."""
-    known = {f.name for f in dataclasses.fields(self)}
-    values = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in (values or {}).items() if k in known}
-    return dataclasses.replace(self, **values)
+    """A copy with the known fields of `values` (e.g. tuned ones) set: JSON lists as tuples,
+    and booleans as booleans (KerasTuner's Choice keeps [False, True] as [0, 1])."""
+    types = {f.name: f.type for f in dataclasses.fields(self)}
+
+    def typed(name, value):
+      if isinstance(value, list):
+        return tuple(value)
+      return bool(value) if types[name] is bool else value
+
+    return dataclasses.replace(self, **{name: typed(name, value)
+                                        for name, value in (values or {}).items()
+                                        if name in types})
 
 
 IMAGE_HPARAMS = ('use_image', 'image_filters')  # the HParams of the image tower
@@ -238,15 +245,16 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hparams: HParams,
               for name, count in inputs.ids.items()]
   x0 = tf.keras.layers.Concatenate()(
       embedded + ([inputs.dense] if inputs.dense is not None else []))
+  # The image tower is made before the cross and deep layers (the image is the last field):
+  # a seed draws the initial weights that the published figures of docs/model.md had.
+  image = None if inputs.image is None else _image_tower(inputs.image, hparams.image_filters)
   cross = x0
   for _ in range(hparams.cross_layers):
     cross = CrossLayer()([x0, cross])
   deep = x0
   for units in hparams.deep_units:
     deep = tf.keras.layers.Dense(units, activation='relu')(deep)
-  towers = [cross, deep]
-  if inputs.image is not None:
-    towers.append(_image_tower(inputs.image, hparams.image_filters))
+  towers = [cross, deep] + ([image] if image is not None else [])
   hidden = tf.keras.layers.Dense(32, activation='relu')(tf.keras.layers.Concatenate()(towers))
   hidden = tf.keras.layers.Dropout(hparams.dropout)(hidden)
   if hparams.wide:

@@ -214,8 +214,9 @@ def test_embedding_l2_regularises_every_embedding_of_the_deep_part(transformed):
 
 def test_hparams_replace_sets_known_fields_only():
   hparams = model_lib.HParams().replace(
-      {'use_image': False, 'max_epochs': 3, 'deep_units': [16, 8], 'not_a_field': 1})
-  assert hparams.use_image is False and hparams.max_epochs == 3
+      {'use_image': False, 'max_epochs': 3, 'deep_units': [16, 8], 'not_a_field': 1,
+       'wide': 1})  # KerasTuner's Choice gives a boolean as 0 or 1
+  assert hparams.use_image is False and hparams.max_epochs == 3 and hparams.wide is True
   assert hparams.deep_units == (16, 8)  # JSON lists become the dataclass's tuples
   assert hparams.learning_rate == model_lib.HParams().learning_rate
   assert not hasattr(hparams, 'not_a_field')
