@@ -161,19 +161,18 @@ class _WithMissingIndicators:
 @needs_sample_rows
 def test_inputs_take_the_missing_indicators_the_graph_outputs_as_dense_floats(transformed):
   output = tft.TFTransformOutput(transformed[0])
-  plain = model_lib.build_inputs(output, use_image=False)
   found = model_lib.build_inputs(_WithMissingIndicators(output), use_image=False)
-  added = set(found.by_name) - set(plain.by_name)
-  assert added == ({preprocessing.missing_name(f.name)
-                    for f in features.with_role(features.NUMERIC)} - set(plain.by_name))
-  assert added and all(found.by_name[name].dtype == tf.float32 for name in added)
-  assert found.dense.shape[-1] == plain.dense.shape[-1] + len(added)
-  assert found.ids == plain.ids
+  numeric = features.with_role(features.NUMERIC)
+  missing = {preprocessing.missing_name(f.name) for f in numeric}
+  assert missing <= set(found.by_name)
+  assert all(found.by_name[name].dtype == tf.float32 for name in missing)
+  assert found.dense.shape[-1] == 2 * len(numeric)  # the z-scores and the indicators
+  assert found.ids == model_lib.build_inputs(output, use_image=False).ids
   # The model and the challenger read them too.
   for model in (model_lib.build_model(_WithMissingIndicators(output),
                                       model_lib.HParams(use_image=False)),
                 challenger.build_model(_WithMissingIndicators(output), 1e-3)):
-    assert added <= set(model.input_names)
+    assert missing <= set(model.input_names)
 
 
 @needs_sample_rows
