@@ -21,6 +21,7 @@ def test_a_visible_categorical_default_and_an_empty_key_default_are_accepted():
                           default='').default == ''
 
 
+@pytest.mark.sample_fields
 def test_the_sample_log_is_declared_comma_separated_with_a_header():
   assert features.CSV_FORMAT == features.CsvFormat(delimiter=',', columns=None)
   assert features.CSV_FORMAT.has_header

@@ -108,6 +108,7 @@ def write_dirty_csv(span_dir: str, header: Sequence[str], good: List[List[str]],
 
 # ------------------------------------------------------------------------------- the rules
 
+@pytest.mark.sample_fields
 def test_values_finite_in_range_and_in_domain():
   bid, hour, device = (features.BY_NAME[n] for n in ('bid_price', 'hour', 'device'))
   assert rows.parse_cell(bid, '1.5') == (1.5, None)
@@ -170,8 +171,13 @@ def test_load_image_names_missing_and_empty_files(tmp_path):
 
 # ------------------------------------------------------------------------------- the lines
 
+# The line tests read comma-separated records, whatever the log's format (features.py).
+COMMAS = features.CsvFormat()
+
+
 def _records(data: bytes):
-  return [(r.line_number, r.cells, r.refusal) for r in rows.read_records(io.BytesIO(data))]
+  return [(r.line_number, r.cells, r.refusal)
+          for r in rows.read_records(io.BytesIO(data), COMMAS)]
 
 
 def test_each_line_that_is_not_text_is_refused_alone():
@@ -216,29 +222,29 @@ def test_a_compressed_file_is_read_as_beam_reads_it(tmp_path):
   with gzip.open(tmp_path / 'ads.csv.gz', 'wb') as f:
     f.write(b'h\n1,"2\n3"\n\xff\n4\n')
   assert [(r.line_number, r.cells, r.refusal)
-          for r in rows.open_records(str(tmp_path / 'ads.csv.gz'))] == [
+          for r in rows.open_records(str(tmp_path / 'ads.csv.gz'), COMMAS)] == [
       (1, ('h',), None), (2, ('1', '2\n3'), None), (4, (), 'invalid UTF-8 at byte 1'),
       (5, ('4',), None)]
 
 
 def test_the_escaped_text_of_a_refused_line_is_kept():
-  [_, record] = rows.read_records(io.BytesIO(b'h\nab\xffc\x00\n'))
+  [_, record] = rows.read_records(io.BytesIO(b'h\nab\xffc\x00\n'), COMMAS)
   assert record.text == 'ab\\xffc\x00'.replace('\x00', '\\x00')
 
 
 def test_headers(tmp_path):
   columns = list(features.csv_columns())
   (tmp_path / 'a.csv').write_bytes(b'\xef\xbb\xbf' + ','.join(columns).encode() + b'\n')
-  assert rows.check_headers([str(tmp_path / 'a.csv')]) == columns
+  assert rows.check_headers([str(tmp_path / 'a.csv')], csv_format=COMMAS) == columns
   (tmp_path / 'b.csv').write_bytes(b'')
   with pytest.raises(ValueError, match='the file is empty'):
-    rows.check_headers([str(tmp_path / 'b.csv')])
+    rows.check_headers([str(tmp_path / 'b.csv')], csv_format=COMMAS)
   (tmp_path / 'c.csv').write_bytes(','.join(columns[1:]).encode() + b'\n')
   with pytest.raises(ValueError, match='header differs'):
-    rows.check_headers([str(tmp_path / 'a.csv'), str(tmp_path / 'c.csv')])
+    rows.check_headers([str(tmp_path / 'a.csv'), str(tmp_path / 'c.csv')], csv_format=COMMAS)
   (tmp_path / 'd.csv').write_bytes(b'\xff\n')
   with pytest.raises(ValueError, match=r'line 1 \(the header\): invalid UTF-8 at byte 1'):
-    rows.check_headers([str(tmp_path / 'd.csv')])
+    rows.check_headers([str(tmp_path / 'd.csv')], csv_format=COMMAS)
 
 
 @pytest.fixture
@@ -304,7 +310,8 @@ def test_a_header_in_a_file_declared_header_less_is_refused_with_what_to_declare
 
 
 def test_format_advice_names_the_delimiter_and_the_missing_header(tmp_path, monkeypatch):
-  monkeypatch.setattr(features, 'FEATURES', tsv_features.FEATURES)  # declared: ',' + header
+  monkeypatch.setattr(features, 'FEATURES', tsv_features.FEATURES)
+  monkeypatch.setattr(features, 'CSV_FORMAT', COMMAS)  # declared: ',' + header
   columns = list(features.csv_columns())
   files = {'right.csv': ','.join(columns), 'tabs.tsv': '\t'.join(columns),
            'bare.tsv': '\t'.join(TSV_ROW[:8]), 'semicolons.csv': ';'.join(TSV_ROW),
