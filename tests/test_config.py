@@ -57,9 +57,11 @@ def test_every_tunable_is_settable():
 
 
 def test_bucket_counts_reach_transform_custom_config():
-  config = _config('preprocessing.oov_buckets=4', 'preprocessing.numeric_buckets=20')
+  config = _config('preprocessing.oov_buckets=4', 'preprocessing.numeric_buckets=20',
+                   'preprocessing.vocabulary_min_count=5', 'preprocessing.vocabulary_top_k=1000')
   custom = _custom_config(config, 'Transform')
-  assert custom == {'oov_buckets': 4, 'numeric_buckets': 20}
+  assert custom == {'oov_buckets': 4, 'numeric_buckets': 20, 'vocabulary_min_count': 5,
+                    'vocabulary_top_k': 1000}
   # preprocessing_fn takes exactly what Transform passes it.
   assert preprocessing.PreprocessingConfig(**custom) == config.preprocessing
   # An exec property: TFX's cache key of Transform (and so everything after it) changes.
