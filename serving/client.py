@@ -23,6 +23,7 @@ one that answered: the client asks which version serves, then predicts on it by 
 Every call to the server, with its answer, goes through Client._call.
 """
 import base64
+import json
 import random
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TYPE_CHECKING
@@ -240,7 +241,8 @@ class Client:
       if attempt:
         time.sleep(self.backoff * 2**(attempt - 1))
       try:
-        response = self._session.request(method, url, json=body, timeout=self.timeout)
+        response = self._session.request(method, url, data=_json(body), headers=_JSON_TYPE,
+                                         timeout=self.timeout)
       except requests.ConnectionError as e:
         problem = f'cannot reach the model server at {self.url} ({_reason(e)})'
         continue
@@ -269,6 +271,16 @@ class Client:
                            f'{response.text[:200]!r}') from None
     raise ServingError(f'{problem}, after {self.retries + 1} attempts; is it running '
                        '(make serve)?')
+
+
+_JSON_TYPE = {'Content-Type': 'application/json'}
+
+
+def _json(body: Optional[dict]) -> Optional[str]:
+  """The request's JSON. A missing value of a field with a missing indicator (features.py:
+  an optional float without default) is NaN, which TF Serving's REST API reads as JSON's
+  extension (its "JSON conformance": NaN, Infinity); requests' own json= refuses it."""
+  return None if body is None else json.dumps(body)
 
 
 def _error(response: requests.Response) -> str:
