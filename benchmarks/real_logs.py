@@ -262,8 +262,15 @@ def run_log(log: str, work: str) -> dict:
   return {'labels': scores.pop(LABELS), 'scores': scores, 'meta': meta}
 
 
+def revision() -> str:
+  """The checkout the copies were made from (git describe; -dirty: with uncommitted edits)."""
+  return subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=swap.REPO,
+                        capture_output=True, text=True).stdout.strip()
+
+
 def notes(metas: Dict[str, dict], command: str, stamp: str, seconds: float) -> str:
-  lines = [f'`{command}` ({stamp}; {seconds / 60:.0f} min on {os.cpu_count()} cores).', '']
+  lines = [f'`{command}` ({stamp}, at {revision()}; {seconds / 60:.0f} min on '
+           f'{os.cpu_count()} cores).', '']
   for log, meta in metas.items():
     lines.append(
         f"- {log}: spans {meta['spans']} ({meta['training_rows']:,} rows accepted, "
