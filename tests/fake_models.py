@@ -59,10 +59,13 @@ NO_IMAGE_FEATURES = (
 )
 
 
-def use_features(monkeypatch, fields) -> None:
-  """Makes models/features.py describe `fields` for the rest of a test."""
+def use_features(monkeypatch, fields, csv_format=features.CsvFormat()) -> None:
+  """Makes models/features.py describe `fields`, written in `csv_format` (by default
+  comma-separated with a header), for the rest of a test, whichever log it declares."""
   monkeypatch.setattr(features, 'FEATURES', tuple(fields))
   monkeypatch.setattr(features, 'BY_NAME', {f.name: f for f in fields})
+  monkeypatch.setattr(features, 'CSV_FORMAT', csv_format)
+  monkeypatch.setattr(features, 'LABEL_KEY', features.label_feature().name)
 
 
 def no_image_probability(inputs):

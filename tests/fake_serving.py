@@ -2,8 +2,10 @@
 models/features.py (fake_models.save_raw) whose answer tells which version gave it, and the
 request the client sends for a raw row."""
 import time
+from typing import Optional
 
 import requests
+import tensorflow as tf
 
 from models import features
 from models import serving_layout
@@ -11,16 +13,26 @@ from serving import client
 from tests import fake_models
 
 
+def _carried() -> Optional[str]:
+  """The input whose share shows in the answer: the first NUMERIC field of features.py (the
+  sample log's bid_price), or None for a log without one (then the answer is the version's)."""
+  numeric = features.with_role(features.NUMERIC)
+  return numeric[0].name if numeric else None
+
+
 def answer(version: int, row) -> float:
   """What version `version` predicts for a row: its own constant plus a share of the price,
   so the version that answered and the input that reached it both show."""
-  return version / 1000 + row['bid_price'] / 1000
+  return version / 1000 + (row[_carried()] / 1000 if _carried() else 0.0)
 
 
 def save_version(model_root: str, version: int) -> str:
-  return fake_models.save_raw(
-      serving_layout.version_dir(model_root, version),
-      lambda inputs: version / 1000 + inputs['bid_price'] / 1000)
+  def probability(inputs):
+    batch = tf.shape(next(iter(inputs.values())))
+    share = (tf.cast(inputs[_carried()], tf.float32) / 1000 if _carried() else
+             tf.zeros(batch, tf.float32))
+    return version / 1000 + share
+  return fake_models.save_raw(serving_layout.version_dir(model_root, version), probability)
 
 
 def instance(row) -> dict:
@@ -31,7 +43,7 @@ def instance(row) -> dict:
 
 
 def answered_version(prediction: float, row) -> int:
-  return round((prediction - row['bid_price'] / 1000) * 1000)
+  return round((prediction - answer(0, row)) * 1000)
 
 
 def wait_for(condition, seconds=60):

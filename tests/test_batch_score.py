@@ -23,9 +23,8 @@ from models import signatures
 from tests import fake_models
 from tests import gcs_emulator
 from tests import test_rows
-from tests.test_model import needs_sample_rows
 
-pytestmark = needs_sample_rows
+pytestmark = pytest.mark.sample_fields
 ROWS = 12
 BAD_ID = 'imp-bad'
 

@@ -25,6 +25,10 @@ from tests import gcs_emulator
 from tests.conftest import REPO
 
 
+# A text field of features.py that tells captured rows apart (the sample log's impression_id).
+ID = next(f.name for f in features.serving_features() if f.dtype == 'string')
+
+
 def _instances(raw_rows, n):
   """What the client sends: validated instances (image as b64), n of them."""
   rows = [raw_rows[i % len(raw_rows)] for i in range(n)]
@@ -95,13 +99,13 @@ def test_sampling_keeps_its_share_and_columnar_inputs_are_rows(tmp_path):
   # The model server's parsed request: one array per field, bytes for text.
   inputs = {f.name: np.array([f.default if f.default is not None else b'x'] * n)
             for f in features.serving_features()}
-  inputs['category'] = np.array([b'food'] * n)
+  inputs[ID] = np.array([b'food'] * n)
   capture.record(inputs, np.full((n, 1), 0.125), 5)
   counts = capture.close()
   assert 0.2 * n < counts['written'] < 0.3 * n and counts['dropped'] == 0
   rows = _captured(str(tmp_path), 2)
   assert len(rows) == counts['written']
-  assert {r['category'] for r in rows} == {'food'}
+  assert {r[ID] for r in rows} == {'food'}
   assert {r[capture_lib.PREDICTION_COLUMN] for r in rows} == {'0.125'}
 
 
@@ -110,7 +114,7 @@ def test_unreadable_requests_and_failed_writes_are_counted_not_raised(tmp_path, 
   capture.record(None, [0.1], '1')  # not instances at all
   monkeypatch.setattr(capture_lib._Journal, 'publish',  # pylint: disable=protected-access
                       lambda self: 1 / 0)  # the store refuses the file
-  capture.record([{'category': 'food'}], [0.1], '1')
+  capture.record([{ID: 'food'}], [0.1], '1')
   counts = capture.close()
   assert counts == {'accepted': 1, 'dropped': 2, 'written': 0}
 
@@ -130,7 +134,7 @@ def test_capture_to_gcs(raw_rows, tmp_path):
 _RECORDER = """
 import itertools, sys, threading, time
 from serving import capture as capture_lib
-root, journal_dir, mode, flush_rows = sys.argv[1:]
+root, journal_dir, mode, flush_rows, field = sys.argv[1:]
 if mode == 'stall':
   real_append, calls = capture_lib._Journal.append, []
   def append(self, data, rows):
@@ -143,7 +147,7 @@ capture = capture_lib.Capture(root, span=2, buffer_size=20, sync_rows=5,
                               flush_rows=int(flush_rows), flush_seconds=3600,
                               journal_dir=journal_dir)
 for i in itertools.count():
-  capture.record([{'impression_id': f'imp-{i}', 'category': 'food'}], [0.5], '1')
+  capture.record([{field: f'imp-{i}'}], [0.5], '1')
   print(capture.counts()['accepted'], flush=True)
   time.sleep(0.001)
 """
@@ -159,7 +163,7 @@ def _kill_9_while_recording(root: str, journal_dir: str, mode: str, flush_rows: 
                             rows: int) -> int:
   """Runs _RECORDER until it has recorded `rows` rows, kills it with SIGKILL and returns the
   last count of accepted rows it printed."""
-  recorder = _python('-c', _RECORDER, root, journal_dir, mode, str(flush_rows),
+  recorder = _python('-c', _RECORDER, root, journal_dir, mode, str(flush_rows), ID,
                      stdout=subprocess.PIPE)
   try:
     printed = [recorder.stdout.readline() for _ in range(rows)]
@@ -190,7 +194,7 @@ def test_kill_9_loses_at_most_what_was_in_memory_and_the_next_start_counts_it(
     after = capture_lib.Capture(root, span=2, journal_dir=journal_dir)
     assert after.close() == {'accepted': 0, 'dropped': 0, 'written': 0}
     (dead,) = after.recovered
-    ids = sorted(int(r['impression_id'][4:]) for r in _captured(root, 2))
+    ids = sorted(int(r[ID][4:]) for r in _captured(root, 2))
     # What reached the journal, each row once (a writer that fell behind dropped, and counted,
     # some rows: ids may have gaps).
     assert len(set(ids)) == len(ids) == dead['written']
@@ -216,7 +220,7 @@ def test_a_kill_during_the_first_write_publishes_no_file_and_counts_the_row(tmp_
           '  os.kill(os.getpid(), 9)\n'
           'capture._Journal.append = append\n'
           'c = capture.Capture(sys.argv[1], span=1)\n'
-          'c.record([{"impression_id": "imp-0"}], [0.5], "1")\n'
+          f'c.record([{{{ID!r}: "imp-0"}}], [0.5], "1")\n'
           'c.close()\n')
   assert _python('-c', code, root).wait() == -9
   after = capture_lib.Capture(root, span=1)
@@ -241,11 +245,11 @@ def test_the_journal_is_fsynced_every_sync_rows_rows_or_sync_seconds(tmp_path, m
   by_rows = capture_lib.Capture(str(tmp_path / 'rows'), span=1, sync_rows=3,
                                 sync_seconds=3600, flush_seconds=3600)
   for _ in range(3):
-    by_rows.record([{'category': 'food'}], [0.5], '1')
+    by_rows.record([{ID: 'food'}], [0.5], '1')
   assert synced.get(timeout=60) == 3
   by_time = capture_lib.Capture(str(tmp_path / 'time'), span=1, sync_rows=1000,
                                 sync_seconds=0.1, flush_seconds=3600)
-  by_time.record([{'category': 'food'}], [0.5], '1')
+  by_time.record([{ID: 'food'}], [0.5], '1')
   assert synced.get(timeout=60) == 1
   by_rows.close()
   by_time.close()
@@ -256,9 +260,9 @@ def test_a_process_that_exits_without_close_still_writes_its_rows(tmp_path):
   code = ('import sys\nfrom serving import capture\n'
           'c = capture.Capture(sys.argv[1], span=3, flush_seconds=3600)\n'
           'for i in range(20):\n'
-          '  c.record([{"impression_id": f"imp-{i}"}], [0.5], "1")\n')
+          f'  c.record([{{{ID!r}: f"imp-{{i}}"}}], [0.5], "1")\n')
   assert _python('-c', code, root).wait() == 0
-  assert sorted(r['impression_id'] for r in _captured(root, 3)) == sorted(
+  assert sorted(r[ID] for r in _captured(root, 3)) == sorted(
       f'imp-{i}' for i in range(20))
   assert not glob.glob(f'{root}/span-3/{capture_lib.JOURNAL_PREFIX}*')
 
@@ -266,7 +270,7 @@ def test_a_process_that_exits_without_close_still_writes_its_rows(tmp_path):
 def test_the_next_start_leaves_a_live_writers_journal_alone(tmp_path):
   root = str(tmp_path)
   live = capture_lib.Capture(root, span=1, flush_seconds=3600, sync_rows=1)
-  live.record([{'impression_id': f'imp-{i}'} for i in range(5)], [0.5] * 5, '1')
+  live.record([{ID: f'imp-{i}'} for i in range(5)], [0.5] * 5, '1')
   journal = glob.glob(f'{root}/span-1/{capture_lib.JOURNAL_PREFIX}*{capture_lib.JOURNAL_SUFFIX}')
   deadline = time.monotonic() + 60
   while not journal or len(open(journal[0]).readlines()) < 6:  # the header and 5 rows

@@ -7,8 +7,8 @@ import pytest
 
 from models import features
 from pipeline import check_csv
+from tests import fake_models
 from tests import test_rows
-from tests.test_model import needs_sample_rows
 from tests.testdata.own_csv import features as own_fields
 from tests.testdata.own_csv import tsv_features
 
@@ -20,15 +20,14 @@ GOOD = {'id': '1', 'click': '0', 'hour': '14102100', 'C1': '1005', 'banner_pos':
 
 @pytest.fixture
 def own_fields_in_use(monkeypatch):
-  monkeypatch.setattr(features, 'FEATURES', own_fields.FEATURES)
+  fake_models.use_features(monkeypatch, own_fields.FEATURES)
 
 
 @pytest.fixture
 def tsv_log_in_use(monkeypatch):
   """features.py as tests/testdata/own_csv/tsv_features.py declares it: tab-separated, no
   header, no key, no time."""
-  monkeypatch.setattr(features, 'FEATURES', tsv_features.FEATURES)
-  monkeypatch.setattr(features, 'CSV_FORMAT', tsv_features.CSV_FORMAT)
+  fake_models.use_features(monkeypatch, tsv_features.FEATURES, tsv_features.CSV_FORMAT)
 
 
 def _write(path, rows, header=None, delimiter=',', with_header=True):
@@ -112,7 +111,7 @@ def test_a_time_without_spread(tmp_path, capsys, own_fields_in_use):
 
 
 def test_image_paths_are_checked_when_there_is_an_image_field(tmp_path, capsys, monkeypatch):
-  monkeypatch.setattr(features, 'FEATURES', own_fields.FEATURES + (
+  fake_models.use_features(monkeypatch, own_fields.FEATURES + (
       features.Feature('creative', features.IMAGE, 'bytes', 'Creative.'),))
   (tmp_path / 'images').mkdir()
   (tmp_path / 'images' / 'a.png').write_bytes(b'png')
@@ -156,7 +155,7 @@ def test_what_is_not_a_csv_file_is_named_not_a_crash(tmp_path, capsys, own_field
   assert code == 1 and 'line 1 (the header): contains NUL (byte 1)' in out
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_the_dirty_csv_gets_the_lines_and_reasons_of_example_gen(tmp_path, raw_rows):
   """The CSV with one line of every bad kind (test_rows.write_dirty_csv), as test_example_gen
   runs it through ExampleGen."""

@@ -331,11 +331,13 @@ def test_cli_one_ad(model_server, serving_model_dir, ad, tmp_path, capsys):
 
 
 def test_cli_one_ad_with_user_errors(tmp_path, capsys):
-  code = predict.main(['--ad', str(tmp_path / 'missing.json'), '--image', 'x.png'])
+  image = ['--image', 'x.png'] if features.image_feature() else []
+  code = predict.main(['--ad', str(tmp_path / 'missing.json'), *image])
   assert code == 1
   assert 'cannot read the ad from' in json.loads(capsys.readouterr().out)['message']
-  with pytest.raises(SystemExit):
-    predict.main(['--ad', 'ad.json'])  # argparse explains the usage
+  if image:  # (without an image field, --ad alone is the usage)
+    with pytest.raises(SystemExit):
+      predict.main(['--ad', 'ad.json'])  # argparse explains the usage
 
 
 def test_cli_csv(model_server, serving_model_dir, raw_rows, tmp_path):
@@ -371,7 +373,8 @@ def test_cli_csv_without_the_needed_columns(tmp_path, capsys):
   (tmp_path / 'ads.csv').write_text('ad_id,hour\nad_1,3\n')
   assert predict.main(['--csv', str(tmp_path / 'ads.csv'), '--out', str(tmp_path / 'o.csv')]
                       ) == 1
-  assert 'lacks the column(s) impression_id' in json.loads(capsys.readouterr().out)['message']
+  lacking = next(f.name for f in features.serving_features() if f.name not in ('ad_id', 'hour'))
+  assert f'lacks the column(s) {lacking}' in json.loads(capsys.readouterr().out)['message']
   assert not os.path.exists(tmp_path / 'o.csv')
 
 

@@ -13,6 +13,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from components import data_gate
 from models import features
 from schema import generate
+from tests import fake_models
 
 CODE = 'site_code'  # integer codes, declared a string
 FIELDS = (
@@ -41,7 +42,7 @@ DIRTY_LINES = (
 
 @pytest.fixture
 def schema(monkeypatch):
-  monkeypatch.setattr(features, 'FEATURES', FIELDS)
+  fake_models.use_features(monkeypatch, FIELDS)
   return generate.build_schema()
 
 

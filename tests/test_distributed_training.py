@@ -18,7 +18,6 @@ from models import trainer
 from tests.conftest import raw_row
 from tests.test_model import _raw_args
 from tests.test_model import _write_shards
-from tests.test_model import needs_sample_rows
 
 # Small and fast enough to learn the fixture label (clicked on every 4th row, as `hour` says);
 # with the image tower, which fails on the empty batches of a replica that ran dry.
@@ -88,7 +87,7 @@ def test_a_non_chief_writes_into_a_directory_it_deletes(monkeypatch, tmp_path):
     assert path == target
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 @pytest.mark.slow
 def test_two_workers_train_one_export_as_good_as_one_process(transformed, splits, tmp_path,
                                                              monkeypatch):

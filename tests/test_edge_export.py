@@ -22,9 +22,8 @@ from models import storage
 from pipeline.pipeline import create_pipeline
 from tests import fake_models
 from tests.test_model import needs_image
-from tests.test_model import needs_sample_rows
 
-pytestmark = needs_sample_rows
+pytestmark = pytest.mark.sample_fields
 VERSION = '1767225600'
 GENERATED_ROWS = 1000
 # Calibration far from the identity, so that a wrong input moves the probabilities visibly.

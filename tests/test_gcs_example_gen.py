@@ -18,7 +18,6 @@ from components.image_csv_example_gen import component
 from components.image_csv_example_gen import executor
 from components.image_csv_example_gen import spans
 from components.image_csv_example_gen import splits
-from datagen import generate
 from datagen.generate import generate_span
 from models import data_layout
 from models import features
@@ -30,8 +29,7 @@ BUCKET = 'adclick-test'
 PREFIX = 'ads'
 ROWS = {1: 30, 2: 40, 3: 50}
 
-pytestmark = pytest.mark.skipif(generate.sample_fields_problem() is not None,
-                                reason=str(generate.sample_fields_problem()))
+pytestmark = pytest.mark.sample_fields
 
 
 @pytest.fixture(scope='module')

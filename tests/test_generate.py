@@ -15,8 +15,6 @@ from models import features
 ROWS = 2000
 # The generator writes the sample ad log only; with a features.py of one's own only the test
 # that it says so runs.
-sample_data_only = pytest.mark.skipif(generate.sample_fields_problem() is not None,
-                                      reason=str(generate.sample_fields_problem()))
 
 
 def _read(path):
@@ -72,7 +70,7 @@ def drift_span(tmp_path_factory):
   return root, generate.generate_span(root, 2, 5000, drift=True)
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_layout_header_and_images(normal_span):
   root, summary = normal_span
   span_dir = os.path.join(root, 'span-1')
@@ -91,7 +89,7 @@ def test_layout_header_and_images(normal_span):
   assert len(os.listdir(summary['paths']['images'])) == summary['n_ads']
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_deterministic(tmp_path, normal_span):
   root, summary = normal_span
   again = generate.generate_span(str(tmp_path), 1, ROWS)
@@ -106,7 +104,7 @@ def test_deterministic(tmp_path, normal_span):
   assert not np.array_equal(other_seed.clicked, generate.simulate(ROWS).clicked)
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_ctr_and_domains(normal_span):
   _, summary = normal_span
   cols = _columns(summary['paths']['csv'])
@@ -131,7 +129,7 @@ def test_ctr_and_domains(normal_span):
   assert all(a.startswith('adv_') for a in cols['advertiser'])
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_ground_truth_aligns(normal_span):
   _, summary = normal_span
   cols = _columns(summary['paths']['csv'])
@@ -145,7 +143,7 @@ def test_ground_truth_aligns(normal_span):
   assert probability.mean() == pytest.approx(summary['ctr'], abs=0.01)
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_image_matters():
   sim = generate.simulate(20000, seed=7)
   labels = sim.clicked
@@ -157,7 +155,7 @@ def test_image_matters():
   assert abs(np.corrcoef(sim.image_logit, sim.blind_logit)[0, 1]) < 0.1
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_universe_shared_across_spans():
   one, two = generate.simulate(ROWS, span=1), generate.simulate(ROWS, span=2)
   ads_one, ads_two = set(one.ads.ad_id), set(two.ads.ad_id)
@@ -170,7 +168,7 @@ def test_universe_shared_across_spans():
   assert one.ads.advertiser[i] == two.ads.advertiser[j]
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_consecutive_normal_spans_stay_within_drift_thresholds():
   one, two = generate.simulate(20000, span=1), generate.simulate(20000, span=2)
   for feature in features.FEATURES:
@@ -179,7 +177,7 @@ def test_consecutive_normal_spans_stay_within_drift_thresholds():
       assert distance < feature.drift_threshold, feature.name
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_drift(normal_span, drift_span):
   _, normal = normal_span
   root, drifted = drift_span
@@ -207,7 +205,7 @@ def test_drift(normal_span, drift_span):
   assert all(_opens(p) for p in others)
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_no_drift_artifacts_without_flag(normal_span):
   _, summary = normal_span
   cols = _columns(summary['paths']['csv'])
@@ -215,7 +213,7 @@ def test_no_drift_artifacts_without_flag(normal_span):
   assert all(re.fullmatch(r'ad_\d{5}', a) for a in cols['ad_id'])
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_cli(tmp_path, capsys):
   generate.main(['--root', str(tmp_path), '--rows', '300', '--spans', '1', '2'])
   out = capsys.readouterr().out.splitlines()
@@ -225,7 +223,7 @@ def test_cli(tmp_path, capsys):
     assert os.path.exists(tmp_path / 'ground_truth' / f'span-{span}.csv')
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_impression_time_is_in_the_month_and_matches_hour_and_day():
   sim = generate.simulate(ROWS, span=2)
   start = generate.month_start(2)
@@ -237,7 +235,7 @@ def test_impression_time_is_in_the_month_and_matches_hour_and_day():
   assert len({t.day for t in times}) > 20  # spread over the month
 
 
-@sample_data_only
+@pytest.mark.sample_fields
 def test_new_ads_launch_mid_month():
   span = 2
   sim = generate.simulate(20000, span=span)

@@ -24,7 +24,6 @@ from serving.emulator import server_process
 from tests import fake_serving
 from tests.conftest import encoded_image
 from tests.test_model import needs_image
-from tests.test_model import needs_sample_rows
 
 LIMIT = preprocessing.MAX_IMAGE_PIXELS
 # Over LIMIT, under what TF's own decoders refuse (a PNG of 2^29 pixels): decoded unguarded,
@@ -189,7 +188,7 @@ def _predict(url: str, row: dict, image: bytes) -> requests.Response:
                        json={'instances': [instance]}, timeout=60)
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 @needs_image
 @pytest.mark.parametrize('bomb', [
     lambda: png(BOMB_SIDE, BOMB_SIDE), lambda: _jpeg_claiming(BOMB_SIDE, BOMB_SIDE),

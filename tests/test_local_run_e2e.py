@@ -31,7 +31,6 @@ from components import data_gate
 from components import evaluation_results
 from components.image_csv_example_gen import executor
 from components.image_csv_example_gen import splits
-from datagen import generate
 from models import serving_layout
 from pipeline import cache_keys
 from pipeline import config as config_lib
@@ -40,8 +39,7 @@ from pipeline import run_result
 from pipeline import summary
 from tests import conftest
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
+pytestmark = [pytest.mark.slow, pytest.mark.sample_fields]
 ROWS = 1200  # good rows a span; the bad lines stay under max_rejected_fraction (5 %)
 NOTEBOOK = os.path.join(config_lib.REPO_ROOT, 'notebooks', 'explore_run.ipynb')
 BEFORE_MODEL = ['ImageCsvExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',

@@ -39,6 +39,7 @@ def test_by_cohort_without_a_cohort_key_or_an_empty_group():
   assert np.isnan(model_bench.figures(np.zeros(2), np.array([0.1, 0.2]))['calibration'])
 
 
+@pytest.mark.sample_fields  # a cohort_key field
 def test_new_ads_are_those_absent_from_the_training_rows():
   key = features.cohort_key_feature().name
   month = pd.DataFrame({key: ['a', 'b', 'c', 'a']})
@@ -83,6 +84,7 @@ def _tabular_frame(rng, n):
   return frame, (rng.random(n) < probability).astype(int), probability
 
 
+@pytest.mark.sample_fields  # a closed domain, an open one and a NUMERIC field
 def test_peers_learn_the_tabular_signal_and_accept_unseen_categories():
   rng = np.random.default_rng(0)
   train, train_labels, _ = _tabular_frame(rng, 3000)
@@ -114,6 +116,7 @@ def test_read_examples_decodes_the_tabular_fields(raw_rows, tmp_path):
     assert frame[feature.name].tolist() == pytest.approx([row[feature.name] for row in raw_rows])
 
 
+@pytest.mark.sample_fields  # datagen
 def test_read_month_and_serving_inputs(tmp_path):
   root = str(tmp_path)
   generate_span(root, 1, 200)

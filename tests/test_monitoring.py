@@ -81,6 +81,7 @@ def _main(world, tmp_path, capture_root, span, capsys):
   return code, capsys.readouterr().out
 
 
+@pytest.mark.sample_fields
 def test_lineage_leads_from_the_served_version_to_its_training_data_and_evaluation(world):
   served = lineage_lib.Lineage(lineage_lib.sqlite_config(world.metadata)).served(VERSION)
   assert served.span == 1 and served.statistics_uri and served.eval_examples_uri
@@ -89,6 +90,7 @@ def test_lineage_leads_from_the_served_version_to_its_training_data_and_evaluati
   assert lineage_lib.Lineage(lineage_lib.sqlite_config(world.metadata)).served('42') is None
 
 
+@pytest.mark.sample_fields
 def test_the_lineage_command_says_what_trained_the_served_model(world, capsys):
   served = lineage_lib.Lineage(lineage_lib.sqlite_config(world.metadata)).served(VERSION)
   data, training = served.run.data, served.run.training
@@ -105,6 +107,7 @@ def test_the_lineage_command_says_what_trained_the_served_model(world, capsys):
                            '--metadata-db', world.metadata, '--version', '42']) == 1
 
 
+@pytest.mark.sample_fields
 def test_a_clean_month_passes(world, tmp_path, capsys):
   capture_root = str(tmp_path / 'capture')
   world.capture(capture_root, world.data_root, 1)
@@ -119,6 +122,7 @@ def test_a_clean_month_passes(world, tmp_path, capsys):
   assert 'No threshold broken.' in out
 
 
+@pytest.mark.sample_fields
 def test_a_skewed_stream_is_detected_and_each_field_named(world, tmp_path):
   capture_root = str(tmp_path / 'capture')
   renamed = {'electronics': 'tech'}
@@ -138,6 +142,7 @@ def test_a_skewed_stream_is_detected_and_each_field_named(world, tmp_path):
   assert len(untouched) == 2 and not any(m.broken for m in untouched)
 
 
+@pytest.mark.sample_fields
 def test_a_month_1_model_on_a_drifted_month_is_flagged(world, tmp_path, capsys):
   capture_root = str(tmp_path / 'capture')
   world.capture(capture_root, world.data_root, DRIFTED)
@@ -151,6 +156,7 @@ def test_a_month_1_model_on_a_drifted_month_is_flagged(world, tmp_path, capsys):
   assert (tmp_path / 'out' / 'monitoring' / 'report.html').exists()
 
 
+@pytest.mark.sample_fields  # a captured line of the sample log's fields
 @pytest.mark.parametrize('log_format', [features.CsvFormat(), features.CsvFormat(delimiter='\t')],
                          ids=['log-like-capture', 'tab-separated-log'])
 def test_captured_lines_the_row_rules_refuse_are_left_out_and_counted(tmp_path, monkeypatch,
@@ -211,6 +217,7 @@ def test_the_kubeflow_spec_of_the_check_compiles(tmp_path):
   assert len(kfp_monitor.DAILY_CRON.split()) == 6
 
 
+@pytest.mark.sample_fields
 def test_the_run_summary_line_compares_the_served_model_with_its_promise(world, tmp_path):
   served = lineage_lib.Lineage(lineage_lib.sqlite_config(world.metadata)).served(VERSION)
   promised = quality.promised(served.evaluation_uri)

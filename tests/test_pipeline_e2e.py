@@ -6,7 +6,6 @@ import shutil
 import pytest
 
 import local_runner
-from datagen import generate
 from datagen.generate import generate_span
 from models import model as model_lib
 from pipeline import config as config_lib
@@ -15,8 +14,7 @@ from pipeline import summary
 from tests import fake_models
 from tests.conftest import execution_counts
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
+pytestmark = [pytest.mark.slow, pytest.mark.sample_fields]
 ROWS = 4000
 # Tiny data: a short training budget keeps each run around a minute on 2 cores.
 CONFIG = config_lib.PipelineConfig(hparams=model_lib.HParams(max_epochs=3),

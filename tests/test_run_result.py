@@ -142,6 +142,9 @@ def test_a_stopped_run_says_where_in_one_line(tmp_path):
 
 
 def test_the_eval_split_is_random_without_a_time_field(tmp_path, monkeypatch):
+  # With a TIME field (the sample log's impression_time, or one declared here), out of time.
+  monkeypatch.setattr(features, 'time_feature', lambda: features.Feature(
+      'impression_time', features.TIME, 'int', 'When the ad was shown.'))
   result = _longest(tmp_path)
   assert result.data.split_kind == run_result.OUT_OF_TIME
   assert 'Eval split: 4000 rows, out of time' in summary.render(result)

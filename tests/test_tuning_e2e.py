@@ -6,15 +6,13 @@ import pytest
 
 import local_runner
 from components.evaluation_results import CALIBRATION
-from datagen import generate
 from datagen.generate import generate_span
 from models import model as model_lib
 from pipeline import config as config_lib
 from pipeline import run_result
 from tests.conftest import execution_counts
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    generate.sample_fields_problem() is not None, reason=str(generate.sample_fields_problem()))]
+pytestmark = [pytest.mark.slow, pytest.mark.sample_fields]
 ROWS = 1500
 
 
