@@ -29,6 +29,7 @@ def _output(result, node, type_name):
 
 
 @pytest.mark.slow
+@pytest.mark.sample_fields  # datagen's months
 def test_beam_steps_run_on_worker_processes(tmp_path):
   data, out = str(tmp_path / 'data'), str(tmp_path / 'out')
   for span in (1, 2):  # two months: DataGate's drift check runs its Beam pipeline

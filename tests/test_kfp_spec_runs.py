@@ -24,7 +24,7 @@ from tests import fake_models
 from tests import kfp_local_launcher
 
 # `make test` runs it (CI); `make test-quick` leaves it out; `-m kfp` runs only it.
-pytestmark = [pytest.mark.slow, pytest.mark.kfp]
+pytestmark = [pytest.mark.slow, pytest.mark.kfp, pytest.mark.sample_fields]  # datagen's months
 # A run's time is its tasks' processes (each starts Python and TensorFlow, a Beam task also a
 # worker), not its rows: 800 a span fill the splits and slices and show no false drift.
 ROWS = 800

@@ -244,6 +244,7 @@ def test_scale_lines_divide_by_rows_read_and_the_evaluator_by_eval_rows(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.sample_fields  # datagen's months and its oracle
 def test_scale_mode_on_a_tiny_size(tmp_path, monkeypatch, capsys):
   """One 3,000-row run (1,000 rows a month, one training epoch), the peers on a sample."""
   monkeypatch.setattr(model_bench, 'PEER_ROWS', 1000)
