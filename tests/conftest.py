@@ -38,6 +38,11 @@ SAMPLE_FIELDS_REASON = ("needs the generated sample's fields (models/features.py
 SAMPLE_ROW_FIXTURES = frozenset({'raw_rows'})
 
 
+# For a test of the image path (decoding, the image tower) on a log that has images.
+needs_image = pytest.mark.skipif(features.image_feature() is None,
+                                 reason='models/features.py has no image field')
+
+
 def pytest_configure(config):
   config.addinivalue_line('markers', 'sample_fields: built on the generated sample log\'s fields; '
                           'skipped with a reason when models/features.py declares another log')

@@ -21,7 +21,7 @@ from models import signatures
 from models import storage
 from pipeline.pipeline import create_pipeline
 from tests import fake_models
-from tests.test_model import needs_image
+from tests.conftest import needs_image
 
 pytestmark = pytest.mark.sample_fields
 VERSION = '1767225600'

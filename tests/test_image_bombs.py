@@ -23,7 +23,7 @@ from models import serving_layout
 from serving.emulator import server_process
 from tests import fake_serving
 from tests.conftest import encoded_image
-from tests.test_model import needs_image
+from tests.conftest import needs_image
 
 LIMIT = preprocessing.MAX_IMAGE_PIXELS
 # Over LIMIT, under what TF's own decoders refuse (a PNG of 2^29 pixels): decoded unguarded,
