@@ -388,8 +388,8 @@ independent), so a target such as "oracle - 0.03" can be told apart from the mon
 New ads there: ads (the cohort_key field) absent from the rows the
 month-{n} model trained on (its ExampleGen's train and validation splits). The tuned logistic
 regression and the gradient-boosted tree (benchmarks/peers.py: the LR's C chosen on the
-latest tenth of those rows by time) were trained on those same rows (a uniform sample of
-{peer_rows:,} where there are more).
+latest tenth of those rows by time) were trained on those same rows
+(a uniform sample of {peer_rows:,} where there are more).
 Calibration: mean prediction / mean label. Oracle: the
 generator's true click probabilities."""
 

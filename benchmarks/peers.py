@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from components import evaluation_results
 from models import features
 
-LOGISTIC = 'tuned logistic regression'
+LOGISTIC = 'logistic regression'  # tuned: C chosen on a validation part
 GBDT = 'gradient-boosted tree'
 MIN_FREQUENCY = 5  # rows a value needs for a column (LR) or a code (GBDT) of its own
 MAX_CATEGORIES = 250  # codes per categorical field in the GBDT, the infrequent one included

@@ -199,7 +199,7 @@ def table_lines(log: str, labels: np.ndarray, scorers: Dict[str, Scorer],
   missed = verdict(scorers[MODEL], scorers[peers_lib.LOGISTIC])
   where = f'{log} ({len(labels):,}, {int(labels.sum()):,})'
   notes = {name: [] for name in scorers}
-  notes[peers_lib.LOGISTIC].append(f"C = {meta['lr_c']}")
+  notes[peers_lib.LOGISTIC].append(f"tuned: C = {meta['lr_c']}")
   notes[best].append('best peer')
   if not meta['pushed']:
     notes[MODEL].append('NOT pushed: the gate refused it; the candidate')
