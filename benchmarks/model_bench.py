@@ -33,7 +33,6 @@ import argparse
 import collections
 import dataclasses
 import datetime
-import glob
 import os
 import shutil
 import subprocess
@@ -52,7 +51,7 @@ from tfx.utils import path_utils
 import local_runner
 from benchmarks import auc_interval
 from benchmarks import component_io
-from benchmarks.peers import figures, input_columns, peers, tabular_features
+from benchmarks.peers import figures, input_columns, peers, read_examples, tabular_features
 from components import data_gate
 from components import evaluation_results
 from components.evaluation_results import Estimate
@@ -199,25 +198,6 @@ def predict(model_dir: str, inputs: Dict[str, np.ndarray]) -> np.ndarray:
              for name, spec in specs.items()}
     out.append(serve(**batch)[signatures.PREDICTION_KEY].numpy())
   return np.concatenate(out)
-
-
-def read_examples(examples_uri: str, split_names: Sequence[str]) -> pd.DataFrame:
-  """The tabular fields, label, cohort key and time of some splits of an Examples artifact."""
-  wanted = [f for f in tabular_features() + [features.label_feature(),
-                                             features.cohort_key_feature(),
-                                             features.time_feature()] if f]
-  spec = {f.name: tf.io.FixedLenFeature([], features.tf_dtype(f)) for f in wanted}
-  files = [path for split in split_names
-           for path in sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))]
-  columns = {f.name: [] for f in wanted}
-  for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
-    for name, values in tf.io.parse_example(batch, spec).items():
-      columns[name].append(values.numpy())
-  frame = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
-  for feature in wanted:
-    if feature.dtype == 'string':
-      frame[feature.name] = frame[feature.name].str.decode('utf-8')
-  return frame
 
 
 def new_ads(frame: pd.DataFrame, training: pd.DataFrame) -> Optional[np.ndarray]:

@@ -16,10 +16,13 @@ log's peers).
     categorical splits take at most 255), unseen values missing; numbers as they are,
     missing ones sent down the better branch.
 """
-from typing import Dict, List
+import glob
+import os
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -44,6 +47,26 @@ SEED = 0
 
 def tabular_features() -> List[features.Feature]:
   return list(features.with_role(features.CATEGORICAL, features.INTEGER, features.NUMERIC))
+
+
+def read_examples(examples_uri: str, split_names: Sequence[str]) -> pd.DataFrame:
+  """The tabular fields, label, cohort key and time of some splits of an Examples artifact:
+  the rows a run trained on, for the peers to learn from the same rows."""
+  wanted = [f for f in tabular_features() + [features.label_feature(),
+                                             features.cohort_key_feature(),
+                                             features.time_feature()] if f]
+  spec = {f.name: tf.io.FixedLenFeature([], features.tf_dtype(f)) for f in wanted}
+  files = [path for split in split_names
+           for path in sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))]
+  columns = {f.name: [] for f in wanted}
+  for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
+    for name, values in tf.io.parse_example(batch, spec).items():
+      columns[name].append(values.numpy())
+  frame = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
+  for feature in wanted:
+    if feature.dtype == 'string':
+      frame[feature.name] = frame[feature.name].str.decode('utf-8')
+  return frame
 
 
 def input_columns() -> List[str]:

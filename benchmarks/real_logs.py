@@ -88,22 +88,24 @@ def read_accepted(paths: Sequence[str]):
   return serialized, frame[wanted], refused
 
 
-def score_heldout(data_root: str, heldout: str, output_root: str, out_dir: str) -> None:
+def score_heldout(heldout: str, output_root: str, out_dir: str) -> None:
   """Step 4, run inside the copy: SCORES_FILE and META_FILE under out_dir."""
   from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
   import local_runner  # pylint: disable=import-outside-toplevel
   from models import challenger  # pylint: disable=import-outside-toplevel
-  from models import data_layout  # pylint: disable=import-outside-toplevel
   from models import features  # pylint: disable=import-outside-toplevel
   from monitoring import quality  # pylint: disable=import-outside-toplevel
   from pipeline import run_result  # pylint: disable=import-outside-toplevel
+  from components.image_csv_example_gen import splits  # pylint: disable=import-outside-toplevel
   result = run_result.read(local_runner.metadata_config(output_root))
   if result.training is None:
     raise RuntimeError(f'the run under {output_root} trained no model (failed: '
                        f'{result.failed}); see its run.log')
   model_uri = result.training.model_uri
-  training_paths = [data_layout.ads_csv(data_root, span) for span in result.data.spans]
-  _, training, training_refused = read_accepted(training_paths)
+  # The peers learn from the rows the model learnt from: the run's train split, and its
+  # validation split (the model's early stopping and calibration; the LR's choice of C).
+  training = peers_lib.read_examples(result.data.examples_uri,
+                                     (splits.TRAIN, splits.VALIDATION))
   serialized, rows, heldout_refused = read_accepted([heldout])
   labels = rows[features.LABEL_KEY].to_numpy()
   scores = {MODEL: quality.score(path_utils.serving_model_path(model_uri), serialized)}
@@ -127,7 +129,7 @@ def score_heldout(data_root: str, heldout: str, output_root: str, out_dir: str) 
       'challenger_margin': (evaluation.challenger.margin_words()
                             if evaluation and evaluation.challenger else None),
       'split_kind': result.data.split_kind, 'spans': result.data.spans,
-      'training_rows': len(training), 'training_refused': training_refused,
+      'training_rows': len(training),
       'heldout_refused': heldout_refused, 'lr_c': fitted_c}
   with open(os.path.join(out_dir, META_FILE), 'w') as f:
     json.dump(meta, f, indent=2)
@@ -231,7 +233,7 @@ def _in_copy(repo: str, *argv: str, log_path: Optional[str] = None) -> None:
                        f'see {log_path}')
 
 
-def run_log(log: str, work: str) -> dict:
+def run_log(log: str, work: str, settings: Sequence[str] = ()) -> dict:
   """Steps 1-4 for one log under <work>/<log>; its labels, scores and meta."""
   root = os.path.abspath(os.path.join(work, log))
   shutil.rmtree(root, ignore_errors=True)  # a rerun starts afresh: no served model, no cache
@@ -246,14 +248,15 @@ def run_log(log: str, work: str) -> dict:
   started = time.time()
   try:
     _in_copy(repo, 'local_runner.py', '--data-root', converted.data_root,
-             '--output-root', output_root, log_path=log_path)
+             '--output-root', output_root,
+             *[arg for setting in settings for arg in ('--set', setting)], log_path=log_path)
   except RuntimeError as e:  # a run the gate refused still trained a model to score
     print(f'[{log}] {e}', flush=True)
   seconds = time.time() - started
   print(f'[{log}] pipeline {seconds:.0f} s; scoring the held-out rows and fitting the '
         'peers ...', flush=True)
-  _in_copy(repo, '-m', 'benchmarks.real_logs', '--score', converted.data_root,
-           converted.heldout, output_root, root, log_path=log_path)
+  _in_copy(repo, '-m', 'benchmarks.real_logs', '--score', converted.heldout, output_root, root,
+           log_path=log_path)
   with np.load(os.path.join(root, SCORES_FILE)) as saved:
     scores = {name: saved[name] for name in saved.files}
   with open(os.path.join(root, META_FILE)) as f:
@@ -273,14 +276,14 @@ def notes(metas: Dict[str, dict], command: str, stamp: str, seconds: float) -> s
            f'{os.cpu_count()} cores).', '']
   for log, meta in metas.items():
     lines.append(
-        f"- {log}: spans {meta['spans']} ({meta['training_rows']:,} rows accepted, "
-        f"{meta['training_refused']} refused; {meta['heldout_refused']} held-out rows "
-        f"refused), {meta['split_kind']} eval split; pipeline {meta['pipeline_seconds']:.0f} s; "
+        f"- {log}: spans {meta['spans']} ({meta['training_rows']:,} rows in the train and "
+        f"validation splits; {meta['heldout_refused']} held-out rows refused), "
+        f"{meta['split_kind']} eval split; pipeline {meta['pipeline_seconds']:.0f} s; "
         f"the run's own eval-split AUC {meta['eval_split_auc'] or float('nan'):.4f}, margin "
         f"over its challenger {meta['challenger_margin']}; "
         + ('pushed.' if meta['pushed'] else f"NOT pushed: {'; '.join(meta['reasons'])}."))
-  lines += ['', 'Peers (benchmarks/peers.py) fitted on every row the run was given (its '
-            'train, validation and eval splits); base rate: their label rate. Calibration: '
+  lines += ['', 'Peers (benchmarks/peers.py) fitted on the rows the model learnt from (the '
+            "run's train and validation splits); base rate: their label rate. Calibration: "
             'mean prediction / label rate. Intervals: 400 paired bootstrap resamples of rows '
             '(components/evaluation_results.py).']
   return '\n'.join(lines)
@@ -293,7 +296,10 @@ def main(argv=None):
                       help=f'comma-separated, of {", ".join(LOGS)}')
   parser.add_argument('--out', help='also write the markdown table and notes here')
   parser.add_argument('--work', default=WORK, help='where each log is converted and run')
-  parser.add_argument('--score', nargs=4, metavar=('DATA_ROOT', 'HELDOUT', 'OUTPUT_ROOT', 'DIR'),
+  parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                      help="passed to every run's local_runner.py (pipeline/options.py), e.g. "
+                           'hparams.wide=true; the product\'s defaults without it')
+  parser.add_argument('--score', nargs=3, metavar=('HELDOUT', 'OUTPUT_ROOT', 'DIR'),
                       help=argparse.SUPPRESS)  # step 4, inside a log's copy
   args = parser.parse_args(argv)
   if args.score:
@@ -310,7 +316,7 @@ def main(argv=None):
   lines, metas = [], {}
   for log in logs:
     try:
-      done = run_log(log, args.work)
+      done = run_log(log, args.work, args.set)
     except RuntimeError as e:  # the other logs' figures still count
       lines.append([log, f'FAILED: {e}'] + [''] * (len(HEADER) - 2))
       continue
