@@ -21,13 +21,12 @@ from models import model as model_lib
 from models import preprocessing
 from models import signatures
 from models import trainer
-from tests.test_model import _as_example_gen_writes, _write_shards, needs_sample_rows
+from tests.test_model import _as_example_gen_writes, _write_shards
 
 # The fixture rows (tests/conftest.py raw_row) are clicked when i % 4 == 0, and their hour is
 # i % 24: the clicks are exactly the hours 0, 4, 8, ..., a signal one-hot LR can hold.
 
 
-@needs_sample_rows
 def test_it_is_one_weight_per_id_and_per_numeric_and_a_bias(transformed):
   output = tft.TFTransformOutput(transformed[0])
   model = challenger.build_model(output, 1e-3)
@@ -50,7 +49,6 @@ def test_it_is_one_weight_per_id_and_per_numeric_and_a_bias(transformed):
 
 
 @pytest.mark.slow  # ~25 s alone: loading the Transform graph, tracing, saving
-@needs_sample_rows
 def test_the_trainer_fits_it_on_the_rows_and_exports_it_beside_the_serving_model(
     transformed, raw_rows, tmp_path, monkeypatch):
   rows_dir = tmp_path / 'rows'

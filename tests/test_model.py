@@ -7,21 +7,15 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from datagen import generate
 from models import challenger
 from models import features
 from models import model as model_lib
 from models import preprocessing
 from models import signatures
 from models import trainer
+from tests.conftest import needs_image
 from tests.conftest import to_example
 
-# The fixture rows (tests/conftest.py raw_row) are rows of the sample ad log.
-needs_sample_rows = pytest.mark.skipif(
-    generate.sample_fields_problem() is not None,
-    reason=f'the fixture rows are the sample log\'s: {generate.sample_fields_problem()}')
-needs_image = pytest.mark.skipif(features.image_feature() is None,
-                                 reason='models/features.py has no image field')
 # Calibration values far from the identity, so their effect on the served output shows.
 SCALE, BIAS = 0.5, -1.5
 
@@ -75,7 +69,7 @@ def exported(transformed, tmp_path_factory):
   return Exported(model, output, tf.saved_model.load(path))
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 @needs_image
 def test_tabular_only_variant_has_no_image_input(transformed):
   output = tft.TFTransformOutput(transformed[0])
@@ -86,13 +80,13 @@ def test_tabular_only_variant_has_no_image_input(transformed):
   assert image_input in full.input_names
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_signatures_exported(exported):
   assert set(exported.loaded.signatures) == {
       signatures.SERVING_SIGNATURE, signatures.EXAMPLES_SIGNATURE, signatures.TRANSFORM_SIGNATURE}
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_serving_default_is_the_calibrated_keras_model_on_raw_fields(exported, raw_rows):
   rows = raw_rows[:5]
   serve = exported.loaded.signatures[signatures.SERVING_SIGNATURE]
@@ -108,7 +102,7 @@ def test_serving_default_is_the_calibrated_keras_model_on_raw_fields(exported, r
   assert np.abs(served - _sigmoid(logits)).max() > 0.05  # calibration did change the output
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_serving_examples_matches_serving_default(exported, raw_rows):
   rows = raw_rows[:4]
   label = features.label_feature().name
@@ -121,7 +115,7 @@ def test_serving_examples_matches_serving_default(exported, raw_rows):
   np.testing.assert_allclose(from_examples, from_raw, rtol=1e-5)
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_transform_signature_outputs_model_inputs(exported, raw_rows):
   serialized = [_as_example_gen_writes(r).SerializeToString() for r in raw_rows[:2]]
   out = exported.loaded.signatures[signatures.TRANSFORM_SIGNATURE](
@@ -133,7 +127,7 @@ def test_transform_signature_outputs_model_inputs(exported, raw_rows):
         2, features.IMAGE_SIZE, features.IMAGE_SIZE, 3)
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 @needs_image
 def test_serving_rejects_undecodable_image(exported, raw_rows):
   args = _raw_args(raw_rows[:1])
@@ -158,7 +152,7 @@ class _WithMissingIndicators:
     return getattr(self._output, name)
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_inputs_take_the_missing_indicators_the_graph_outputs_as_dense_floats(transformed):
   output = tft.TFTransformOutput(transformed[0])
   found = model_lib.build_inputs(_WithMissingIndicators(output), use_image=False)
@@ -175,7 +169,7 @@ def test_inputs_take_the_missing_indicators_the_graph_outputs_as_dense_floats(tr
     assert missing <= set(model.input_names)
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_wide_adds_the_challengers_linear_part_regularised_as_the_challenger(transformed):
   output = tft.TFTransformOutput(transformed[0])
   hparams = model_lib.HParams(use_image=False)
@@ -197,7 +191,7 @@ def test_wide_adds_the_challengers_linear_part_regularised_as_the_challenger(tra
     model_lib.build_model(output, dataclasses.replace(hparams, wide=True))
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_embedding_l2_regularises_every_embedding_of_the_deep_part(transformed):
   output = tft.TFTransformOutput(transformed[0])
   model = model_lib.build_model(output, model_lib.HParams(use_image=False, embedding_l2=1e-3))
@@ -288,7 +282,7 @@ def _write_shards(directory, rows, shards=4):
         writer.write(_as_example_gen_writes(row).SerializeToString())
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_training_streams_the_shards_in_a_new_order_every_epoch(transformed, raw_rows, tmp_path,
                                                                  monkeypatch):
   _write_shards(tmp_path, raw_rows)
@@ -327,7 +321,7 @@ def test_training_streams_the_shards_in_a_new_order_every_epoch(transformed, raw
   assert len({tuple(order) for order in opened}) > 1
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_training_holds_no_copy_of_the_split(transformed, raw_rows, tmp_path):
   """Each epoch reads the files again: the rows are streamed, not cached in memory."""
   _write_shards(tmp_path, raw_rows[:32])
@@ -352,7 +346,7 @@ def test_an_epoch_is_a_pass_or_epoch_rows_whichever_is_fewer():
   assert trainer.steps_per_epoch(10 ** 7, hparams) == 8  # whatever the rows
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_past_epoch_rows_training_streams_on_and_counts_its_rows(transformed, raw_rows, tmp_path):
   """The row count is read from the files; past epoch_rows the stream repeats (Keras stops each
   epoch after its steps), below it one pass is an epoch."""

@@ -10,6 +10,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from models import features
 from models import preprocessing
 from schema import generate as schema_generate
+from tests.conftest import needs_image
 
 # The fixture rows (tests/conftest.py raw_row) are rows of the sample ad log: the tests on
 # them are skipped on another log's features.py (conftest marks them sample_fields).
@@ -30,7 +31,7 @@ def test_every_model_feature_is_transformed(transformed):
   assert set(data[0]) == expected
 
 
-@pytest.mark.skipif(features.image_feature() is None, reason='features.py has no image field')
+@needs_image
 def test_image_is_decoded_resized_and_scaled(transformed):
   _, data = transformed
   image = np.asarray(data[0][features.transformed_name(features.image_feature().name)])

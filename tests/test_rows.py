@@ -18,7 +18,6 @@ from models import features
 from models import preprocessing
 from models import rows
 from tests import test_image_bombs
-from tests.test_model import needs_sample_rows
 from tests.testdata.own_csv import tsv_features
 
 
@@ -344,7 +343,7 @@ def test_format_advice_names_the_delimiter_and_the_missing_header(tmp_path, monk
     rows.check_headers([str(tmp_path / 'bare.tsv')])
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_the_row_parser_names_every_dirty_line(tmp_path, raw_rows):
   header = list(features.csv_columns())
   good = sample_cells(raw_rows[:4], str(tmp_path))
@@ -359,7 +358,7 @@ def test_the_row_parser_names_every_dirty_line(tmp_path, raw_rows):
   assert sum(r is None for r in found.values()) == len(good) + 1
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_each_creative_is_loaded_once_while_the_cache_holds_it(tmp_path, raw_rows, monkeypatch):
   """3,000 ads' creatives met in random order, twice over (more than the 2,048 entries of a
   count-bounded cache): each is read and checked once; a cache too small for them, again."""
@@ -382,7 +381,7 @@ def test_each_creative_is_loaded_once_while_the_cache_holds_it(tmp_path, raw_row
   assert len(loads) > 3000
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_an_empty_image_path_is_refused(tmp_path, raw_rows):
   header = list(features.csv_columns())
   [cells] = sample_cells(raw_rows[:1], str(tmp_path))
@@ -391,7 +390,7 @@ def test_an_empty_image_path_is_refused(tmp_path, raw_rows):
       cells))) == (None, f'{features.IMAGE_PATH_COLUMN}: required value is empty')
 
 
-@needs_sample_rows
+@pytest.mark.sample_fields
 def test_without_images_the_creative_is_neither_read_nor_in_the_example(tmp_path, raw_rows):
   header = list(features.csv_columns())
   [cells] = sample_cells(raw_rows[:1], str(tmp_path))
