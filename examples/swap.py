@@ -27,20 +27,28 @@ def features_with_own_fields(original: str, own: str) -> str:
                    lines[fields_end:]) + '\n'
 
 
-def repository_files():
-  """The files of the checkout that git neither ignores nor lost (tracked or new)."""
-  listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
-                          cwd=REPO, check=True, capture_output=True).stdout.decode()
+def repository_files(*patterns: str) -> list:
+  """The repository's files as a checkout holds them: every file git neither ignores nor
+  lost (tracked or new; the image's `COPY . .` takes the same, .dockerignore mirrors
+  .gitignore), relative to REPO, optionally only those matching git pathspecs `patterns`."""
+  listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard',
+                           *patterns], cwd=REPO, check=True, capture_output=True).stdout.decode()
   return [path for path in filter(None, listed.split('\0'))
           if os.path.isfile(os.path.join(REPO, path))]
+
+
+def copy_repository(destination: str) -> str:
+  """A copy of repository_files() under destination (which is returned)."""
+  for path in repository_files():
+    os.makedirs(os.path.dirname(os.path.join(destination, path)), exist_ok=True)
+    shutil.copy2(os.path.join(REPO, path), os.path.join(destination, path))
+  return destination
 
 
 def copy_with_fields(destination: str, own_fields: str) -> str:
   """A copy of the repository under `destination` (returned) whose models/features.py has
   the fields of `own_fields` (a features.py variant's path)."""
-  for path in repository_files():
-    os.makedirs(os.path.dirname(os.path.join(destination, path)), exist_ok=True)
-    shutil.copy2(os.path.join(REPO, path), os.path.join(destination, path))
+  copy_repository(destination)
   features_path = os.path.join(destination, FEATURES_PY)
   with open(features_path) as f, open(own_fields) as own:
     text = features_with_own_fields(f.read(), own.read())

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from PIL import Image
 import pytest
 
 from datagen import generate
+from examples.swap import copy_repository, repository_files  # noqa: F401 (the tests' helpers)
 from models import features
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,24 +74,6 @@ def execution_counts(output_root: str) -> dict:
   store = metadata_store.MetadataStore(local_runner.metadata_config(output_root))
   return {t.name.rsplit('.', 1)[-1]: len(store.get_executions_by_type(t.name))
           for t in store.get_execution_types()}
-
-
-def repository_files(*patterns: str) -> list:
-  """The repository's files as a checkout holds them: every file git neither ignores nor
-  lost (tracked or new; the image's `COPY . .` takes the same, .dockerignore mirrors
-  .gitignore), relative to REPO, optionally only those matching git pathspecs `patterns`."""
-  listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard',
-                           *patterns], cwd=REPO, check=True, capture_output=True).stdout.decode()
-  return [path for path in filter(None, listed.split('\0'))
-          if os.path.isfile(os.path.join(REPO, path))]
-
-
-def copy_repository(destination: str) -> str:
-  """A copy of repository_files() under destination (which is returned)."""
-  for path in repository_files():
-    os.makedirs(os.path.dirname(os.path.join(destination, path)), exist_ok=True)
-    shutil.copy2(os.path.join(REPO, path), os.path.join(destination, path))
-  return destination
 
 
 def encoded_image(image_format: str, size=(8, 8), color=(200, 30, 30), **options) -> bytes:

@@ -152,6 +152,29 @@ def test_503_is_retried(ad, stub):
   assert [m for m, _ in handler.seen] == ['GET', 'POST', 'POST', 'POST']
 
 
+def test_a_missing_value_with_a_missing_indicator_is_sent_as_nan(monkeypatch, stub):
+  """features.py: an optional float without default is NaN when missing, and the request
+  carries JSON's NaN, which TF Serving's REST API reads (requests' json= refused it)."""
+  fake_models.use_features(monkeypatch, [
+      features.Feature('code', features.CATEGORICAL, 'string', 'A code.'),
+      features.Feature('count', features.NUMERIC, 'float', 'Often empty.', required=False),
+      features.Feature('click', features.LABEL, 'int', 'Clicked.', value_range=(0, 1))])
+  url, handler = stub
+  bodies = []
+
+  def answer(self):
+    if self.command == 'POST':
+      bodies.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
+    _Stub._answer(self)
+
+  monkeypatch.setattr(_Stub, 'do_POST', answer)
+  handler.script = [(200, _STATUS, 0), (200, {'predictions': [0.25]}, 0)]
+  outcome = client_lib.Client(url).predict({'code': 'a'})
+  assert outcome['success'], outcome
+  [body] = bodies
+  assert body['instances'][0]['code'] == 'a' and np.isnan(body['instances'][0]['count'])
+
+
 def test_retries_are_bounded(ad, stub):
   url, handler = stub
   handler.script = [(200, _STATUS, 0)] + [(503, {'error': 'busy'}, 0)] * 5

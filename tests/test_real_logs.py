@@ -138,6 +138,7 @@ def _tabular(rng, n: int) -> pd.DataFrame:
   return frame, labels
 
 
+@pytest.mark.sample_fields  # _tabular draws the sample's fields
 def test_the_validation_part_is_the_latest_tenth_by_time_else_a_seeded_random_tenth():
   frame, _ = _tabular(np.random.default_rng(0), 200)
   time = frame[features.time_feature().name]
@@ -149,6 +150,7 @@ def test_the_validation_part_is_the_latest_tenth_by_time_else_a_seeded_random_te
   assert set(time[random]) != set(range(180, 200))
 
 
+@pytest.mark.sample_fields  # _tabular draws the sample's fields
 def test_the_tuned_lr_picks_c_by_log_loss_on_the_validation_part_and_refits_on_all():
   frame, labels = _tabular(np.random.default_rng(1), 400)
   chosen = peers.validation_rows(frame)
