@@ -6,6 +6,7 @@ components/ and pipeline/resources.py, set with --set, arrive where the componen
 import argparse
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -16,6 +17,7 @@ from models import preprocessing
 from models import tuner
 from pipeline import config as config_lib
 from pipeline import options
+from tests import conftest
 from pipeline import resources
 from pipeline.pipeline import create_pipeline
 
@@ -100,3 +102,16 @@ def test_the_default_search_covers_hparams_fields():
 def test_bad_tunables_are_refused_in_words(item, message):
   with pytest.raises(ValueError, match=message):
     _config(item)
+
+
+def test_the_small_log_settings_file_names_known_fields():
+  """examples/small_log.json (the levers measured on the real logs, docs/benchmarks.md) stays a
+  valid --config file as the config's fields change."""
+  parser = argparse.ArgumentParser()
+  options.add_run_options(parser)
+  path = os.path.join(conftest.REPO, 'examples', 'small_log.json')
+  config = options.config_from_args(parser.parse_args(['--config', path]))
+  with open(path) as f:
+    for name, value in json.load(f).items():
+      section, field = name.split('.')
+      assert getattr(getattr(config, section), field) == value
