@@ -52,14 +52,23 @@ def tabular_features() -> List[features.Feature]:
 def read_examples(examples_uri: str, split_names: Sequence[str]) -> pd.DataFrame:
   """The tabular fields, label, cohort key and time of some splits of an Examples artifact:
   the rows a run trained on, for the peers to learn from the same rows."""
+  files = [path for split in split_names
+           for path in sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))]
+  return examples_frame(tf.data.TFRecordDataset(files, compression_type='GZIP'))
+
+
+def examples_frame(serialized) -> pd.DataFrame:
+  """The tabular fields, label, cohort key and time of serialized tf.Examples (a dataset or
+  a list), as the peers read them: the same decoding for the rows they learn from and the
+  rows they score (missing values as the row rules filled them in)."""
   wanted = [f for f in tabular_features() + [features.label_feature(),
                                              features.cohort_key_feature(),
                                              features.time_feature()] if f]
   spec = {f.name: tf.io.FixedLenFeature([], features.tf_dtype(f)) for f in wanted}
-  files = [path for split in split_names
-           for path in sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))]
   columns = {f.name: [] for f in wanted}
-  for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
+  dataset = serialized if isinstance(serialized, tf.data.Dataset) else (
+      tf.data.Dataset.from_tensor_slices(tf.constant(serialized, tf.string)))
+  for batch in dataset.batch(4096):
     for name, values in tf.io.parse_example(batch, spec).items():
       columns[name].append(values.numpy())
   frame = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})

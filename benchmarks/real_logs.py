@@ -62,32 +62,6 @@ CALIBRATION_TOLERANCE = 0.1  # calibration within 1 +- this
 
 # ------------------------------------------------------------------ in the copy (the log's fields)
 
-def read_accepted(paths: Sequence[str]):
-  """The rows of `paths` the pipeline's row rules accept (models/rows.py, in the log's CSV
-  format): (serialized tf.Examples, a frame of the peers' columns and the label, rows
-  refused). Empty numeric cells are NaN in the frame (the LR's missing indicators)."""
-  import pandas as pd  # pylint: disable=import-outside-toplevel
-  from models import features  # pylint: disable=import-outside-toplevel
-  from models import rows  # pylint: disable=import-outside-toplevel
-  serialized, cells, refused = [], [], 0
-  for path in paths:
-    header = rows.read_header(path)
-    parser = rows.RowParser(header, images=False)
-    for record in rows.data_records(path):
-      example, refusal = parser.parse(path, record)
-      if refusal:
-        refused += 1
-        continue
-      serialized.append(example.SerializeToString())
-      cells.append(record.cells)
-  frame = pd.DataFrame(cells, columns=header)
-  wanted = peers_lib.input_columns() + [features.LABEL_KEY]
-  for name in wanted:
-    if features.BY_NAME[name].dtype in ('int', 'float'):
-      frame[name] = pd.to_numeric(frame[name], errors='coerce')
-  return serialized, frame[wanted], refused
-
-
 def score_heldout(heldout: str, output_root: str, out_dir: str) -> None:
   """Step 4, run inside the copy: SCORES_FILE and META_FILE under out_dir."""
   from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
@@ -106,8 +80,8 @@ def score_heldout(heldout: str, output_root: str, out_dir: str) -> None:
   # validation split (the model's early stopping and calibration; the LR's choice of C).
   training = peers_lib.read_examples(result.data.examples_uri,
                                      (splits.TRAIN, splits.VALIDATION))
-  serialized, rows, heldout_refused = read_accepted([heldout])
-  labels = rows[features.LABEL_KEY].to_numpy()
+  serialized, labels, heldout_refused = quality.accepted_examples(heldout)
+  rows = peers_lib.examples_frame(serialized)
   scores = {MODEL: quality.score(path_utils.serving_model_path(model_uri), serialized)}
   if os.path.isdir(challenger.challenger_dir(model_uri)):
     scores[CHALLENGER] = quality.score(challenger.challenger_dir(model_uri), serialized)

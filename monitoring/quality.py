@@ -88,7 +88,12 @@ def decay(observed: Dict[str, float], promised_metrics: Dict[str, float],
 def labelled_examples(data_root: str, span: int) -> Tuple[List[bytes], np.ndarray, int]:
   """(serialized tf.Examples, labels, rows left out) of a labelled month, read by the row
   rules ExampleGen applies (models/rows.py)."""
-  csv_path = data_layout.ads_csv(data_root, span)
+  return accepted_examples(data_layout.ads_csv(data_root, span))
+
+
+def accepted_examples(csv_path: str) -> Tuple[List[bytes], np.ndarray, int]:
+  """(serialized tf.Examples, labels, rows left out) of one labelled file in the log's
+  format, read by the row rules ExampleGen applies (models/rows.py)."""
   parser = rows.RowParser(rows.check_headers([csv_path]))
   examples, labels, rejected = [], [], 0
   for record in rows.data_records(csv_path):
